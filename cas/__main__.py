@@ -1,0 +1,7 @@
+"""`python -m fscas` runs the CLI."""
+
+import sys
+
+from fscas.cli import main
+
+sys.exit(main())

@@ -1,0 +1,134 @@
+"""`fscas manifest ...`: snapshot, diff, merge, show."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from typing import Any
+
+from fscas.cli_output import emit_json, progress_bar, warn
+from fscas.errors import ManifestError, SnapshotError
+from fscas.files import atomic_write_bytes
+from fscas.manifests import ManifestDiff, decode, diff_tree, encode, manifest_hash, merge, snapshot
+
+__all__ = ["add_manifest_commands"]
+
+
+def add_manifest_commands(groups: Any) -> None:
+    """Register `fscas manifest` and its subcommands."""
+    group = groups.add_parser("manifest", help="snapshot, diff, merge and show manifests")
+    sub = group.add_subparsers(dest="command", metavar="COMMAND", required=True)
+
+    p = sub.add_parser("snapshot", help="hash a folder into a manifest")
+    p.add_argument("root")
+    p.add_argument("-o", "--output", help="write the manifest here (default: stdout)")
+    _add_filters(p)
+    p.add_argument("--no-cache", action="store_true", help="do not use or update the hash cache")
+    p.add_argument("--json", action="store_true", help="print a JSON summary only")
+    p.set_defaults(handler=_snapshot)
+
+    p = sub.add_parser("diff", help="compare a folder with a manifest")
+    p.add_argument("root")
+    p.add_argument("manifest")
+    _add_filters(p)
+    p.add_argument("--exact", action="store_true", help="compare hashes, not size and mtime")
+    p.add_argument("--json", action="store_true")
+    p.set_defaults(handler=_diff)
+
+    p = sub.add_parser("merge", help="merge manifests, later ones win")
+    p.add_argument("manifests", nargs="+")
+    p.add_argument("-o", "--output", required=True)
+    p.add_argument("--json", action="store_true")
+    p.set_defaults(handler=_merge)
+
+    p = sub.add_parser("show", help="print a manifest's entries")
+    p.add_argument("file")
+    p.add_argument("--json", action="store_true")
+    p.set_defaults(handler=_show)
+
+
+def _add_filters(p: argparse.ArgumentParser) -> None:
+    p.add_argument("-i", "--include", action="append", default=[], metavar="GLOB",
+                   help="only files matching GLOB (relative to ROOT; ** spans folders)")
+    p.add_argument("-e", "--exclude", action="append", default=[], metavar="GLOB",
+                   help="leave out files matching GLOB; DIR/** prunes a folder")
+
+
+def _read_manifest(path: str) -> Any:
+    try:
+        with open(path, "rb") as f:
+            data = f.read()
+    except OSError as e:
+        raise ManifestError(f"{path}: cannot read manifest: {e.strerror}") from e
+    try:
+        return decode(data)
+    except ManifestError as e:
+        raise ManifestError(f"{path}: {e}") from e
+
+
+def _snapshot(args: argparse.Namespace) -> int:
+    skipped: list[dict[str, str]] = []
+    def on_skip(rel: str, why: str) -> None:
+        skipped.append({"path": rel, "reason": why})
+        if not args.json:
+            warn(f"skipped {rel}: {why}")
+    with progress_bar("hashing") as bar:
+        m = snapshot(args.root, include=args.include, exclude=args.exclude,
+                     hash_cache=False if args.no_cache else None, on_skip=on_skip, progress=bar)
+    if not m.paths:
+        raise SnapshotError(f"{args.root}: no files to snapshot (an empty manifest cannot be read back)")
+    data = encode(m)
+    if args.output:
+        atomic_write_bytes(args.output, data)
+    elif not args.json:
+        sys.stdout.buffer.write(data)
+        sys.stdout.buffer.flush()
+    if args.json:
+        summary: dict[str, Any] = {"root": args.root, "output": args.output, "hash": manifest_hash(data),
+                                   "files": len(m.paths), "total_size": m.total_size, "skipped": skipped}
+        if not args.output:
+            summary["manifest"] = data.decode("ascii")
+        emit_json(summary)
+    return 0
+
+
+def _diff_json(d: ManifestDiff) -> dict[str, list[str]]:
+    return {"new": list(d.new), "modified": list(d.modified), "deleted": list(d.deleted)}
+
+
+def _diff(args: argparse.Namespace) -> int:
+    m = _read_manifest(args.manifest)
+    d = diff_tree(args.root, m, exact=args.exact, include=args.include, exclude=args.exclude,
+                  on_skip=None if args.json else (lambda rel, why: warn(f"skipped {rel}: {why}")))
+    if args.json:
+        emit_json(_diff_json(d))
+    else:
+        for mark, paths in (("+", d.new), ("M", d.modified), ("-", d.deleted)):
+            for p in paths:
+                print(f"{mark} {p}")
+    return 0
+
+
+def _merge(args: argparse.Namespace) -> int:
+    m = merge(*(_read_manifest(p) for p in args.manifests))
+    data = encode(m)
+    atomic_write_bytes(args.output, data)
+    if args.json:
+        emit_json({"output": args.output, "hash": manifest_hash(data), "files": len(m.paths),
+                   "total_size": m.total_size})
+    else:
+        print(f"{args.output}: {len(m.paths)} files, {m.total_size} bytes, hash {manifest_hash(data)}")
+    return 0
+
+
+def _show(args: argparse.Namespace) -> int:
+    m = _read_manifest(args.file)
+    if args.json:
+        emit_json({"hashAlg": m.hash_alg, "manifestVersion": m.version, "totalSize": m.total_size,
+                   "paths": [{"path": p.path, "hash": p.hash, "size": p.size, "mtime": p.mtime}
+                             for p in m.paths]})
+        return 0
+    for p in m.paths:
+        print(f"{p.hash}  {p.size:>12}  {p.path}")
+    print(f"{len(m.paths)} files, {m.total_size} bytes", file=sys.stderr)
+    return 0

@@ -1,0 +1,102 @@
+"""Content hashing: xxh3_128, seed 0, 32 lowercase hex (reference/deadline-job-attachments.md §2)."""
+
+from __future__ import annotations
+
+import os
+import stat as stat_mod
+
+import attrs
+import xxhash
+
+from fscas.errors import SnapshotError
+
+__all__ = ["EMPTY_HASH", "FileDigest", "hash_bytes", "hash_open_file", "hash_path"]
+
+#: xxh3_128(b"") — the CAS key of every empty file.
+EMPTY_HASH = "99aa06d3014798d86001c324468d497f"
+#: Reads of 1 MiB: large enough that xxhash (which releases the GIL) and the read syscall dominate,
+#: small enough to keep peak memory per thread trivial. Deadline reads 8 KiB (§2).
+CHUNK = 1 << 20
+#: Files at most this large are read with one os.read call.
+SMALL = 256 << 10
+
+
+def hash_bytes(data: bytes | bytearray | memoryview) -> str:
+    """Return the xxh3_128 hex digest of `data`."""
+    return xxhash.xxh3_128_hexdigest(data)
+
+
+@attrs.frozen(slots=True)
+class FileDigest:
+    """A file's hash with the stat it was taken under (from `fstat` on the open descriptor)."""
+
+    hash: str
+    size: int
+    mtime_ns: int
+    ctime_ns: int
+    inode: int
+    dev: int
+
+
+def _same(a: os.stat_result, b: os.stat_result) -> bool:
+    return (a.st_size, a.st_mtime_ns, a.st_ctime_ns, a.st_ino) == (b.st_size, b.st_mtime_ns, b.st_ctime_ns, b.st_ino)
+
+
+def hash_open_file(fd: int, *, buffer: bytearray | None = None) -> tuple[str, os.stat_result]:
+    """Hash an open regular file; return the digest and the stat the bytes belong to.
+
+    The file is `fstat`ed before and after reading; if it changed meanwhile the read is retried,
+    so the digest always matches the returned stat (never a torn read).
+
+    Raises:
+        SnapshotError: the file kept changing while being read, or is not a regular file.
+    """
+    for _ in range(3):
+        before = os.fstat(fd)
+        if not stat_mod.S_ISREG(before.st_mode):
+            raise SnapshotError(f"not a regular file (fd {fd})")
+        os.lseek(fd, 0, os.SEEK_SET)
+        if before.st_size <= SMALL:
+            data = os.read(fd, before.st_size + 1)  # +1 notices growth past the stat
+            digest = xxhash.xxh3_128_hexdigest(data)
+        else:
+            digest = _hash_large(fd, buffer if buffer is not None else bytearray(CHUNK))
+        if _same(before, os.fstat(fd)):
+            return digest, before
+    raise SnapshotError("file keeps changing while it is read")
+
+
+def _hash_large(fd: int, buf: bytearray) -> str:
+    h = xxhash.xxh3_128()
+    view = memoryview(buf)
+    with open(fd, "rb", buffering=0, closefd=False) as f:
+        while n := f.readinto(view):
+            h.update(view[:n])
+    return h.hexdigest()
+
+
+def hash_path(path: str | os.PathLike[str], *, follow_symlinks: bool = True) -> FileDigest:
+    """Open and hash the file at `path`.
+
+    Raises:
+        FileNotFoundError: the file does not exist (left unwrapped so callers can skip it).
+        SnapshotError: it cannot be read, is not a regular file, or keeps changing.
+    """
+    flags = os.O_RDONLY | getattr(os, "O_CLOEXEC", 0)
+    if not follow_symlinks:
+        flags |= getattr(os, "O_NOFOLLOW", 0)
+    try:
+        fd = os.open(path, flags)
+    except FileNotFoundError:
+        raise
+    except OSError as e:
+        raise SnapshotError(f"{os.fsdecode(path)}: cannot open: {e.strerror}") from e
+    try:
+        digest, st = hash_open_file(fd)
+    except SnapshotError as e:
+        raise SnapshotError(f"{os.fsdecode(path)}: {e}") from e
+    except OSError as e:
+        raise SnapshotError(f"{os.fsdecode(path)}: cannot read: {e.strerror}") from e
+    finally:
+        os.close(fd)
+    return FileDigest(digest, st.st_size, st.st_mtime_ns, st.st_ctime_ns, st.st_ino, st.st_dev)

@@ -1,0 +1,168 @@
+"""Snapshot a folder into a manifest: walk, reuse cached hashes, hash the rest in parallel."""
+
+from __future__ import annotations
+
+import os
+import time
+from collections.abc import Iterator, Sequence
+from concurrent.futures import ThreadPoolExecutor
+from typing import Literal, Protocol
+
+from fscas.manifests.codec import canonical_order
+from fscas.manifests.hashcache import HashCache, default_cache_dir, stat_key
+from fscas.manifests.hashing import FileDigest, hash_path
+from fscas.manifests.model import Manifest, ManifestPath
+from fscas.manifests.walk import Entry, GlobFilter, SkipHandler, walk
+
+__all__ = ["Progress", "snapshot"]
+
+#: Small files are hashed in batches so that executor overhead does not dominate.
+_BATCH_BYTES = 4 << 20
+_BATCH_FILES = 64
+
+
+class Progress(Protocol):
+    """What snapshot reports progress to; `fsspec.callbacks.Callback` fits."""
+
+    def set_size(self, size: int) -> None: ...
+    def relative_update(self, inc: int = 1) -> None: ...
+
+
+HashCacheArg = HashCache | str | os.PathLike[str] | Literal[False] | None
+
+
+def _open_cache(hash_cache: HashCacheArg) -> tuple[HashCache | None, bool]:
+    """Return the cache to use and whether this call owns (and must close) it."""
+    if hash_cache is False:
+        return None, False
+    if isinstance(hash_cache, HashCache):
+        return hash_cache, False
+    path = hash_cache if hash_cache is not None else os.path.join(default_cache_dir(), "hashes.db")
+    return HashCache(path), True
+
+
+def _batches(entries: list[Entry]) -> Iterator[list[Entry]]:
+    """Largest first (so two workers finish together), small files grouped."""
+    batch: list[Entry] = []
+    size = 0
+    for e in sorted(entries, key=lambda e: e.stat.st_size, reverse=True):
+        batch.append(e)
+        size += e.stat.st_size
+        if size >= _BATCH_BYTES or len(batch) >= _BATCH_FILES:
+            yield batch
+            batch, size = [], 0
+    if batch:
+        yield batch
+
+
+_Hashed = tuple[Entry, FileDigest | None, int]
+
+
+def _hash_batch(batch: list[Entry], progress: Progress | None) -> list[_Hashed]:
+    out: list[_Hashed] = []
+    for e in batch:
+        read_at = time.time_ns()
+        try:
+            out.append((e, hash_path(e.path), read_at))
+        except FileNotFoundError:
+            out.append((e, None, read_at))
+        if progress is not None:
+            progress.relative_update(e.stat.st_size)
+    return out
+
+
+def snapshot(
+    root: str | os.PathLike[str],
+    *,
+    include: Sequence[str] = (),
+    exclude: Sequence[str] = (),
+    hash_cache: HashCacheArg = None,
+    workers: int | None = None,
+    on_skip: SkipHandler | None = None,
+    progress: Progress | None = None,
+) -> Manifest:
+    """Snapshot the files under `root` into a manifest (paths in canonical order).
+
+    Files are walked under the policy of `fscas.manifests.walk` (dotfiles included, links never
+    followed out of the root). Unchanged files take their hash from the SQLite hash cache; the rest
+    are hashed by `workers` threads (xxhash and reads release the GIL).
+
+    Args:
+        root: the folder to snapshot.
+        include: globs a file must match (all files if empty).
+        exclude: globs that leave a file out; `dir/**` prunes a whole folder.
+        hash_cache: None for the default cache under `$XDG_CACHE_HOME/fscas`, a path or a
+            `HashCache` to use another, False for none.
+        workers: hashing threads; default twice the CPU count.
+        on_skip: called with (path, reason) for each file left out (links out, vanished files).
+        progress: told the total bytes to hash, then each file's bytes as it is hashed.
+
+    Raises:
+        SnapshotError: `root` is not a folder, or a file or folder cannot be read.
+        ConfigError: a glob is malformed.
+    """
+    root_abs = os.path.abspath(os.fspath(root))
+    filt = GlobFilter.from_globs(include, exclude)
+    skip: SkipHandler = on_skip or (lambda rel, why: None)
+    entries = list(walk(root_abs, filt, skip))
+    cache, owned = _open_cache(hash_cache)
+    try:
+        done, todo = _split_cached(entries, cache, root_abs)
+        done.extend(_hash_all(todo, cache, workers, skip, progress))
+    finally:
+        if owned and cache is not None:
+            cache.close()
+    return Manifest.from_paths(canonical_order(done))
+
+
+def _split_cached(
+    entries: list[Entry], cache: HashCache | None, root_abs: str
+) -> tuple[list[ManifestPath], list[Entry]]:
+    if cache is None:
+        return [], entries
+    known = cache.load_under(root_abs)
+    root_real = os.path.realpath(root_abs)
+    if root_real != root_abs:
+        known.update(cache.load_under(root_real))
+    done: list[ManifestPath] = []
+    todo: list[Entry] = []
+    for e in entries:
+        hit = known.get(os.fsencode(e.path))
+        if hit is None and e.path != os.path.join(root_abs, e.rel):  # a link's target elsewhere
+            cached = cache.get(e.path, e.stat)
+            hit = (stat_key(e.stat), cached) if cached is not None else None
+        if hit is not None and hit[0] == stat_key(e.stat):
+            done.append(ManifestPath(e.rel, hit[1], e.stat.st_size, e.stat.st_mtime_ns // 1000))
+        else:
+            todo.append(e)
+    return done, todo
+
+
+def _hash_all(
+    todo: list[Entry],
+    cache: HashCache | None,
+    workers: int | None,
+    skip: SkipHandler,
+    progress: Progress | None,
+) -> list[ManifestPath]:
+    if progress is not None:
+        progress.set_size(sum(e.stat.st_size for e in todo))
+    out: list[ManifestPath] = []
+    fresh: list[tuple[str, FileDigest]] = []
+    n = workers or min(32, 2 * (os.cpu_count() or 1))
+    with ThreadPoolExecutor(max_workers=n, thread_name_prefix="fscas-hash") as pool:
+        try:
+            for results in pool.map(lambda b: _hash_batch(b, progress), _batches(todo)):
+                for e, d, read_at in results:
+                    if d is None:
+                        skip(e.rel, "vanished during the snapshot")
+                        continue
+                    out.append(ManifestPath(e.rel, d.hash, d.size, d.mtime_ns // 1000))
+                    if cache is not None and cache.cacheable(d, read_at):
+                        fresh.append((e.path, d))
+        except BaseException:
+            pool.shutdown(wait=True, cancel_futures=True)  # stop queued work on the first error
+            raise
+    if cache is not None:
+        cache.put_many(fresh)
+    return out
