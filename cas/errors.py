@@ -34,8 +34,8 @@ __all__ = [
     "ObjectNotFound",
     "SnapshotError",
     "StoreError",
-    "UnsafePathError",
     "Unreachable",
+    "UnsafePathError",
 ]
 
 

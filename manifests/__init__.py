@@ -9,7 +9,7 @@ from fscas.manifests.hashcache import HashCache
 from fscas.manifests.hashing import EMPTY_HASH, hash_bytes, hash_path
 from fscas.manifests.merge import OutputManifest, aggregate_outputs, merge
 from fscas.manifests.model import HASH_ALG, MANIFEST_VERSION, Manifest, ManifestPath
-from fscas.manifests.snapshot import Progress, snapshot
+from fscas.manifests.snapshotter import Progress, snapshot
 from fscas.manifests.walk import GlobFilter
 
 __all__ = [

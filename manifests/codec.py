@@ -12,11 +12,10 @@ from __future__ import annotations
 import json
 import re
 from collections.abc import Sequence
-from json.encoder import encode_basestring_ascii  # type: ignore[attr-defined]
+from json.encoder import encode_basestring_ascii
 from typing import Any
 
 import xxhash
-
 from fscas.errors import ManifestError
 from fscas.manifests.model import HASH_ALG, MANIFEST_VERSION, Manifest, ManifestPath
 

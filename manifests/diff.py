@@ -6,9 +6,8 @@ import os
 from collections.abc import Sequence
 
 import attrs
-
 from fscas.manifests.model import Manifest
-from fscas.manifests.snapshot import HashCacheArg, snapshot
+from fscas.manifests.snapshotter import HashCacheArg, snapshot
 from fscas.manifests.walk import GlobFilter, SkipHandler, walk
 
 __all__ = ["ManifestDiff", "diff", "diff_tree"]

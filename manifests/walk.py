@@ -22,7 +22,6 @@ import stat as stat_mod
 from collections.abc import Callable, Iterator, Sequence
 
 import attrs
-
 from fscas.errors import ConfigError, SnapshotError
 
 __all__ = ["Entry", "GlobFilter", "SkipHandler", "walk"]
@@ -153,7 +152,13 @@ def walk(
         SnapshotError: `root` is not a folder, or a folder under it cannot be listed.
     """
     root_s = os.fspath(root)
-    if not os.path.isdir(root_s):
+    try:
+        is_dir = stat_mod.S_ISDIR(os.stat(root_s).st_mode)
+    except FileNotFoundError:
+        raise SnapshotError(f"{root_s}: snapshot root does not exist (not a folder)") from None
+    except OSError as e:
+        raise SnapshotError(f"{root_s}: cannot access snapshot root: {e.strerror}") from e
+    if not is_dir:
         raise SnapshotError(f"{root_s}: snapshot root is not a folder")
     root_real = os.path.realpath(root_s)
     skip: SkipHandler = on_skip or (lambda rel, why: None)

@@ -4,21 +4,20 @@ from __future__ import annotations
 
 import os
 import time
-from collections.abc import Iterator, Sequence
+from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
 from typing import Literal, Protocol
 
 from fscas.manifests.codec import canonical_order
 from fscas.manifests.hashcache import HashCache, default_cache_dir, stat_key
-from fscas.manifests.hashing import FileDigest, hash_path
+from fscas.manifests.hashing import SMALL, FileDigest, hash_path
 from fscas.manifests.model import Manifest, ManifestPath
 from fscas.manifests.walk import Entry, GlobFilter, SkipHandler, walk
 
 __all__ = ["Progress", "snapshot"]
 
 #: Small files are hashed in batches so that executor overhead does not dominate.
-_BATCH_BYTES = 4 << 20
-_BATCH_FILES = 64
+_BATCH_FILES = 256
 
 
 class Progress(Protocol):
@@ -41,18 +40,12 @@ def _open_cache(hash_cache: HashCacheArg) -> tuple[HashCache | None, bool]:
     return HashCache(path), True
 
 
-def _batches(entries: list[Entry]) -> Iterator[list[Entry]]:
-    """Largest first (so two workers finish together), small files grouped."""
-    batch: list[Entry] = []
-    size = 0
-    for e in sorted(entries, key=lambda e: e.stat.st_size, reverse=True):
-        batch.append(e)
-        size += e.stat.st_size
-        if size >= _BATCH_BYTES or len(batch) >= _BATCH_FILES:
-            yield batch
-            batch, size = [], 0
-    if batch:
-        yield batch
+def _batches(entries: list[Entry]) -> tuple[list[list[Entry]], list[list[Entry]]]:
+    """Split into large files (one task each, largest first) and batches of small files."""
+    ordered = sorted(entries, key=lambda e: e.stat.st_size, reverse=True)
+    large = [[e] for e in ordered if e.stat.st_size > SMALL]
+    small = [e for e in ordered if e.stat.st_size <= SMALL]
+    return large, [small[i : i + _BATCH_FILES] for i in range(0, len(small), _BATCH_FILES)]
 
 
 _Hashed = tuple[Entry, FileDigest | None, int]
@@ -150,10 +143,17 @@ def _hash_all(
     out: list[ManifestPath] = []
     fresh: list[tuple[str, FileDigest]] = []
     n = workers or min(32, 2 * (os.cpu_count() or 1))
-    with ThreadPoolExecutor(max_workers=n, thread_name_prefix="fscas-hash") as pool:
+    large, small = _batches(todo)
+    # Large files on `n` threads (reads and xxhash release the GIL); small files on one more
+    # thread of their own: their per-file Python work holds the GIL, and several threads
+    # contending for it on tiny syscalls run slower than one (the convoy effect).
+    with ThreadPoolExecutor(max_workers=n, thread_name_prefix="fscas-hash") as pool, \
+            ThreadPoolExecutor(max_workers=1, thread_name_prefix="fscas-hash-small") as serial:
+        futures = [pool.submit(_hash_batch, b, progress) for b in large]
+        futures += [serial.submit(_hash_batch, b, progress) for b in small]
         try:
-            for results in pool.map(lambda b: _hash_batch(b, progress), _batches(todo)):
-                for e, d, read_at in results:
+            for fut in futures:
+                for e, d, read_at in fut.result():
                     if d is None:
                         skip(e.rel, "vanished during the snapshot")
                         continue
@@ -161,7 +161,8 @@ def _hash_all(
                     if cache is not None and cache.cacheable(d, read_at):
                         fresh.append((e.path, d))
         except BaseException:
-            pool.shutdown(wait=True, cancel_futures=True)  # stop queued work on the first error
+            for fut in futures:  # stop queued work on the first error
+                fut.cancel()
             raise
     if cache is not None:
         cache.put_many(fresh)

@@ -1,0 +1,54 @@
+"""The layout contract: imports flow one way, the public API stays small, nothing squats names."""
+
+from __future__ import annotations
+
+import ast
+import subprocess
+import sys
+from collections.abc import Iterator
+from pathlib import Path
+
+import fscas
+
+REPO = Path(__file__).resolve().parents[2]
+FOLDERS = {"fscas.manifests": "manifests", "fscas.backends": "backends", "fscas.conformance": "conformance"}
+ALLOWED = {"fscas.manifests": {"fscas.errors"}, "fscas.backends": {"fscas.errors"},
+           "fscas.conformance": {"fscas", "fscas.backends", "fscas.errors"}}
+
+
+def fscas_imports_of(package: str) -> Iterator[tuple[str, str]]:
+    for py in sorted((REPO / FOLDERS[package]).rglob("*.py")):
+        for node in ast.walk(ast.parse(py.read_text())):
+            if isinstance(node, ast.ImportFrom) and node.module and node.level == 0:
+                targets = [node.module]
+            elif isinstance(node, ast.Import):
+                targets = [a.name for a in node.names]
+            else:
+                continue
+            yield from ((str(py.relative_to(REPO)), t) for t in targets if t.split(".")[0] in ("fscas", "cas"))
+
+
+def test_imports_flow_one_way() -> None:
+    for package, allowed in ALLOWED.items():
+        for module, target in fscas_imports_of(package):
+            assert target.startswith(package) or target in allowed, f"{module} -> {target}"
+
+
+def test_public_api_is_pinned() -> None:
+    assert len(fscas.__all__) <= 30
+    for name in fscas.__all__:
+        assert getattr(fscas, name).__doc__, f"fscas.{name} has no docstring"
+
+
+def test_no_generic_top_level_modules(tmp_path: Path) -> None:
+    # A fresh interpreter outside the checkout: only the installed distribution is visible.
+    code = ("import importlib.util as u, fscas; "
+            "print([n for n in ('cas', 'backends', 'manifests', 'conformance') if u.find_spec(n)])")
+    out = subprocess.run([sys.executable, "-c", code], cwd=tmp_path, capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == "[]"
+
+
+def test_manifests_imports_no_cloud_sdk() -> None:
+    heavy = {"s3fs", "gcsfs", "adlfs", "boto3", "botocore", "aiobotocore", "azure", "google"}
+    for _, target in fscas_imports_of("fscas.manifests"):
+        assert target.split(".")[0] not in heavy
