@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import contextlib
 import sys
 from typing import Any
 
@@ -72,14 +73,15 @@ def _snapshot(args: argparse.Namespace) -> int:
         skipped.append({"path": rel, "reason": why})
         if not args.json:
             warn(f"skipped {rel}: {why}")
-    with progress_bar("hashing") as bar:
+    bar = progress_bar("hashing")
+    with bar if bar is not None else contextlib.nullcontext():
         m = snapshot(args.root, include=args.include, exclude=args.exclude,
                      hash_cache=False if args.no_cache else None, on_skip=on_skip, progress=bar)
     if not m.paths:
         raise SnapshotError(f"{args.root}: no files to snapshot (an empty manifest cannot be read back)")
     data = encode(m)
     if args.output:
-        atomic_write_bytes(args.output, data)
+        atomic_write_bytes(args.output, data, durable=False)  # re-made by running snapshot again
     elif not args.json:
         sys.stdout.buffer.write(data)
         sys.stdout.buffer.flush()

@@ -4,9 +4,10 @@ from __future__ import annotations
 
 import json
 import sys
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from fsspec.callbacks import Callback, NoOpCallback, TqdmCallback
+if TYPE_CHECKING:
+    from fsspec.callbacks import Callback
 
 __all__ = ["emit_json", "progress_bar", "warn"]
 
@@ -22,9 +23,11 @@ def warn(message: str) -> None:
     print(f"fscas: warning: {message}", file=sys.stderr)
 
 
-def progress_bar(desc: str) -> Callback:
-    """A tqdm bar in bytes on stderr when stderr is a terminal, else a no-op callback."""
+def progress_bar(desc: str) -> Callback | None:
+    """A tqdm bar in bytes on stderr when stderr is a terminal, else None (no progress)."""
     if not sys.stderr.isatty():
-        return NoOpCallback()
+        return None
+    from fsspec.callbacks import TqdmCallback  # lazily: fsspec costs 60 ms of start-up
+
     return TqdmCallback(tqdm_kwargs={"desc": desc, "unit": "B", "unit_scale": True,
                                      "unit_divisor": 1024, "file": sys.stderr, "leave": False})

@@ -65,14 +65,17 @@ def encode(manifest: Manifest) -> bytes:
     """
     if not manifest.paths:
         raise ManifestError("paths must have at least one item: Deadline cannot read an empty manifest")
-    parts = []
-    for p in canonical_order(manifest.paths):
-        parts.append(
-            '{"hash":' + _str(p.hash, "hash", p.path)
-            + ',"mtime":' + _int(p.mtime, "mtime", p.path)
-            + ',"path":' + _str(p.path, "path", None)
-            + ',"size":' + _int(p.size, "size", p.path) + "}"
-        )
+    try:
+        parts = [
+            f'{{"hash":{_quote(p.hash)},"mtime":{_fast_int(p.mtime)},"path":{_quote(p.path)},'
+            f'"size":{_fast_int(p.size)}}}'
+            for p in canonical_order(manifest.paths)
+        ]
+    except TypeError:  # a wrong type somewhere: find it and name it
+        for p in manifest.paths:
+            _str(p.path, "path", None), _str(p.hash, "hash", p.path)
+            _int(p.size, "size", p.path), _int(p.mtime, "mtime", p.path)
+        raise
     text = (
         '{"hashAlg":' + _str(manifest.hash_alg, "hashAlg", None)
         + ',"manifestVersion":' + _str(manifest.version, "manifestVersion", None)
@@ -80,6 +83,14 @@ def encode(manifest: Manifest) -> bytes:
         + '],"totalSize":' + _int(manifest.total_size, "totalSize", None) + "}"
     )
     return text.encode("ascii")
+
+
+def _fast_int(value: object) -> str:
+    if type(value) is int:
+        return int.__repr__(value)
+    if isinstance(value, int):
+        return _int(value, "", None)
+    raise TypeError(value)
 
 
 def manifest_hash(data: bytes) -> str:

@@ -111,8 +111,11 @@ class HashCache:
     def __exit__(self, *exc: object) -> None:
         self.close()
 
-    def load_under(self, folder: str) -> dict[bytes, tuple[_Key, str]]:
-        """Return every entry whose path lies under the absolute `folder`, in one range query."""
+    def load_under(self, folder: str) -> dict[str, tuple[_Key, str]]:
+        """Return every entry whose path lies under the absolute `folder`, in one range query.
+
+        Keys are `os.fsdecode`d paths, as `os.scandir` yields them.
+        """
         lo = os.fsencode(folder.rstrip("/")) + b"/"
         hi = lo[:-1] + b"0"  # "0" is the byte after "/"
         try:
@@ -123,7 +126,8 @@ class HashCache:
         except sqlite3.DatabaseError as e:
             self._recover(e)
             return {}
-        return {r[0]: ((r[1], r[2], r[3], r[4], r[5]), r[6]) for r in rows}
+        decode = os.fsdecode
+        return {decode(r[0]): ((r[1], r[2], r[3], r[4], r[5]), r[6]) for r in rows}
 
     def get(self, path: str, st: os.stat_result) -> str | None:
         """Return the cached hash of `path` if its stat still matches, else None."""

@@ -8,7 +8,6 @@ from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
 from typing import Literal, Protocol
 
-from fscas.manifests.codec import canonical_order
 from fscas.manifests.hashcache import HashCache, default_cache_dir, stat_key
 from fscas.manifests.hashing import SMALL, FileDigest, hash_path
 from fscas.manifests.model import Manifest, ManifestPath
@@ -74,7 +73,7 @@ def snapshot(
     on_skip: SkipHandler | None = None,
     progress: Progress | None = None,
 ) -> Manifest:
-    """Snapshot the files under `root` into a manifest (paths in canonical order).
+    """Snapshot the files under `root` into a manifest (paths in no particular order).
 
     Files are walked under the policy of `fscas.manifests.walk` (dotfiles included, links never
     followed out of the root). Unchanged files take their hash from the SQLite hash cache; the rest
@@ -105,7 +104,7 @@ def snapshot(
     finally:
         if owned and cache is not None:
             cache.close()
-    return Manifest.from_paths(canonical_order(done))
+    return Manifest.from_paths(done)
 
 
 def _split_cached(
@@ -120,7 +119,7 @@ def _split_cached(
     done: list[ManifestPath] = []
     todo: list[Entry] = []
     for e in entries:
-        hit = known.get(os.fsencode(e.path))
+        hit = known.get(e.path)
         if hit is None and e.path != os.path.join(root_abs, e.rel):  # a link's target elsewhere
             cached = cache.get(e.path, e.stat)
             hit = (stat_key(e.stat), cached) if cached is not None else None

@@ -182,7 +182,7 @@ def test_warm_snapshot_reads_no_file(tmp_path: Path, monkeypatch: pytest.MonkeyP
     def no_reads(*a: object, **kw: object) -> None:
         raise AssertionError("a warm snapshot must not read files")
     monkeypatch.setattr(snapshot_mod, "hash_path", no_reads)
-    assert snapshot(root, hash_cache=cache) == cold
+    assert encode(snapshot(root, hash_cache=cache)) == encode(cold)
 
 
 def test_racy_files_are_not_cached(tmp_path: Path) -> None:
@@ -201,7 +201,7 @@ def test_corrupt_cache_is_replaced_with_a_warning(tmp_path: Path) -> None:
     db.write_bytes(b"this is not sqlite" * 100)
     with pytest.warns(RuntimeWarning, match="unreadable"):
         m = snapshot(root, hash_cache=db)
-    assert m == snapshot(root, hash_cache=False)
+    assert encode(m) == encode(snapshot(root, hash_cache=False))
     assert any(p.name.startswith("c.db.corrupt-") for p in tmp_path.iterdir())
     with sqlite3.connect(db) as conn:
         conn.execute("SELECT count(*) FROM hashes_v1").fetchone()

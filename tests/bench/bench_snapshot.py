@@ -1,0 +1,127 @@
+"""Snapshot benchmark: fscas vs `deadline manifest snapshot` vs a bare read+hash loop, one run.
+
+Run: `python tests/bench/bench_snapshot.py [--root DIR] [--results tests/bench/RESULTS.md]`.
+Every tool runs as its own process on the same tree with the page cache warm (the tree is read
+once by the bare loop first), so the numbers compare hashing and bookkeeping, not the disk.
+Peak RSS comes from `wait4` on each child process.
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime
+import os
+import platform
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from tree import make_tree
+
+BARE = r"""
+import os, sys, xxhash
+from concurrent.futures import ThreadPoolExecutor
+files = [os.path.join(d, f) for d, _, fs in os.walk(sys.argv[1]) for f in fs]
+def h(p):
+    x = xxhash.xxh3_128()
+    with open(p, "rb") as f:
+        while b := f.read(1 << 20):
+            x.update(b)
+    return x.hexdigest()
+threads = int(sys.argv[2])
+if threads == 1:
+    [h(p) for p in files]
+else:
+    with ThreadPoolExecutor(threads) as ex:
+        list(ex.map(h, files))
+"""
+
+
+def run(cmd: list[str], env: dict[str, str]) -> tuple[float, float]:
+    """Run `cmd`; return (seconds, peak RSS in MiB) of that process alone."""
+    t = time.perf_counter()
+    p = subprocess.Popen(cmd, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    _, status, usage = os.wait4(p.pid, 0)
+    seconds = time.perf_counter() - t
+    if os.waitstatus_to_exitcode(status) != 0:
+        raise SystemExit(f"{cmd[0]} failed: {p.stderr.read().decode() if p.stderr else ''}")
+    return seconds, usage.ru_maxrss / 1024
+
+
+def measure(root: Path, work: Path) -> dict[str, tuple[float, float]]:
+    env = dict(os.environ)
+    py = sys.executable
+    fscas_env = {**env, "XDG_CACHE_HOME": str(work / "fscas-cache")}
+    deadline_env = {**env, "HOME": str(work / "deadline-home")}
+    fscas = [py, "-m", "fscas", "manifest", "snapshot", str(root), "-o", str(work / "fscas.manifest")]
+    deadline = [shutil.which("deadline") or "deadline", "manifest", "snapshot", "--root", str(root),
+                "-d", str(work / "deadline-out"), "--json"]
+    (work / "deadline-out").mkdir()
+    r: dict[str, tuple[float, float]] = {}
+    run([py, "-c", BARE, str(root), "1"], env)  # warm the page cache
+    r["bare loop, 1 thread"] = run([py, "-c", BARE, str(root), "1"], env)
+    r["bare loop, 2 threads"] = run([py, "-c", BARE, str(root), "2"], env)
+    r["fscas cold"] = run(fscas, fscas_env)
+    r["fscas warm"] = run(fscas, fscas_env)
+    r["deadline cold"] = run(deadline, deadline_env)
+    r["deadline warm"] = run(deadline, deadline_env)
+    return r
+
+
+def report(r: dict[str, tuple[float, float]], files: int, total: int) -> str:
+    fc, fw = r["fscas cold"][0], r["fscas warm"][0]
+    dc, dw = r["deadline cold"][0], r["deadline warm"][0]
+    bare2 = r["bare loop, 2 threads"][0]
+    peak = max(r["fscas cold"][1], r["fscas warm"][1])
+    lines = [
+        "## Snapshot (issue: Foundation)",
+        "",
+        f"{datetime.date.today()} · {platform.node()} · {os.cpu_count()} CPUs · Python {platform.python_version()}"
+        f" · tree: {files} files, {total / 2**20:.0f} MiB (10,000 × 1–16 KiB in 100 folders + 8 × 128 MiB),"
+        " page cache warm. Each row is one process; RSS from wait4.",
+        "",
+        "| run | seconds | peak RSS MiB |",
+        "|---|---:|---:|",
+        *(f"| {k} | {s:.2f} | {m:.0f} |" for k, (s, m) in r.items()),
+        "",
+        "| target | measured | met |",
+        "|---|---|---|",
+        f"| cold ≥ 10× faster than Deadline cold | {dc / fc:.1f}× | {'yes' if dc / fc >= 10 else 'NO'} |",
+        f"| cold within 1.5× of the two-thread bare loop | {fc / bare2:.2f}× | {'yes' if fc <= 1.5 * bare2 else 'NO'} |",
+        f"| warm ≥ 30× faster than Deadline warm | {dw / fw:.1f}× | {'yes' if dw / fw >= 30 else 'NO'} |",
+        f"| peak RSS < 200 MiB | {peak:.0f} MiB | {'yes' if peak < 200 else 'NO'} |",
+        "",
+    ]
+    return "\n".join(lines)
+
+
+def write_section(results: Path, section: str) -> None:
+    """Replace this benchmark's section of RESULTS.md, keeping the others."""
+    head = section.splitlines()[0]
+    old = results.read_text() if results.exists() else "# fscas benchmark results\n\n"
+    parts = old.split("\n## ")
+    kept = [parts[0].rstrip("\n") + "\n"] + [f"## {p.rstrip()}\n" for p in parts[1:] if not f"## {p}".startswith(head)]
+    results.write_text("\n".join([*kept, section]))
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__)
+    ap.add_argument("--root", type=Path, default=Path(tempfile.gettempdir()) / "fscas-bench" / "tree")
+    ap.add_argument("--results", type=Path, default=Path(__file__).with_name("RESULTS.md"))
+    args = ap.parse_args()
+    total = make_tree(args.root)
+    time.sleep(2.5)  # let the newest files age past the hash cache's racy window
+    files = sum(len(fs) for _, _, fs in os.walk(args.root))
+    with tempfile.TemporaryDirectory(prefix="fscas-bench-") as work:
+        r = measure(args.root, Path(work))
+    section = report(r, files, total)
+    print(section)
+    write_section(args.results, section)
+
+
+if __name__ == "__main__":
+    main()
