@@ -10,6 +10,7 @@ compare it with `json.dumps` and with the real `deadline` package.
 from __future__ import annotations
 
 import json
+import operator
 import re
 from collections.abc import Sequence
 from json.encoder import encode_basestring_ascii
@@ -35,7 +36,13 @@ def sort_key(path: str) -> bytes:
 
 def canonical_order(paths: Sequence[ManifestPath]) -> list[ManifestPath]:
     """Return `paths` in the order `encode` writes them (stable for duplicate paths)."""
+    # For ASCII paths UTF-16 code-unit order is plain string order: skip encoding every path.
+    if "".join(map(_path_of, paths)).isascii():
+        return sorted(paths, key=_path_of)
     return sorted(paths, key=lambda p: sort_key(p.path))
+
+
+_path_of = operator.attrgetter("path")
 
 
 def _int(value: object, field: str, path: str | None) -> str:

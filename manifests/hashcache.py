@@ -18,6 +18,7 @@ import contextlib
 import logging
 import os
 import sqlite3
+import sys
 import threading
 import time
 import warnings
@@ -126,8 +127,8 @@ class HashCache:
         except sqlite3.DatabaseError as e:
             self._recover(e)
             return {}
-        decode = os.fsdecode
-        return {decode(r[0]): ((r[1], r[2], r[3], r[4], r[5]), r[6]) for r in rows}
+        enc, errors = sys.getfilesystemencoding(), sys.getfilesystemencodeerrors()  # = os.fsdecode
+        return {r[0].decode(enc, errors): ((r[1], r[2], r[3], r[4], r[5]), r[6]) for r in rows}
 
     def get(self, path: str, st: os.stat_result) -> str | None:
         """Return the cached hash of `path` if its stat still matches, else None."""

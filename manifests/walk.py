@@ -155,7 +155,7 @@ def walk(
     Raises:
         SnapshotError: `root` is not a folder, or a folder under it cannot be listed.
     """
-    root_s = os.fspath(root)
+    root_s = os.fsdecode(os.fspath(root))  # str in, str names out of scandir (surrogateescape)
     try:
         is_dir = stat_mod.S_ISDIR(os.stat(root_s).st_mode)
     except FileNotFoundError:
@@ -179,7 +179,7 @@ def walk(
         except OSError as e:
             raise SnapshotError(f"{folder}: cannot list folder: {e.strerror}") from e
         for de in entries:
-            rel = prefix + os.fsdecode(de.name)
+            rel = prefix + de.name
             try:
                 st = de.stat(follow_symlinks=False)
             except FileNotFoundError:
