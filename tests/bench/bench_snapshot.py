@@ -52,23 +52,35 @@ def run(cmd: list[str], env: dict[str, str]) -> tuple[float, float]:
     return seconds, usage.ru_maxrss / 1024
 
 
-def measure(root: Path, work: Path) -> dict[str, tuple[float, float]]:
+def best(runs: list[tuple[float, float]]) -> tuple[float, float]:
+    """The fastest run (least disturbed by the machine), with the highest RSS seen."""
+    return min(r[0] for r in runs), max(r[1] for r in runs)
+
+
+def measure(root: Path, work: Path, reps: int) -> dict[str, tuple[float, float]]:
     env = dict(os.environ)
     py = sys.executable
-    fscas_env = {**env, "XDG_CACHE_HOME": str(work / "fscas-cache")}
-    deadline_env = {**env, "HOME": str(work / "deadline-home")}
-    fscas = [py, "-m", "fscas", "manifest", "snapshot", str(root), "-o", str(work / "fscas.manifest")]
-    deadline = [shutil.which("deadline") or "deadline", "manifest", "snapshot", "--root", str(root),
-                "-d", str(work / "deadline-out"), "--json"]
-    (work / "deadline-out").mkdir()
-    r: dict[str, tuple[float, float]] = {}
-    run([py, "-c", BARE, str(root), "1"], env)  # warm the page cache
-    r["bare loop, 1 thread"] = run([py, "-c", BARE, str(root), "1"], env)
-    r["bare loop, 2 threads"] = run([py, "-c", BARE, str(root), "2"], env)
-    r["fscas cold"] = run(fscas, fscas_env)
-    r["fscas warm"] = run(fscas, fscas_env)
-    r["deadline cold"] = run(deadline, deadline_env)
-    r["deadline warm"] = run(deadline, deadline_env)
+    bare = [py, "-c", BARE, str(root)]
+    run([*bare, "1"], env)  # warm the page cache
+    r: dict[str, tuple[float, float]] = {
+        "bare loop, 1 thread": best([run([*bare, "1"], env) for _ in range(reps)]),
+        "bare loop, 2 threads": best([run([*bare, "2"], env) for _ in range(reps)]),
+    }
+    for tool in ("fscas", "deadline"):
+        cold, warm = [], []
+        for rep in range(reps):  # each repetition starts from an empty cache
+            home = work / f"{tool}-{rep}"
+            (home / "out").mkdir(parents=True)
+            if tool == "fscas":
+                cmd = [py, "-m", "fscas", "manifest", "snapshot", str(root), "-o", str(home / "out" / "m")]
+                tenv = {**env, "XDG_CACHE_HOME": str(home / "cache")}
+            else:
+                cmd = [shutil.which("deadline") or "deadline", "manifest", "snapshot", "--root", str(root),
+                       "-d", str(home / "out"), "--json"]
+                tenv = {**env, "HOME": str(home)}
+            cold.append(run(cmd, tenv))
+            warm.append(run(cmd, tenv))
+        r[f"{tool} cold"], r[f"{tool} warm"] = best(cold), best(warm)
     return r
 
 
@@ -82,7 +94,7 @@ def report(r: dict[str, tuple[float, float]], files: int, total: int) -> str:
         "",
         f"{datetime.date.today()} · {platform.node()} · {os.cpu_count()} CPUs · Python {platform.python_version()}"
         f" · tree: {files} files, {total / 2**20:.0f} MiB (10,000 × 1–16 KiB in 100 folders + 8 × 128 MiB),"
-        " page cache warm. Each row is one process; RSS from wait4.",
+        " page cache warm. Each row is the fastest of 3 runs of one process; RSS from wait4.",
         "",
         "| run | seconds | peak RSS MiB |",
         "|---|---:|---:|",
@@ -94,6 +106,13 @@ def report(r: dict[str, tuple[float, float]], files: int, total: int) -> str:
         f"| cold within 1.5× of the two-thread bare loop | {fc / bare2:.2f}× | {'yes' if fc <= 1.5 * bare2 else 'NO'} |",
         f"| warm ≥ 30× faster than Deadline warm | {dw / fw:.1f}× | {'yes' if dw / fw >= 30 else 'NO'} |",
         f"| peak RSS < 200 MiB | {peak:.0f} MiB | {'yes' if peak < 200 else 'NO'} |",
+        "",
+        "Notes: the two-thread bare loop is slower than the one-thread loop on this tree (10,000",
+        "small files make two threads hand the GIL back and forth on every tiny read), so fscas",
+        "hashes small files on one thread and large files on the others. A warm run is mostly",
+        "fixed cost: about 0.07 s interpreter start, 0.05 s imports (attrs alone 0.03 s), 0.09 s",
+        "walking and lstat-ing 10,008 files, 0.03 s reading the hash cache, 0.03 s encoding;",
+        "profiles in the issue's closing note.",
         "",
     ]
     return "\n".join(lines)
@@ -112,12 +131,13 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__)
     ap.add_argument("--root", type=Path, default=Path(tempfile.gettempdir()) / "fscas-bench" / "tree")
     ap.add_argument("--results", type=Path, default=Path(__file__).with_name("RESULTS.md"))
+    ap.add_argument("--reps", type=int, default=3, help="repetitions; the fastest counts")
     args = ap.parse_args()
     total = make_tree(args.root)
     time.sleep(2.5)  # let the newest files age past the hash cache's racy window
     files = sum(len(fs) for _, _, fs in os.walk(args.root))
     with tempfile.TemporaryDirectory(prefix="fscas-bench-") as work:
-        r = measure(args.root, Path(work))
+        r = measure(args.root, Path(work), args.reps)
     section = report(r, files, total)
     print(section)
     write_section(args.results, section)
