@@ -55,7 +55,9 @@ def _hash_batch(batch: list[Entry], progress: Progress | None) -> list[_Hashed]:
     for e in batch:
         read_at = time.time_ns()
         try:
-            out.append((e, hash_path(e.path), read_at))
+            # O_NOFOLLOW: a file swapped for a link after the walk must not pull in bytes from
+            # outside the root (link entries already carry their resolved, in-root target).
+            out.append((e, hash_path(e.path, follow_symlinks=False), read_at))
         except FileNotFoundError:
             out.append((e, None, read_at))
         if progress is not None:

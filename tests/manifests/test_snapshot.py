@@ -230,3 +230,21 @@ def test_two_processes_share_one_cache(tmp_path: Path) -> None:
     cache = HashCache(db)
     assert len(cache.load_under(str(roots[0]))) == 300
     assert len(cache.load_under(str(roots[1]))) == 300
+
+
+def test_file_swapped_for_an_outside_link_after_the_walk_is_refused(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    root = tmp_path / "r"
+    root.mkdir()
+    (root / "f").write_text("inside")
+    (tmp_path / "secret").write_text("outside")
+    real_walk = snapshot_mod.walk
+    def walk_then_swap(*a, **kw):  # type: ignore[no-untyped-def]
+        entries = list(real_walk(*a, **kw))
+        (root / "f").unlink()
+        (root / "f").symlink_to(tmp_path / "secret")
+        return iter(entries)
+    monkeypatch.setattr(snapshot_mod, "walk", walk_then_swap)
+    with pytest.raises(SnapshotError, match="cannot open"):
+        snapshot(root, hash_cache=False)
