@@ -102,7 +102,7 @@ def snapshot(
     try:
         # Measured: loading the cache on a second thread while walking is slower (GIL contention).
         entries = list(walk(root_abs, filt, skip))
-        done, todo = _split_cached(entries, cache, _load_known(cache, root_abs), root_abs)
+        done, todo = _split_cached(entries, cache, root_abs)
         done.extend(_hash_all(todo, cache, workers, skip, progress))
     finally:
         if owned and cache is not None:
@@ -110,24 +110,15 @@ def snapshot(
     return Manifest.from_paths(done)
 
 
-_Known = dict[str, tuple[tuple[int, int, int, int, int], str]]
-
-
-def _load_known(cache: HashCache | None, root_abs: str) -> _Known:
+def _split_cached(
+    entries: list[Entry], cache: HashCache | None, root_abs: str
+) -> tuple[list[ManifestPath], list[Entry]]:
     if cache is None:
-        return {}
+        return [], entries
     known = cache.load_under(root_abs)
     root_real = os.path.realpath(root_abs)
     if root_real != root_abs:
         known.update(cache.load_under(root_real))
-    return known
-
-
-def _split_cached(
-    entries: list[Entry], cache: HashCache | None, known: _Known, root_abs: str
-) -> tuple[list[ManifestPath], list[Entry]]:
-    if cache is None:
-        return [], entries
     done: list[ManifestPath] = []
     todo: list[Entry] = []
     for e in entries:
