@@ -1,0 +1,135 @@
+"""The backend contract: what a content-addressed store needs from a bucket, and nothing more."""
+
+from __future__ import annotations
+
+import re
+from collections.abc import AsyncIterable, AsyncIterator, Mapping
+from typing import Literal, Protocol, runtime_checkable
+
+import attrs
+
+from fscas.errors import ConfigError, UnsafePathError
+
+__all__ = ["Backend", "Body", "Capabilities", "ObjectInfo", "check_key", "check_metadata", "chunks_of", "read_part"]
+
+Body = bytes | AsyncIterable[bytes]
+"""What `Backend.put` takes: the whole object, or its bytes in order.
+
+A streamed object becomes visible only if the iterable ends without raising; a backend that
+sees the iterable raise aborts the upload (multipart abort, uncommitted blocks, unlinked temp
+file). The store relies on this to hash while reading and refuse a file that changed.
+"""
+
+
+@attrs.frozen(kw_only=True)
+class Capabilities:
+    """What a backend's server honours; the store branches on these, never on the scheme."""
+
+    create_only: bool
+    """`put(..., if_absent=True)` is a server-side precondition (the loser gets ObjectExists)."""
+    metadata_names: Literal["any", "identifier"] = "any"
+    """`identifier`: the wire only takes C# identifiers (Azure); the backend maps names."""
+    integrity: frozenset[str] = frozenset()
+    """Checksums `head` returns from the server, e.g. `md5`, `crc32c`, `sha256`."""
+    versioning: bool = False
+    """`head` returns a version id (S3 VersionId on a versioned bucket, GCS generation)."""
+
+
+@attrs.frozen(kw_only=True)
+class ObjectInfo:
+    """What the server says about one object. Keys are relative to the backend's root."""
+
+    key: str
+    size: int
+    metadata: Mapping[str, str] = attrs.field(factory=dict, converter=dict, eq=False)
+    etag: str | None = None
+    version_id: str | None = None
+    checksums: Mapping[str, str] = attrs.field(factory=dict, converter=dict, eq=False)
+    """Lowercase hex digests by algorithm (`md5`, `crc32c`, `crc32`, `sha256`)."""
+    last_modified: float | None = None
+    """Seconds since the epoch, when the server says."""
+
+
+@runtime_checkable
+class Backend(Protocol):
+    """A bucket (plus prefix) seen as keys and bytes. Knows nothing of hashes or manifests.
+
+    Every method raises the most specific `fscas.errors.StoreError`: `ObjectNotFound` only when
+    the server said the key is absent, never for a timeout or a refusal.
+    """
+
+    url: str
+    """Credential-free URL of the root, safe to print."""
+    capabilities: Capabilities
+
+    async def head(self, key: str) -> ObjectInfo: ...
+
+    async def get(self, key: str, *, start: int = 0, end: int | None = None) -> bytes: ...
+
+    async def put(self, key: str, data: Body, *, metadata: Mapping[str, str] | None = None,
+                  if_absent: bool = False) -> ObjectInfo: ...
+
+    def list(self, prefix: str) -> AsyncIterator[ObjectInfo]: ...
+
+    async def delete(self, key: str) -> None: ...
+
+    async def aclose(self) -> None: ...
+
+
+# S3 lowercases names, Azure takes only identifiers: one lowercase grammar that every backend can
+# carry (Azure maps '-' to '_', a bijection on this grammar).
+_NAME = re.compile(r"[a-z][a-z0-9-]*\Z")
+_VALUE = re.compile(r"[\x20-\x7e]*\Z")
+
+
+def check_metadata(metadata: Mapping[str, str] | None, key: str) -> dict[str, str]:
+    """Validate logical metadata for `key`: lowercase `[a-z][a-z0-9-]*` names, printable ASCII values.
+
+    Non-ASCII values do not survive HTTP headers on S3 or Azure; callers encode them first, as
+    Deadline's `asset-root-json` does.
+
+    Raises:
+        ConfigError: a name or value is outside the grammar; the message names it and the key.
+    """
+    out: dict[str, str] = {}
+    for name, value in (metadata or {}).items():
+        if not _NAME.match(name):
+            raise ConfigError(f"{key}: metadata name {name!r} must match [a-z][a-z0-9-]*")
+        if not isinstance(value, str) or not _VALUE.match(value):
+            raise ConfigError(f"{key}: metadata {name!r} must be printable ASCII, got {value!r}")
+        out[name] = value
+    return out
+
+
+def check_key(key: str) -> str:
+    """Refuse a key that could not name one object below a root on every backend.
+
+    Raises:
+        UnsafePathError: empty, absolute, `.`/`..` or empty segments, backslash, NUL or a control
+            character; the message names the key.
+    """
+    segments = key.split("/")
+    if (not key or any(s in ("", ".", "..") for s in segments) or "\\" in key
+            or any(ord(c) < 0x20 for c in key)):
+        raise UnsafePathError(f"{key!r}: not a safe object key (empty, absolute, '..', '\\\\' or control)")
+    return key
+
+
+async def read_part(chunks: AsyncIterator[bytes], size: int) -> bytes:
+    """Read from `chunks` until `size` bytes or the end; b'' means the stream is over."""
+    buf = bytearray()
+    while len(buf) < size:
+        try:
+            buf += await anext(chunks)
+        except StopAsyncIteration:
+            break
+    return bytes(buf)
+
+
+async def chunks_of(data: Body) -> AsyncIterator[bytes]:
+    """A `Body` as an async iterator of chunks, so that one code path serves bytes and streams."""
+    if isinstance(data, bytes):
+        yield data
+    else:
+        async for chunk in data:
+            yield chunk

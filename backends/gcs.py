@@ -1,0 +1,219 @@
+"""Google Cloud Storage through gcsfs's JSON-API client.
+
+Quirks handled here and nowhere else:
+- gcsfs 2026's default class probes the bucket type over gRPC and stalls against an emulator; we
+  use `gcsfs.core.GCSFileSystem`, the plain JSON-API client.
+- Create-only is `ifGenerationMatch=0`; a loser gets 412 (FileExistsError in gcsfs).
+- A resumable upload is finalised by its last chunk, so the last chunk is held back until the
+  stream ends cleanly; a stream that raises cancels the session and nothing becomes visible.
+- `md5Hash` and `crc32c` come back base64; we report them as hex. Composite objects have no MD5.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import contextlib
+import os
+from collections.abc import AsyncIterator, Iterator, Mapping
+from datetime import datetime
+from typing import Any
+
+import attrs
+
+from fscas.backends.base import Body, Capabilities, ObjectInfo, check_metadata, chunks_of, read_part
+from fscas.backends.url import Location, build_options
+from fscas.errors import (
+    AccessDenied,
+    BucketNotFound,
+    ObjectExists,
+    ObjectNotFound,
+    StoreError,
+    Unreachable,
+)
+
+__all__ = ["GCSBackend", "GCSOptions"]
+
+_QUANTUM = 256 * 2**10  # non-final resumable chunks must be multiples of 256 KiB
+
+
+@attrs.frozen(kw_only=True)
+class GCSOptions:
+    """Options of a `gs://` store. Unset values come from Google's default credential chain."""
+
+    endpoint_url: str | None = None
+    """Emulator or private endpoint. Env: STORAGE_EMULATOR_HOST."""
+    project: str | None = None
+    """Billing project. Env: GOOGLE_CLOUD_PROJECT."""
+    token: str | None = attrs.field(default=None, repr=False)
+    """`anon`, `google_default`, `cloud`, or a service-account JSON path (gcsfs's `token`)."""
+    part_size: int = 16 * 2**20
+    """Resumable chunk size (rounded to 256 KiB); shorter streams go as one request."""
+
+
+class GCSBackend:
+    """One bucket (and key prefix) on Google Cloud Storage or fake-gcs-server."""
+
+    capabilities = Capabilities(create_only=True, integrity=frozenset({"md5", "crc32c"}), versioning=True)
+
+    def __init__(self, bucket: str, prefix: str = "", options: GCSOptions | None = None) -> None:
+        self.bucket, self.prefix = bucket, prefix
+        self.options = options or GCSOptions()
+        self.endpoint = self.options.endpoint_url or os.environ.get("STORAGE_EMULATOR_HOST")
+        where = f"?endpoint_url={self.endpoint}" if self.endpoint else ""
+        self.url = f"gs://{bucket}/{prefix}".rstrip("/") + where
+        self._fs: Any = None
+
+    @classmethod
+    def from_location(cls, location: Location, options: Mapping[str, object]) -> GCSBackend:
+        return cls(location.bucket, location.prefix, build_options(GCSOptions, location.bucket,
+                                                                   location.options, options))
+
+    def __repr__(self) -> str:
+        return f"GCSBackend({self.url!r})"
+
+    def _key(self, key: str) -> str:
+        return f"{self.prefix}/{key}" if self.prefix else key
+
+    async def _conn(self) -> Any:
+        if self._fs is None:
+            from gcsfs.core import GCSFileSystem
+
+            o = self.options
+            self._fs = GCSFileSystem(asynchronous=True, skip_instance_cache=True, endpoint_url=self.endpoint,
+                                     project=o.project or os.environ.get("GOOGLE_CLOUD_PROJECT", ""),
+                                     token=o.token, use_listings_cache=False)
+            with _translated(self.url, ""):
+                await self._fs._set_session()
+        return self._fs
+
+    async def _json(self, method: str, key: str, path: str, *args: str, **kwargs: Any) -> Any:
+        fs = await self._conn()
+        with _translated(self.url, key):
+            return await fs._call(method, path, *args, json_out=True, **kwargs)
+
+    async def head(self, key: str) -> ObjectInfo:
+        return _info(key, await self._json("GET", key, "b/{}/o/{}", self.bucket, self._key(key)))
+
+    async def get(self, key: str, *, start: int = 0, end: int | None = None) -> bytes:
+        if end is not None and end <= start:
+            return b""
+        fs = await self._conn()
+        headers = {"Range": f"bytes={start}-{'' if end is None else end - 1}"} if start or end is not None else {}
+        with _translated(self.url, key):
+            _, data = await fs._call("GET", "b/{}/o/{}", self.bucket, self._key(key), alt="media", headers=headers)
+        return bytes(data)
+
+    async def put(self, key: str, data: Body, *, metadata: Mapping[str, str] | None = None,
+                  if_absent: bool = False) -> ObjectInfo:
+        from gcsfs.core import initiate_upload, simple_upload
+
+        meta = check_metadata(metadata, key) or None
+        mode = "create" if if_absent else "overwrite"
+        fs = await self._conn()
+        part_size = max(_QUANTUM, self.options.part_size // _QUANTUM * _QUANTUM)
+        chunks = chunks_of(data)
+        part = await read_part(chunks, part_size)
+        with _translated(self.url, key, missing=BucketNotFound):
+            if len(part) < part_size:
+                return _info(key, await simple_upload(fs, self.bucket, self._key(key), part, meta, mode=mode))
+            location = await initiate_upload(fs, self.bucket, self._key(key), metadata=meta, mode=mode)
+        try:
+            offset = 0
+            while True:
+                following = await read_part(chunks, part_size)
+                total = None if following else offset + len(part)
+                result = await self._send(key, location, part, offset, total)
+                if total is not None:
+                    return _info(key, result)
+                offset += len(part)
+                part = following
+        except BaseException:
+            with contextlib.suppress(Exception):
+                await fs._call("DELETE", location)
+            raise
+
+    async def _send(self, key: str, location: str, data: bytes, offset: int, total: int | None) -> Any:
+        fs = await self._conn()
+        last = offset + len(data) - 1
+        span = f"bytes {offset}-{last}/{'*' if total is None else total}" if data else f"bytes */{total}"
+        with _translated(self.url, key, missing=BucketNotFound):
+            _, body = await fs._call("POST", location, data=data,
+                                     headers={"Content-Range": span, "Content-Length": str(len(data))})
+        return _json_or_none(body)
+
+    async def list(self, prefix: str) -> AsyncIterator[ObjectInfo]:
+        strip = len(self._key(""))
+        page: dict[str, str] = {}
+        while True:
+            r = await self._json("GET", prefix, "b/{}/o", self.bucket, prefix=self._key(prefix), maxResults=1000,
+                                 **page)
+            for item in r.get("items", ()):
+                yield attrs.evolve(_info(item["name"][strip:], item), metadata={})
+            if not r.get("nextPageToken"):
+                return
+            page = {"pageToken": r["nextPageToken"]}
+
+    async def delete(self, key: str) -> None:
+        fs = await self._conn()
+        with contextlib.suppress(ObjectNotFound), _translated(self.url, key):
+            await fs._call("DELETE", "b/{}/o/{}", self.bucket, self._key(key))
+
+    async def aclose(self) -> None:
+        fs, self._fs = self._fs, None
+        if fs is not None and fs.session is not None:
+            await fs.session.close()
+
+
+
+
+def _json_or_none(body: bytes | str | None) -> Any:
+    import json
+
+    return json.loads(body) if body else None
+
+
+def _b64hex(value: str | None) -> str | None:
+    return base64.b64decode(value).hex() if value else None
+
+
+def _info(key: str, r: Mapping[str, Any]) -> ObjectInfo:
+    checksums = {name: h for name, field in (("md5", "md5Hash"), ("crc32c", "crc32c"))
+                 if (h := _b64hex(r.get(field)))}
+    updated = r.get("updated")
+    return ObjectInfo(key=key, size=int(r["size"]), metadata=r.get("metadata") or {}, etag=r.get("etag"),
+                      version_id=str(r["generation"]) if r.get("generation") else None, checksums=checksums,
+                      last_modified=datetime.fromisoformat(updated.replace("Z", "+00:00")).timestamp()
+                      if updated else None)
+
+
+@contextlib.contextmanager
+def _translated(url: str, key: str, missing: type[ObjectNotFound] = ObjectNotFound) -> Iterator[None]:
+    """Map gcsfs/aiohttp/google-auth errors to fscas errors naming the URL and key."""
+    import aiohttp
+    from gcsfs.retry import HttpError
+    from google.auth.exceptions import GoogleAuthError
+
+    try:
+        yield
+    except StoreError:
+        raise
+    except FileNotFoundError as e:
+        what = "bucket does not exist" if missing is BucketNotFound else f"{key}: not found"
+        raise missing(f"{url}: {what}") from e
+    except FileExistsError as e:
+        raise ObjectExists(f"{url}: {key}: already exists") from e
+    except GoogleAuthError as e:
+        raise AccessDenied(f"{url}: no usable Google credentials ({type(e).__name__})") from e
+    except HttpError as e:
+        if e.code in (401, 403):
+            raise AccessDenied(f"{url}: {key}: access denied ({e.code})") from e
+        raise StoreError(f"{url}: {key}: HTTP {e.code}: {e.message}") from e
+    except (aiohttp.ClientConnectionError, asyncio.TimeoutError, ConnectionError) as e:
+        raise Unreachable(f"{url}: {key}: endpoint unreachable ({type(e).__name__})") from e
+    except OSError as e:
+        if str(e).startswith("Forbidden"):
+            raise AccessDenied(f"{url}: {key}: access denied") from e
+        raise StoreError(f"{url}: {key}: {type(e).__name__}") from e
+    except ValueError as e:
+        raise StoreError(f"{url}: {key}: {str(e).splitlines()[0]}") from e

