@@ -12,6 +12,7 @@ from collections.abc import Sequence
 
 from fscas import __version__
 from fscas.cli_manifest import add_manifest_commands
+from fscas.cli_store import add_store_commands
 from fscas.errors import ConfigError, FscasError, ManifestError, UnsafePathError
 
 __all__ = ["main"]
@@ -24,7 +25,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="fscas", description=__doc__.splitlines()[0])
     parser.add_argument("--version", action="version", version=f"fscas {__version__}")
     groups = parser.add_subparsers(dest="group", metavar="COMMAND", required=True)
-    add_manifest_commands(groups)
+    add_store_commands(groups, add_manifest_commands(groups))
     return parser
 
 

@@ -10,13 +10,13 @@ from typing import Any
 from fscas.cli_output import emit_json, progress_bar, warn
 from fscas.errors import ManifestError, SnapshotError
 from fscas.files import atomic_write_bytes
-from fscas.manifests import ManifestDiff, decode, diff_tree, encode, manifest_hash, merge, snapshot
+from fscas.manifests import Manifest, ManifestDiff, decode, diff_tree, encode, manifest_hash, merge, snapshot
 
-__all__ = ["add_manifest_commands"]
+__all__ = ["add_manifest_commands", "read_manifest"]
 
 
-def add_manifest_commands(groups: Any) -> None:
-    """Register `fscas manifest` and its subcommands."""
+def add_manifest_commands(groups: Any) -> Any:
+    """Register `fscas manifest` and its subcommands; return its subparsers for more commands."""
     group = groups.add_parser("manifest", help="snapshot, diff, merge and show manifests")
     sub = group.add_subparsers(dest="command", metavar="COMMAND", required=True)
 
@@ -46,6 +46,7 @@ def add_manifest_commands(groups: Any) -> None:
     p.add_argument("file")
     p.add_argument("--json", action="store_true")
     p.set_defaults(handler=_show)
+    return sub
 
 
 def _add_filters(p: argparse.ArgumentParser) -> None:
@@ -55,7 +56,8 @@ def _add_filters(p: argparse.ArgumentParser) -> None:
                    help="leave out files matching GLOB; DIR/** prunes a folder")
 
 
-def _read_manifest(path: str) -> Any:
+def read_manifest(path: str) -> Manifest:
+    """Read and decode a local manifest file; errors name the file."""
     try:
         with open(path, "rb") as f:
             data = f.read()
@@ -99,7 +101,7 @@ def _diff_json(d: ManifestDiff) -> dict[str, list[str]]:
 
 
 def _diff(args: argparse.Namespace) -> int:
-    m = _read_manifest(args.manifest)
+    m = read_manifest(args.manifest)
     d = diff_tree(args.root, m, exact=args.exact, include=args.include, exclude=args.exclude,
                   on_skip=None if args.json else (lambda rel, why: warn(f"skipped {rel}: {why}")))
     if args.json:
@@ -112,7 +114,7 @@ def _diff(args: argparse.Namespace) -> int:
 
 
 def _merge(args: argparse.Namespace) -> int:
-    m = merge(*(_read_manifest(p) for p in args.manifests))
+    m = merge(*(read_manifest(p) for p in args.manifests))
     data = encode(m)
     atomic_write_bytes(args.output, data)
     if args.json:
@@ -124,7 +126,7 @@ def _merge(args: argparse.Namespace) -> int:
 
 
 def _show(args: argparse.Namespace) -> int:
-    m = _read_manifest(args.file)
+    m = read_manifest(args.file)
     if args.json:
         emit_json({"hashAlg": m.hash_alg, "manifestVersion": m.version, "totalSize": m.total_size,
                    "paths": [{"path": p.path, "hash": p.hash, "size": p.size, "mtime": p.mtime}

@@ -1,0 +1,123 @@
+"""`Store`: the blocking facade. Each method runs its `AsyncStore` twin on fsspec's IO loop."""
+
+from __future__ import annotations
+
+import os
+from typing import Any, BinaryIO, Literal
+
+from fsspec.callbacks import Callback
+
+from fscas.existence import ExistenceCache
+from fscas.manifests import Manifest, OutputManifest
+from fscas.runner import run_sync
+from fscas.store import AsyncStore, ConflictMode, open_async_store
+from fscas.summary import GcReport, TransferSummary
+
+__all__ = ["Store", "open_store"]
+
+
+class Store:
+    """A content-addressed store for blocking code; the logic lives in `AsyncStore` (`.aio`)."""
+
+    def __init__(self, aio: AsyncStore) -> None:
+        self.aio = aio
+
+    @property
+    def url(self) -> str:
+        """The backend's credential-free URL (the store identity)."""
+        return self.aio.url
+
+    def __repr__(self) -> str:
+        return f"Store({self.url!r})"
+
+    def __enter__(self) -> Store:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def close(self) -> None:
+        """Close the backend's sessions and the caches."""
+        run_sync(self.aio.aclose())
+
+    def has(self, digest: str) -> bool:
+        """See `AsyncStore.has`."""
+        return run_sync(self.aio.has(digest))
+
+    def put_bytes(self, data: bytes) -> str:
+        """See `AsyncStore.put_bytes`."""
+        return run_sync(self.aio.put_bytes(data))
+
+    def put_file(self, path: str | os.PathLike[str]) -> str:
+        """See `AsyncStore.put_file`."""
+        return run_sync(self.aio.put_file(path))
+
+    def get_bytes(self, digest: str) -> bytes:
+        """See `AsyncStore.get_bytes`."""
+        return run_sync(self.aio.get_bytes(digest))
+
+    def get_file(self, digest: str, path: str | os.PathLike[str]) -> None:
+        """See `AsyncStore.get_file`."""
+        run_sync(self.aio.get_file(digest, path))
+
+    def open(self, digest: str) -> BinaryIO:
+        """See `AsyncStore.open`."""
+        return run_sync(self.aio.open(digest))
+
+    def missing(self, digests: list[str], *, use_cache: bool = True) -> set[str]:
+        """See `AsyncStore.missing`."""
+        return run_sync(self.aio.missing(digests, use_cache=use_cache))
+
+    def upload(self, manifest: Manifest, root: str | os.PathLike[str], *, callback: Callback | None = None,
+               use_cache: bool = True) -> TransferSummary:
+        """See `AsyncStore.upload`."""
+        return run_sync(self.aio.upload(manifest, root, callback=callback, use_cache=use_cache))
+
+    def download(self, manifest: Manifest, dest: str | os.PathLike[str], *, conflict: ConflictMode = "skip",
+                 callback: Callback | None = None) -> TransferSummary:
+        """See `AsyncStore.download`."""
+        return run_sync(self.aio.download(manifest, dest, conflict=conflict, callback=callback))
+
+    def put_manifest(self, key: str, manifest: Manifest, *, metadata: dict[str, str] | None = None,
+                     if_absent: bool = True) -> str:
+        """See `AsyncStore.put_manifest`."""
+        return run_sync(self.aio.put_manifest(key, manifest, metadata=metadata, if_absent=if_absent))
+
+    def get_manifest(self, key: str) -> Manifest:
+        """See `AsyncStore.get_manifest`."""
+        return run_sync(self.aio.get_manifest(key))
+
+    def push(self, manifest: Manifest, root: str | os.PathLike[str], *, farm_id: str, queue_id: str,
+             source_root: str | None = None, callback: Callback | None = None) -> tuple[str, str, TransferSummary]:
+        """See `AsyncStore.push`."""
+        return run_sync(self.aio.push(manifest, root, farm_id=farm_id, queue_id=queue_id, source_root=source_root,
+                                      callback=callback))
+
+    def put_output(self, manifest: Manifest, root: str, **ids: Any) -> tuple[str, TransferSummary]:
+        """See `AsyncStore.put_output` (same keyword arguments)."""
+        return run_sync(self.aio.put_output(manifest, root, **ids))
+
+    def output_manifests(self, farm_id: str, queue_id: str, job_id: str, step_id: str | None = None,
+                         task_id: str | None = None) -> list[OutputManifest]:
+        """See `AsyncStore.output_manifests`."""
+        return run_sync(self.aio.output_manifests(farm_id, queue_id, job_id, step_id, task_id))
+
+    def gc(self, *, delete: bool = False, grace_seconds: float = 86400.0) -> GcReport:
+        """See `AsyncStore.gc`."""
+        return run_sync(self.aio.gc(delete=delete, grace_seconds=grace_seconds))
+
+
+def open_store(url: str, *, concurrency: int | None = None,
+               existence_cache: ExistenceCache | Literal[False] | None = None, **options: Any) -> Store:
+    """Open the store at `url`: `s3://bucket/prefix`, `gs://`, `az://container/prefix`, a folder, `memory://`.
+
+    Options go to the backend (`endpoint_url`, `region`, `profile`, `anon`, ...), as keywords or in
+    the URL's query string; unknown options are a `ConfigError`.
+
+    Example:
+        >>> with fscas.open_store("/tmp/fscas-doc-store") as store:
+        ...     digest = store.put_bytes(b"hello")
+        ...     store.get_bytes(digest)
+        b'hello'
+    """
+    return Store(open_async_store(url, concurrency=concurrency, existence_cache=existence_cache, **options))

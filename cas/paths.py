@@ -1,0 +1,52 @@
+"""Manifest paths meet the disk here: anything that could land outside its root is refused."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterable
+from pathlib import Path
+
+from fscas.errors import UnsafePathError
+
+__all__ = ["check_layout", "safe_join", "within"]
+
+
+def safe_join(root: Path, rel: str) -> Path:
+    """`root / rel` for a manifest path that stays below `root`.
+
+    Raises:
+        UnsafePathError: `rel` is empty, absolute, has `.`/`..`/empty segments, a backslash or a NUL.
+    """
+    parts = rel.split("/")
+    if (not rel or rel.startswith("/") or "\\" in rel or "\x00" in rel
+            or any(p in ("", ".", "..") for p in parts)):
+        raise UnsafePathError(f"{rel!r}: manifest path would leave {root} (absolute, '..', '\\\\' or NUL)")
+    return root.joinpath(*parts)
+
+
+def within(path: str | os.PathLike[str], root_real: str) -> bool:
+    """True when the real location of `path` (links resolved) is `root_real` or below it."""
+    real = os.path.realpath(path)
+    return real == root_real or real.startswith(root_real.rstrip(os.sep) + os.sep)
+
+
+def check_layout(paths: Iterable[str]) -> None:
+    """Refuse duplicate paths and a path that is both a file and a folder of another path.
+
+    Raises:
+        UnsafePathError: naming the first offending path.
+    """
+    files: set[str] = set()
+    folders: set[str] = set()
+    for rel in paths:
+        if rel in files:
+            raise UnsafePathError(f"{rel!r}: listed twice in the manifest")
+        if rel in folders:
+            raise UnsafePathError(f"{rel!r}: is a file in the manifest and a folder of another path")
+        files.add(rel)
+        parts = rel.split("/")
+        for i in range(1, len(parts)):
+            folder = "/".join(parts[:i])
+            if folder in files:
+                raise UnsafePathError(f"{rel!r}: its folder {folder!r} is a file in the manifest")
+            folders.add(folder)

@@ -1,0 +1,189 @@
+"""Moving bytes between local files and a backend, hashed as they move.
+
+Upload: a file is read once; its bytes are hashed as they are read and the object is committed
+only if they hash to the manifest's digest (a file changed since its snapshot is refused: Deadline
+defect D1). Download: bytes are hashed as they arrive, written to a temp file beside the target,
+checked for size and digest, given the manifest mtime and renamed into place.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import os
+import tempfile
+from collections.abc import AsyncIterator, Callable
+from pathlib import Path
+from typing import BinaryIO
+
+import xxhash
+
+from fscas.backends import Backend
+from fscas.keys import data_key, legacy_data_key
+from fscas.errors import IntegrityError, ObjectNotFound, SnapshotError, UnsafePathError
+from fscas.paths import within
+
+__all__ = ["PART", "fetch_to_file", "open_source", "prepare_parent", "reserve_copy_name", "send_file"]
+
+PART = 16 * 2**20
+"""Objects up to this size move in one request; larger ones stream in parts of this size."""
+_TMP_PREFIX, _TMP_SUFFIX = ".fscas-", ".partial"
+
+Progress = Callable[[int], None]
+
+
+def open_source(path: Path, root_real: str) -> BinaryIO:
+    """Open a file to upload, refusing one whose real location is outside the root.
+
+    Raises:
+        UnsafePathError: the path resolves outside the root (a link out).
+        SnapshotError: the file cannot be opened (missing, unreadable, not a regular file).
+    """
+    real = os.path.realpath(path)
+    if not within(real, root_real):
+        raise UnsafePathError(f"{path}: resolves to {real}, outside the upload root")
+    try:
+        fd = os.open(real, os.O_RDONLY | getattr(os, "O_NOFOLLOW", 0))
+    except OSError as e:
+        raise SnapshotError(f"{path}: cannot be read for upload: {e.strerror}") from e
+    return os.fdopen(fd, "rb", buffering=0)
+
+
+async def send_file(backend: Backend, path: Path, root_real: str, digest: str, size: int,
+                    progress: Progress) -> None:
+    """Upload the file at `path` as `Data/<digest>.xxh128`, refusing it if its bytes do not hash to `digest`.
+
+    Raises:
+        IntegrityError: the file's size or bytes differ from the manifest (changed since the snapshot).
+    """
+    f = await asyncio.to_thread(open_source, path, root_real)
+    try:
+        if size <= PART:
+            data = await asyncio.to_thread(f.read, size + 1)
+            _check(path, digest, size, len(data), xxhash.xxh3_128_hexdigest(data))
+            await backend.put(data_key(digest), data)
+            progress(size)
+        else:
+            await backend.put(data_key(digest), _verified_chunks(f, path, digest, size, progress))
+    finally:
+        f.close()
+
+
+async def _verified_chunks(f: BinaryIO, path: Path, digest: str, size: int, progress: Progress
+                           ) -> AsyncIterator[bytes]:
+    # One chunk of read-ahead: the last chunk is only yielded once the whole file hashed right,
+    # so a backend that sees this iterator raise never commits the object.
+    h = xxhash.xxh3_128()
+
+    def read() -> bytes:
+        chunk = f.read(PART)
+        h.update(chunk)
+        return chunk
+
+    done = 0
+    chunk = await asyncio.to_thread(read)
+    while chunk:
+        following = await asyncio.to_thread(read)
+        done += len(chunk)
+        if not following:
+            _check(path, digest, size, done, h.hexdigest())
+        yield chunk
+        progress(len(chunk))
+        chunk = following
+
+
+def _check(path: Path | str, digest: str, size: int, got_size: int, got_digest: str) -> None:
+    if got_size != size:
+        raise IntegrityError(f"{path}: {got_size} bytes, the manifest says {size}: changed since its snapshot")
+    if got_digest != digest:
+        raise IntegrityError(f"{path}: hashes to {got_digest}, the manifest says {digest}: changed since its snapshot")
+
+
+async def fetch_to_file(backend: Backend, digest: str, size: int, target: Path, *, mtime_us: int | None,
+                        progress: Progress) -> None:
+    """Download `Data/<digest>.xxh128` (or the legacy `Data/<digest>`) to `target`, verified and atomic.
+
+    Raises:
+        ObjectNotFound: neither key exists.
+        IntegrityError: the object's size or digest is wrong; the key is named, nothing is written.
+    """
+    fd, tmp = await asyncio.to_thread(tempfile.mkstemp, prefix=_TMP_PREFIX, suffix=_TMP_SUFFIX, dir=target.parent)
+    try:
+        with os.fdopen(fd, "wb") as out:
+            await _fetch(backend, digest, size, out, progress)
+        if mtime_us is not None:
+            await asyncio.to_thread(os.utime, tmp, ns=(mtime_us * 1000, mtime_us * 1000))
+        await asyncio.to_thread(os.chmod, tmp, 0o666 & ~_UMASK)  # mkstemp made it 0600
+        await asyncio.to_thread(os.replace, tmp, target)
+    except BaseException:
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(tmp)
+        raise
+
+
+async def _fetch(backend: Backend, digest: str, size: int, out: BinaryIO, progress: Progress) -> str:
+    h = xxhash.xxh3_128()
+    key = data_key(digest)
+    first_end = min(size, PART) if size > PART else None  # small: one GET of the whole object
+    try:
+        first = await backend.get(key, end=first_end)
+    except ObjectNotFound:
+        key = legacy_data_key(digest)  # Deadline PR #167: read the pre-suffix name as a fallback
+        first = await backend.get(key, end=first_end)
+    written = len(first)
+    h.update(first)
+    await asyncio.to_thread(out.write, first)
+    progress(len(first))
+    # Larger objects: ranged GETs, a few in flight, consumed in order so the hash streams.
+    window: list[asyncio.Task[bytes]] = []
+    offsets = list(range(written, size, PART)) if size > PART else []
+    try:
+        for i, start in enumerate(offsets):
+            while len(window) < 4 and i + len(window) < len(offsets):
+                s = offsets[i + len(window)]
+                window.append(asyncio.create_task(backend.get(key, start=s, end=min(size, s + PART))))
+            part = await window.pop(0)
+            h.update(part)
+            written += len(part)
+            await asyncio.to_thread(out.write, part)
+            progress(len(part))
+    finally:
+        for t in window:
+            t.cancel()
+    if written != size or h.hexdigest() != digest:
+        got = h.hexdigest()
+        raise IntegrityError(f"{backend.url}: {key}: {written} bytes hashing to {got}, expected {size} bytes "
+                             f"hashing to {digest}")
+    return key
+
+
+def _read_umask() -> int:
+    mask = os.umask(0)  # the only way to read it; done once, at import, before any thread writes
+    os.umask(mask)
+    return mask
+
+
+_UMASK = _read_umask()
+
+
+def reserve_copy_name(target: Path) -> Path:
+    """Deadline's CREATE_COPY naming, `name (1).ext`, reserved with O_EXCL across processes."""
+    n = 1
+    while True:
+        candidate = target.with_name(f"{target.stem} ({n}){target.suffix}")
+        try:
+            os.close(os.open(candidate, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o644))
+            return candidate
+        except FileExistsError:
+            n += 1
+
+
+def prepare_parent(target: Path, dest_real: str) -> None:
+    """Create `target`'s folder, refusing any folder on the way that is a link leading out of dest.
+
+    Raises:
+        UnsafePathError: a folder of the path resolves outside the destination.
+    """
+    target.parent.mkdir(parents=True, exist_ok=True)
+    if not within(target.parent, dest_real):
+        raise UnsafePathError(f"{target}: its folder resolves outside the destination {dest_real}")
