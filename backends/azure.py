@@ -115,7 +115,8 @@ class AzureBackend:
             return b""
         length = None if end is None else end - start
         with _translated(self.url, key):
-            stream = await self._blob(key).download_blob(offset=start or None, length=length)
+            stream = await self._blob(key).download_blob(  # offset 0 without a length is a 416 on an empty blob
+                offset=start if start or length is not None else None, length=length)
             data: bytes = await stream.readall()
         return data
 

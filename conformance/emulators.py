@@ -98,7 +98,7 @@ class Emulator:
         while time.monotonic() < deadline:
             if self.process.poll() is not None:
                 break
-            with contextlib.suppress(OSError, urllib.error.URLError, ValueError):
+            with contextlib.suppress(Exception):  # not answering yet, in whatever way its client says
                 if self._ready():
                     return self
             time.sleep(0.2)
@@ -192,7 +192,8 @@ class SeaweedFSEmulator(_S3Emulator):
     def command(self) -> list[str]:
         weed = shutil.which("weed") or str(Path(sys.executable).parent / "weed")
         ports = {flag: free_port() for flag in ("master.port", "master.port.grpc", "volume.port", "volume.port.grpc",
-                                                "filer.port", "filer.port.grpc", "s3.port.grpc", "metricsPort")}
+                                                "filer.port", "filer.port.grpc", "s3.port.grpc", "s3.port.iceberg",
+                                                "s3.port.lance", "metricsPort")}
         # Each bucket is a collection that grows 7 volumes: raise volume.max and keep volumes small.
         return [weed, "server", f"-dir={self.workdir}", "-ip=127.0.0.1", "-ip.bind=127.0.0.1", "-s3",
                 f"-s3.port={self.port}", "-volume.max=200", "-master.volumeSizeLimitMB=64", "-iam=false",
