@@ -1,0 +1,96 @@
+"""Backend options, metadata mapping and error translation, checked against real servers."""
+
+from __future__ import annotations
+
+import asyncio
+from typing import Any
+
+import pytest
+
+import fscas
+from fscas.backends import open_backend, parse_url
+from fscas.backends.azure import name_from_wire, name_to_wire
+from fscas.conformance.emulators import free_port
+from fscas.conformance.plugin import unique_bucket
+
+
+def test_url_options_and_typos() -> None:
+    loc = parse_url("s3://bkt/a/b?endpoint_url=http://127.0.0.1:9000&region=eu-west-1")
+    assert (loc.scheme, loc.bucket, loc.prefix) == ("s3", "bkt", "a/b")
+    assert loc.options == {"endpoint_url": "http://127.0.0.1:9000", "region": "eu-west-1"}
+    loc = parse_url("s3://bkt/key,opt=endpoint=http://x,opt=region=us-east-1")
+    assert loc.options == {"endpoint": "http://x", "region": "us-east-1"} and loc.prefix == "key"
+    assert parse_url("abfs://cont@acct.dfs.core.windows.net/p").options == {"account_name": "acct"}
+    with pytest.raises(fscas.ConfigError, match="did you mean 'endpoint_url'"):
+        open_backend("s3://bkt?endpont_url=http://x")
+    with pytest.raises(fscas.ConfigError, match="unknown scheme"):
+        open_backend("ftp://host/x")
+    with pytest.raises(fscas.ConfigError, match="must be true or false"):
+        open_backend("s3://bkt?anon=perhaps")
+
+
+def test_secrets_stay_out_of_repr_and_url() -> None:
+    b = open_backend("s3://bkt/p", key="AKIASECRETKEYID", secret="verysecretvalue", endpoint_url="http://127.0.0.1:1")
+    assert "verysecret" not in repr(b) and "verysecret" not in b.url and "AKIASECRET" not in repr(b.options)
+    assert "verysecret" not in repr(b.options)  # type: ignore[attr-defined]
+
+
+def test_metadata_names_outside_the_grammar_are_refused() -> None:
+    b = open_backend("memory://m")
+    for bad in ({"Asset-Root": "x"}, {"asset_root": "x"}, {"asset-root": "scène"}):
+        with pytest.raises(fscas.ConfigError):
+            asyncio.run(b.put("k", b"", metadata=bad))
+
+
+def test_azure_name_mapping_round_trips() -> None:
+    for name in ("asset-root", "asset-root-json", "file-system-location-name", "a", "x9-y"):
+        wire = name_to_wire(name)
+        assert wire.isidentifier() and name_from_wire(wire) == name
+
+
+def test_azure_writes_identifier_names_on_the_wire(azurite: Any) -> None:
+    from azure.storage.blob import BlobServiceClient
+
+    bucket = unique_bucket()
+    azurite.create_bucket(bucket)
+    b = open_backend(azurite.store_url(bucket), **azurite.options())
+
+    async def go() -> dict[str, str]:
+        await b.put("m", b"x", metadata={"asset-root": "/r", "file-system-location-name": "L"})
+        info = await b.head("m")
+        await b.aclose()
+        return dict(info.metadata)
+
+    assert asyncio.run(go()) == {"asset-root": "/r", "file-system-location-name": "L"}
+    raw = BlobServiceClient.from_connection_string(azurite.connection_string).get_blob_client(bucket, "m")
+    assert raw.get_blob_properties().metadata == {"asset_root": "/r", "file_system_location_name": "L"}
+
+
+@pytest.mark.parametrize("url", ["s3://bkt?endpoint_url=http://127.0.0.1:{port}&key=a&secret=b",
+                                 "gs://bkt?endpoint_url=http://127.0.0.1:{port}&token=anon"])
+def test_unreachable_endpoint_is_one_clear_error(url: str) -> None:
+    b = open_backend(url.format(port=free_port()))
+
+    async def go() -> None:
+        try:
+            await b.head("Data/x")
+        finally:
+            await b.aclose()
+
+    with pytest.raises(fscas.Unreachable, match="unreachable"):
+        asyncio.run(go())
+
+
+def test_missing_bucket_is_a_clean_refusal(seaweedfs: Any) -> None:
+    # SeaweedFS answers AccessDenied for a PUT into a missing bucket, moto NoSuchBucket: either
+    # way one fscas error, never a botocore one.
+    b = open_backend(seaweedfs.store_url(unique_bucket()), **seaweedfs.options())
+
+    async def go() -> None:
+        try:
+            await b.put("k", b"1")
+        finally:
+            await b.aclose()
+
+    with pytest.raises((fscas.AccessDenied, fscas.ObjectNotFound)):
+        asyncio.run(go())
