@@ -22,7 +22,6 @@ from collections.abc import AsyncIterator, Iterator, Mapping
 from typing import Any
 
 import attrs
-
 from fscas.backends.base import Body, Capabilities, ObjectInfo, check_metadata, chunks_of, read_part
 from fscas.backends.url import Location, build_options
 from fscas.errors import (
@@ -191,7 +190,9 @@ def _account_from_env(connection_string: str | None) -> str | None:
 
 
 def _info(key: str, p: Any, size: int, metadata: Mapping[str, str]) -> ObjectInfo:
-    get = p.get if isinstance(p, Mapping) else lambda name: getattr(p, name, None)
+    def get(name: str) -> Any:  # upload/commit answer dicts; properties and listings answer objects
+        return p.get(name) if isinstance(p, Mapping) else getattr(p, name, None)
+
     settings = get("content_settings")
     md5 = get("content_md5") or (settings.content_md5 if settings is not None else None)
     modified = get("last_modified")
@@ -210,18 +211,20 @@ def _translated(url: str, key: str, missing: type[ObjectNotFound] = ObjectNotFou
     except StoreError:
         raise
     except ax.ResourceNotFoundError as e:
-        if e.error_code == "ContainerNotFound" or missing is BucketNotFound:
+        if getattr(e, "error_code", None) == "ContainerNotFound" or missing is BucketNotFound:
             raise BucketNotFound(f"{url}: container does not exist") from e
         raise ObjectNotFound(f"{url}: {key}: not found") from e
     except (ax.ResourceExistsError, ax.ResourceModifiedError) as e:
         raise ObjectExists(f"{url}: {key}: already exists") from e
     except ax.ClientAuthenticationError as e:
-        raise AccessDenied(f"{url}: {key}: access denied ({e.error_code or e.status_code})") from e
+        code = getattr(e, "error_code", None) or e.status_code
+        raise AccessDenied(f"{url}: {key}: access denied ({code})") from e
     except (ax.ServiceRequestError, ax.ServiceResponseError, ConnectionError) as e:
         raise Unreachable(f"{url}: {key}: endpoint unreachable ({type(e).__name__})") from e
     except ax.HttpResponseError as e:
         if e.status_code == 403:
             raise AccessDenied(f"{url}: {key}: access denied") from e
-        raise StoreError(f"{url}: {key}: HTTP {e.status_code} {e.error_code or ''}".rstrip()) from e
+        code = getattr(e, "error_code", None) or ""
+        raise StoreError(f"{url}: {key}: HTTP {e.status_code} {code}".rstrip()) from e
     except ValueError as e:  # adlfs/azure-core: a malformed connection string or account
         raise StoreError(f"{url}: invalid Azure configuration ({type(e).__name__})") from e

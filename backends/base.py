@@ -7,7 +7,6 @@ from collections.abc import AsyncIterable, AsyncIterator, Mapping
 from typing import Literal, Protocol, runtime_checkable
 
 import attrs
-
 from fscas.errors import ConfigError, UnsafePathError
 
 __all__ = ["Backend", "Body", "Capabilities", "ObjectInfo", "check_key", "check_metadata", "chunks_of", "read_part"]
@@ -19,6 +18,10 @@ A streamed object becomes visible only if the iterable ends without raising; a b
 sees the iterable raise aborts the upload (multipart abort, uncommitted blocks, unlinked temp
 file). The store relies on this to hash while reading and refuse a file that changed.
 """
+
+
+def _str_dict(m: Mapping[str, str]) -> dict[str, str]:
+    return dict(m)
 
 
 @attrs.frozen(kw_only=True)
@@ -41,10 +44,10 @@ class ObjectInfo:
 
     key: str
     size: int
-    metadata: Mapping[str, str] = attrs.field(factory=dict, converter=dict, eq=False)
+    metadata: Mapping[str, str] = attrs.field(factory=dict, converter=_str_dict, eq=False)
     etag: str | None = None
     version_id: str | None = None
-    checksums: Mapping[str, str] = attrs.field(factory=dict, converter=dict, eq=False)
+    checksums: Mapping[str, str] = attrs.field(factory=dict, converter=_str_dict, eq=False)
     """Lowercase hex digests by algorithm (`md5`, `crc32c`, `crc32`, `sha256`)."""
     last_modified: float | None = None
     """Seconds since the epoch, when the server says."""

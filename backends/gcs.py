@@ -11,7 +11,6 @@ Quirks handled here and nowhere else:
 
 from __future__ import annotations
 
-import asyncio
 import base64
 import contextlib
 import os
@@ -20,7 +19,6 @@ from datetime import datetime
 from typing import Any
 
 import attrs
-
 from fscas.backends.base import Body, Capabilities, ObjectInfo, check_metadata, chunks_of, read_part
 from fscas.backends.url import Location, build_options
 from fscas.errors import (
@@ -209,7 +207,7 @@ def _translated(url: str, key: str, missing: type[ObjectNotFound] = ObjectNotFou
         if e.code in (401, 403):
             raise AccessDenied(f"{url}: {key}: access denied ({e.code})") from e
         raise StoreError(f"{url}: {key}: HTTP {e.code}: {e.message}") from e
-    except (aiohttp.ClientConnectionError, asyncio.TimeoutError, ConnectionError) as e:
+    except (TimeoutError, aiohttp.ClientConnectionError, ConnectionError) as e:
         raise Unreachable(f"{url}: {key}: endpoint unreachable ({type(e).__name__})") from e
     except OSError as e:
         if str(e).startswith("Forbidden"):

@@ -12,7 +12,6 @@ from collections.abc import AsyncIterator, Iterator, Mapping
 from pathlib import Path
 
 import attrs
-
 from fscas.backends.base import Body, Capabilities, ObjectInfo, check_key, check_metadata
 from fscas.backends.url import Location, build_options
 from fscas.errors import AccessDenied, BucketNotFound, ObjectExists, ObjectNotFound, StoreError

@@ -6,7 +6,6 @@ import time
 from collections.abc import AsyncIterator, Mapping
 
 import attrs
-
 from fscas.backends.base import Body, Capabilities, ObjectInfo, check_key, check_metadata
 from fscas.backends.url import Location, build_options
 from fscas.errors import ObjectExists, ObjectNotFound

@@ -18,7 +18,6 @@ from collections.abc import AsyncIterator, Iterator, Mapping
 from typing import Any
 
 import attrs
-
 from fscas.backends.base import Body, Capabilities, ObjectInfo, check_metadata, chunks_of, read_part
 from fscas.backends.url import Location, build_options
 from fscas.errors import (
@@ -233,8 +232,8 @@ def _translated(url: str, key: str) -> Iterator[None]:
         raise
     except (bx.NoCredentialsError, bx.PartialCredentialsError, bx.ProfileNotFound) as e:
         raise AccessDenied(f"{url}: no usable AWS credentials ({type(e).__name__})") from e
-    except (bx.EndpointConnectionError, bx.ConnectTimeoutError, bx.ReadTimeoutError, bx.HTTPClientError,
-            ConnectionError, asyncio.TimeoutError) as e:
+    except (TimeoutError, bx.EndpointConnectionError, bx.ConnectTimeoutError, bx.ReadTimeoutError,
+            bx.HTTPClientError, ConnectionError) as e:
         raise Unreachable(f"{url}: {key}: endpoint unreachable ({type(e).__name__})") from e
     except (bx.ClientError, OSError) as e:
         cause = e if isinstance(e, bx.ClientError) else e.__cause__

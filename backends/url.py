@@ -6,10 +6,9 @@ import difflib
 import os
 import urllib.parse
 from collections.abc import Mapping
-from typing import Any, TypeVar
+from typing import Any, TypeVar, cast
 
 import attrs
-
 from fscas.errors import ConfigError
 
 __all__ = ["Location", "build_options", "parse_url"]
@@ -18,6 +17,10 @@ _SCHEMES = {"file": "file", "memory": "memory", "s3": "s3", "s3a": "s3", "gs": "
             "az": "az", "abfs": "az", "abfss": "az"}
 
 T = TypeVar("T")
+
+
+def _str_dict(m: Mapping[str, str]) -> dict[str, str]:
+    return dict(m)
 
 
 @attrs.frozen(kw_only=True)
@@ -30,7 +33,7 @@ class Location:
     """Bucket or container; for `file` the absolute root folder; for `memory` a name."""
     prefix: str
     """Key prefix under the bucket, without leading or trailing `/` ('' for none)."""
-    options: Mapping[str, str] = attrs.field(factory=dict, converter=dict)
+    options: Mapping[str, str] = attrs.field(factory=dict, converter=_str_dict)
 
 
 def parse_url(url: str) -> Location:
@@ -82,7 +85,7 @@ def build_options(cls: type[T], url: str, from_url: Mapping[str, str], given: Ma
     Raises:
         ConfigError: an unknown option (with the closest valid name) or a value of the wrong kind.
     """
-    fields = {f.name: f for f in attrs.fields(cls)}  # type: ignore[misc]
+    fields = {f.name: f for f in attrs.fields(cast(Any, cls))}
     values: dict[str, Any] = {}
     for source, items in (("URL", from_url), ("keyword", given)):
         for name, value in items.items():

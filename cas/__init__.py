@@ -27,7 +27,6 @@ from fscas.manifests import (
     merge,
     snapshot,
 )
-
 from fscas.store import AsyncStore, open_async_store
 from fscas.summary import GcReport, TransferSummary
 

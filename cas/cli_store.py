@@ -6,7 +6,8 @@ import argparse
 import contextlib
 import os
 import sys
-from typing import Any
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Any, TypeVar
 
 from fscas.blocking import Store, open_store
 from fscas.cli_output import emit_json, progress_bar, warn
@@ -15,7 +16,12 @@ from fscas.keys import MANIFESTS
 from fscas.manifests import encode, manifest_hash, snapshot
 from fscas.summary import TransferSummary
 
+if TYPE_CHECKING:
+    from fsspec.callbacks import Callback
+
 __all__ = ["add_store_commands", "default_store_url"]
+
+T = TypeVar("T")
 
 
 def default_store_url() -> str:
@@ -88,11 +94,10 @@ def _open(args: argparse.Namespace) -> Store:
     return open_store(args.store or default_store_url())
 
 
-def _transfer(args: argparse.Namespace, what: str, run: Any) -> TransferSummary:
+def _transfer(args: argparse.Namespace, what: str, run: Callable[[Callback | None], T]) -> T:
     bar = None if args.json else progress_bar(what)
     with bar if bar is not None else contextlib.nullcontext():
-        summary: TransferSummary = run(bar)
-    return summary
+        return run(bar)
 
 
 def _report(args: argparse.Namespace, summary: TransferSummary, **extra: Any) -> None:
@@ -129,10 +134,8 @@ def _pull(args: argparse.Namespace) -> int:
     from fscas.cli_manifest import read_manifest
 
     with _open(args) as store:
-        if os.path.isfile(args.manifest):
-            m = read_manifest(args.manifest)
-        else:
-            m = store.get_manifest(args.manifest)
+        local = os.path.isfile(args.manifest)
+        m = read_manifest(args.manifest) if local else store.get_manifest(args.manifest)
         summary = _transfer(args, "downloading", lambda bar: store.download(
             m, args.dest, conflict=args.conflict, callback=bar))
         _report(args, summary, store=store.url, dest=args.dest)

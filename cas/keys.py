@@ -9,7 +9,7 @@ from __future__ import annotations
 import json
 import re
 import uuid
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 
 from fscas.errors import ConfigError, ManifestError
 from fscas.manifests import hash_bytes
@@ -73,7 +73,7 @@ def input_manifest_key(farm_id: str, queue_id: str, root: str, *, guid: str | No
 def iso_time(seconds: float) -> str:
     """Deadline's `_float_to_iso_datetime_string`: `%Y-%m-%dT%H:%M:%S.%fZ`, µs from the fraction."""
     whole = int(seconds)
-    t = datetime.fromtimestamp(whole, timezone.utc) + timedelta(microseconds=int((seconds - whole) * 1e6))
+    t = datetime.fromtimestamp(whole, UTC) + timedelta(microseconds=int((seconds - whole) * 1e6))
     return t.strftime("%Y-%m-%dT%H:%M:%S.%fZ")
 
 

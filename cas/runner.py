@@ -3,8 +3,8 @@
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import concurrent.futures
+import contextlib
 from collections.abc import Coroutine
 from typing import Any, TypeVar
 

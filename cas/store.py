@@ -7,10 +7,9 @@ import os
 import tempfile
 import time
 from collections.abc import Iterable
+from datetime import UTC
 from pathlib import Path
 from typing import Any, BinaryIO, Literal
-
-from fsspec.callbacks import Callback, NoOpCallback
 
 from fscas import keys
 from fscas.backends import Backend, open_backend
@@ -20,6 +19,7 @@ from fscas.manifests import Manifest, OutputManifest, decode, encode, hash_bytes
 from fscas.paths import check_layout, safe_join
 from fscas.summary import GcReport, TransferSummary
 from fscas.transfer import fetch_to_file, prepare_parent, reserve_copy_name, send_file
+from fsspec.callbacks import Callback, NoOpCallback
 
 __all__ = ["AsyncStore", "ConflictMode", "open_async_store"]
 
@@ -316,7 +316,7 @@ class AsyncStore:
     async def output_manifests(self, farm_id: str, queue_id: str, job_id: str, step_id: str | None = None,
                                task_id: str | None = None) -> list[OutputManifest]:
         """Every output manifest of a job (or step, or task), with asset root and LastModified."""
-        from datetime import datetime, timezone
+        from datetime import datetime
 
         prefix = "/".join([keys.MANIFESTS, farm_id, queue_id, job_id, *(x for x in (step_id, task_id) if x)]) + "/"
         listed = [o async for o in self.backend.list(prefix) if "output" in o.key.rsplit("/", 1)[-1]]
@@ -324,7 +324,7 @@ class AsyncStore:
         async def read(key: str) -> OutputManifest:
             info = await self.backend.head(key)
             return OutputManifest(key=key, asset_root=keys.asset_root_from_metadata(dict(info.metadata), key),
-                                  last_modified=datetime.fromtimestamp(info.last_modified or 0, timezone.utc),
+                                  last_modified=datetime.fromtimestamp(info.last_modified or 0, UTC),
                                   manifest=await self.get_manifest(key))
 
         return list(await asyncio.gather(*(read(o.key) for o in listed)))

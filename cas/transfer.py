@@ -17,10 +17,9 @@ from pathlib import Path
 from typing import BinaryIO
 
 import xxhash
-
 from fscas.backends import Backend
-from fscas.keys import data_key, legacy_data_key
 from fscas.errors import IntegrityError, ObjectNotFound, SnapshotError, UnsafePathError
+from fscas.keys import data_key, legacy_data_key
 from fscas.paths import within
 
 __all__ = ["PART", "fetch_to_file", "open_source", "prepare_parent", "reserve_copy_name", "send_file"]
@@ -138,7 +137,7 @@ async def _fetch(backend: Backend, digest: str, size: int, out: BinaryIO, progre
     window: list[asyncio.Task[bytes]] = []
     offsets = list(range(written, size, PART)) if size > PART else []
     try:
-        for i, start in enumerate(offsets):
+        for i in range(len(offsets)):
             while len(window) < 4 and i + len(window) < len(offsets):
                 s = offsets[i + len(window)]
                 window.append(asyncio.create_task(backend.get(key, start=s, end=min(size, s + PART))))

@@ -85,15 +85,13 @@ class Emulator:
 
     def start(self) -> Emulator:
         """Start the process and wait until it answers, at most `start_timeout` seconds."""
-        log = open(self.log_path, "wb")
         try:
-            self.process = subprocess.Popen(self.command(), stdout=log, stderr=subprocess.STDOUT,
-                                            stdin=subprocess.DEVNULL, cwd=self.workdir, start_new_session=True)
-        except OSError as e:
+            with open(self.log_path, "wb") as log:  # the child keeps its own copy of the descriptor
+                self.process = subprocess.Popen(self.command(), stdout=log, stderr=subprocess.STDOUT,
+                                                stdin=subprocess.DEVNULL, cwd=self.workdir, start_new_session=True)
+        except (OSError, EmulatorError) as e:
             self.stop()
-            raise EmulatorError(f"{self.name}: cannot run {self.command()[0]}: {e}") from e
-        finally:
-            log.close()
+            raise EmulatorError(f"{self.name}: cannot start: {e}") from e
         deadline = time.monotonic() + self.start_timeout
         while time.monotonic() < deadline:
             if self.process.poll() is not None:

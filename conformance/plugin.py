@@ -8,7 +8,6 @@ import uuid
 from collections.abc import Iterator
 
 import pytest
-
 from fscas.conformance.emulators import (
     AzuriteEmulator,
     Emulator,

@@ -5,9 +5,8 @@ from __future__ import annotations
 import asyncio
 from typing import Any
 
-import pytest
-
 import fscas
+import pytest
 from fscas.backends import open_backend, parse_url
 from fscas.backends.azure import name_from_wire, name_to_wire
 from fscas.conformance.emulators import free_port

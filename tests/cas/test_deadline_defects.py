@@ -7,9 +7,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
-import pytest
-
 import fscas
+import pytest
 from fscas.manifests import snapshot
 from fscas.runner import run_sync
 
@@ -25,7 +24,7 @@ def test_d2_a_missing_file_is_not_cached_as_present(store: fscas.Store, tmp_path
     src = tmp_path / "src"
     m = _two_files(src)
     (src / "goes.txt").unlink()
-    with pytest.raises(fscas.SnapshotError, match="goes.txt"):
+    with pytest.raises(fscas.SnapshotError, match=r"goes\.txt"):
         store.upload(m, src)
     gone = next(p for p in m.paths if p.path == "goes.txt")
     assert gone.hash in store.missing([gone.hash])  # the cache did not record it

@@ -5,9 +5,8 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
-import pytest
-
 import fscas
+import pytest
 from fscas.manifests import EMPTY_HASH, hash_bytes, snapshot
 from fscas.runner import run_sync
 
@@ -18,7 +17,7 @@ def _tree(root: Path) -> dict[str, bytes]:
         "empty": b"",
         "dir/nested/b.bin": bytes(range(256)) * 40,
         "dir/dup.txt": b"alpha\n",  # same content as a.txt: stored once
-        "scène/ファイル.txt": "non-ASCII names".encode(),
+        "scène/ファイル.txt": b"non-ASCII names",
         "big.bin": os.urandom(17 * 2**20 + 5),  # > one 16 MiB part: multipart/ranged paths
     }
     for rel, data in files.items():
@@ -129,11 +128,13 @@ def test_output_manifests_carry_deadline_metadata(store: fscas.Store, tmp_path: 
     (out / "renders" / "f1.exr").write_bytes(b"frame")
     m = snapshot(out, hash_cache=False)
     ids = dict(farm_id="farm-1", queue_id="queue-1", job_id="job-1", step_id="step-1", task_id="task-1")
-    for n, root in enumerate(["/projects/ascii", "/projects/scène"]):
-        store.put_output(m, str(out), **ids, session_action_id=f"sessionaction-{n}", start_time=1700000050.25 + n)
+    keys = [store.put_output(m, str(out), **ids, session_action_id=f"sessionaction-{n}",
+                             start_time=1700000050.25 + n)[0] for n in range(2)]
+    assert keys[0].startswith("Manifests/farm-1/queue-1/job-1/step-1/task-1/2023-11-14T22:14:10.250000Z_sessionaction-0/")
     outs = store.output_manifests("farm-1", "queue-1", "job-1")
-    assert len(outs) == 2
+    assert sorted(o.key for o in outs) == sorted(keys)
     assert {o.asset_root for o in outs} == {str(out)}
+    assert fscas.aggregate_outputs(outs) == {str(out): store.get_manifest(keys[1])}
     meta = run_sync(store.aio.backend.head(outs[0].key)).metadata
     assert meta["asset-root"] == str(out)
 
