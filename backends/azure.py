@@ -22,6 +22,7 @@ from collections.abc import AsyncIterator, Iterator, Mapping
 from typing import Any
 
 import attrs
+
 from fscas.backends.base import Body, Capabilities, ObjectInfo, check_metadata, chunks_of, read_part
 from fscas.backends.url import Location, build_options
 from fscas.errors import (

@@ -7,6 +7,7 @@ from collections.abc import AsyncIterable, AsyncIterator, Mapping
 from typing import Literal, Protocol, runtime_checkable
 
 import attrs
+
 from fscas.errors import ConfigError, UnsafePathError
 
 __all__ = ["Backend", "Body", "Capabilities", "ObjectInfo", "check_key", "check_metadata", "chunks_of", "read_part"]
@@ -75,6 +76,7 @@ class Backend(Protocol):
     def list(self, prefix: str) -> AsyncIterator[ObjectInfo]: ...
 
     async def delete(self, key: str) -> None: ...
+    """Remove `key`; removing an absent key is not an error (S3 semantics, on every backend)."""
 
     async def aclose(self) -> None: ...
 

@@ -19,6 +19,7 @@ from datetime import datetime
 from typing import Any
 
 import attrs
+
 from fscas.backends.base import Body, Capabilities, ObjectInfo, check_metadata, chunks_of, read_part
 from fscas.backends.url import Location, build_options
 from fscas.errors import (

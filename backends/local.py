@@ -12,6 +12,7 @@ from collections.abc import AsyncIterator, Iterator, Mapping
 from pathlib import Path
 
 import attrs
+
 from fscas.backends.base import Body, Capabilities, ObjectInfo, check_key, check_metadata
 from fscas.backends.url import Location, build_options
 from fscas.errors import AccessDenied, BucketNotFound, ObjectExists, ObjectNotFound, StoreError
@@ -142,7 +143,7 @@ class FileBackend:
 
     async def delete(self, key: str) -> None:
         path = self._path(key)
-        with _translated(self.url, key):
+        with _translated(self.url, key), contextlib.suppress(FileNotFoundError):  # idempotent, as S3's
             await asyncio.to_thread(path.unlink)
         with contextlib.suppress(FileNotFoundError):
             await asyncio.to_thread((self.root / _META / key).unlink)

@@ -6,6 +6,7 @@ import time
 from collections.abc import AsyncIterator, Mapping
 
 import attrs
+
 from fscas.backends.base import Body, Capabilities, ObjectInfo, check_key, check_metadata
 from fscas.backends.url import Location, build_options
 from fscas.errors import ObjectExists, ObjectNotFound
@@ -72,8 +73,7 @@ class MemoryBackend:
                 yield await self.head(key)
 
     async def delete(self, key: str) -> None:
-        self._find(key)
-        del self._objects[key]
+        self._objects.pop(check_key(key), None)  # idempotent, as S3's
 
     async def aclose(self) -> None:
         return None

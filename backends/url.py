@@ -9,6 +9,7 @@ from collections.abc import Mapping
 from typing import Any, TypeVar, cast
 
 import attrs
+
 from fscas.errors import ConfigError
 
 __all__ = ["Location", "build_options", "parse_url"]

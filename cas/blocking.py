@@ -5,12 +5,13 @@ from __future__ import annotations
 import os
 from typing import Any, BinaryIO, Literal
 
+from fsspec.callbacks import Callback
+
 from fscas.existence import ExistenceCache
 from fscas.manifests import Manifest, OutputManifest
 from fscas.runner import run_sync
 from fscas.store import AsyncStore, ConflictMode, open_async_store
 from fscas.summary import GcReport, TransferSummary
-from fsspec.callbacks import Callback
 
 __all__ = ["Store", "open_store"]
 

@@ -11,6 +11,8 @@ from datetime import UTC
 from pathlib import Path
 from typing import Any, BinaryIO, Literal
 
+from fsspec.callbacks import Callback, NoOpCallback
+
 from fscas import keys
 from fscas.backends import Backend, open_backend
 from fscas.errors import IntegrityError, ManifestError, ObjectNotFound
@@ -19,7 +21,6 @@ from fscas.manifests import Manifest, OutputManifest, decode, encode, hash_bytes
 from fscas.paths import check_layout, safe_join
 from fscas.summary import GcReport, TransferSummary
 from fscas.transfer import fetch_to_file, prepare_parent, reserve_copy_name, send_file
-from fsspec.callbacks import Callback, NoOpCallback
 
 __all__ = ["AsyncStore", "ConflictMode", "open_async_store"]
 

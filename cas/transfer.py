@@ -17,6 +17,7 @@ from pathlib import Path
 from typing import BinaryIO
 
 import xxhash
+
 from fscas.backends import Backend
 from fscas.errors import IntegrityError, ObjectNotFound, SnapshotError, UnsafePathError
 from fscas.keys import data_key, legacy_data_key

@@ -20,7 +20,6 @@ import sys
 import tempfile
 import time
 import urllib.error
-import urllib.parse
 import urllib.request
 from collections.abc import Callable, Mapping
 from pathlib import Path
@@ -125,7 +124,7 @@ class Emulator:
         shutil.rmtree(self.workdir, ignore_errors=True)
 
     def __enter__(self) -> Emulator:
-        return self.start()
+        return self if self.process is not None else self.start()
 
     def __exit__(self, t: type[BaseException] | None, e: BaseException | None, tb: TracebackType | None) -> None:
         self.stop()
@@ -194,7 +193,7 @@ class SeaweedFSEmulator(_S3Emulator):
                                                 "s3.port.lance", "metricsPort")}
         # Each bucket is a collection that grows 7 volumes: raise volume.max and keep volumes small.
         return [weed, "server", f"-dir={self.workdir}", "-ip=127.0.0.1", "-ip.bind=127.0.0.1", "-s3",
-                f"-s3.port={self.port}", "-volume.max=200", "-master.volumeSizeLimitMB=64", "-iam=false",
+                f"-s3.port={self.port}", "-volume.max=1000", "-master.volumeSizeLimitMB=128", "-iam=false",
                 "-master.telemetry=false", *(f"-{flag}={port}" for flag, port in ports.items())]
 
     def _ready(self) -> bool:
@@ -297,6 +296,3 @@ def start_emulator(kind: str) -> Emulator:
         raise EmulatorError(f"unknown emulator {kind!r}; choose one of {sorted(EMULATORS)}") from None
     return factory().start()
 
-
-def _quote(s: str) -> str:
-    return urllib.parse.quote(s, safe="")

@@ -1,5 +1,7 @@
-"""pytest fixtures for fscas's emulators: one real server per session, failing (never skipping) if
-it cannot start. Load with `pytest_plugins = ["fscas.conformance.plugin"]`.
+"""fscas's pytest plugin (entry point `pytest11`): the `--store-url` option, and fixtures for the
+emulators, one real server per session, failing (never skipping) if it cannot start.
+
+Loaded by every pytest session once fscas is installed, so it adds only an option and fixtures.
 """
 
 from __future__ import annotations
@@ -8,6 +10,7 @@ import uuid
 from collections.abc import Iterator
 
 import pytest
+
 from fscas.conformance.emulators import (
     AzuriteEmulator,
     Emulator,
@@ -17,7 +20,27 @@ from fscas.conformance.emulators import (
     SeaweedFSEmulator,
 )
 
-__all__ = ["azurite", "fake_gcs", "moto_server", "seaweedfs", "unique_bucket"]
+__all__ = ["azurite", "fake_gcs", "moto_server", "pytest_addoption", "pytest_generate_tests", "seaweedfs",
+           "unique_bucket"]
+
+
+def pytest_addoption(parser: pytest.Parser) -> None:
+    group = parser.getgroup("fscas")
+    group.addoption("--store-url", action="append", default=[], metavar="URL",
+                    help="run fscas's conformance suite (pytest --pyargs fscas.conformance) on this store URL")
+
+
+def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
+    if "conformance_url" in metafunc.fixturenames:
+        urls = metafunc.config.getoption("--store-url") or ["memory://conformance", "file"]
+        metafunc.parametrize("conformance_url", urls, indirect=True)
+
+
+@pytest.fixture
+def conformance_url(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory) -> str:
+    """One `--store-url` value; `file` means a fresh temporary folder."""
+    url: str = request.param
+    return str(tmp_path_factory.mktemp("store")) if url == "file" else url
 
 
 def _run(factory: type[Emulator]) -> Iterator[Emulator]:

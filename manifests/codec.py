@@ -17,6 +17,7 @@ from json.encoder import encode_basestring_ascii
 from typing import Any
 
 import xxhash
+
 from fscas.errors import ManifestError
 from fscas.manifests.model import HASH_ALG, MANIFEST_VERSION, Manifest, ManifestPath
 

@@ -6,6 +6,7 @@ import os
 from collections.abc import Sequence
 
 import attrs
+
 from fscas.manifests.model import Manifest
 from fscas.manifests.snapshotter import HashCacheArg, snapshot
 from fscas.manifests.walk import GlobFilter, SkipHandler, walk

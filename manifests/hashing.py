@@ -7,6 +7,7 @@ import stat as stat_mod
 
 import attrs
 import xxhash
+
 from fscas.errors import SnapshotError
 
 __all__ = ["EMPTY_HASH", "FileDigest", "hash_bytes", "hash_open_file", "hash_path"]

@@ -8,6 +8,7 @@ from collections.abc import Iterable, Sequence
 from datetime import datetime
 
 import attrs
+
 from fscas.errors import ManifestError
 from fscas.manifests.codec import canonical_order
 from fscas.manifests.model import Manifest, ManifestPath

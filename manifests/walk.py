@@ -23,6 +23,7 @@ from collections.abc import Callable, Iterator, Sequence
 from typing import NamedTuple
 
 import attrs
+
 from fscas.errors import ConfigError, SnapshotError
 
 __all__ = ["Entry", "GlobFilter", "SkipHandler", "walk"]

@@ -22,8 +22,6 @@ def vectors() -> dict[str, Any]:
     return {name: json.loads((folder / f"{name}.json").read_text()) for name in ("manifests", "xxh128")}
 
 
-pytest_plugins = ["fscas.conformance.plugin"]
-
 BACKENDS = ["file", "memory", "moto", "seaweedfs", "gcs", "azure"]
 _EMULATOR_FIXTURE = {"moto": "moto_server", "seaweedfs": "seaweedfs", "gcs": "fake_gcs", "azure": "azurite"}
 

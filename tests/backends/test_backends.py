@@ -5,8 +5,9 @@ from __future__ import annotations
 import asyncio
 from typing import Any
 
-import fscas
 import pytest
+
+import fscas
 from fscas.backends import open_backend, parse_url
 from fscas.backends.azure import name_from_wire, name_to_wire
 from fscas.conformance.emulators import free_port

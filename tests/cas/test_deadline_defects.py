@@ -7,8 +7,9 @@ from __future__ import annotations
 
 from pathlib import Path
 
-import fscas
 import pytest
+
+import fscas
 from fscas.manifests import snapshot
 from fscas.runner import run_sync
 

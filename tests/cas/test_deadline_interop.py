@@ -7,13 +7,14 @@ from pathlib import Path
 from typing import Any
 
 import boto3
-import fscas
 import pytest
 from deadline.job_attachments.asset_manifests._create_manifest import _create_manifest_for_single_root
 from deadline.job_attachments.asset_manifests.decode import decode_manifest
 from deadline.job_attachments.download import download_files_from_manifests
 from deadline.job_attachments.models import FileConflictResolution, JobAttachmentS3Settings, ManifestProperties
 from deadline.job_attachments.upload import S3AssetUploader
+
+import fscas
 from fscas.conformance.plugin import unique_bucket
 from fscas.keys import output_metadata
 from fscas.manifests import snapshot

@@ -5,8 +5,9 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
-import fscas
 import pytest
+
+import fscas
 from fscas.manifests import EMPTY_HASH, hash_bytes, snapshot
 from fscas.runner import run_sync
 

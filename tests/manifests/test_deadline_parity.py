@@ -6,10 +6,11 @@ import json
 from typing import Any
 
 import pytest
-from fscas.errors import ManifestError
-from fscas.manifests import Manifest, ManifestPath, decode, encode, manifest_hash
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
+
+from fscas.errors import ManifestError
+from fscas.manifests import Manifest, ManifestPath, decode, encode, manifest_hash
 
 from deadline.job_attachments.asset_manifests.decode import decode_manifest as dl_decode  # isort: skip
 from deadline.job_attachments.asset_manifests.hash_algorithms import HashAlgorithm, hash_data  # isort: skip

@@ -13,8 +13,9 @@ import time
 from collections.abc import Iterator
 from pathlib import Path
 
-import fscas.manifests.snapshotter as snapshot_mod
 import pytest
+
+import fscas.manifests.snapshotter as snapshot_mod
 from fscas.errors import ConfigError, SnapshotError
 from fscas.manifests import HashCache, encode, hash_bytes, snapshot
 

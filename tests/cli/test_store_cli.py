@@ -1,0 +1,79 @@
+"""`fscas push|pull|gc|attachment|manifest upload|conformance` end to end, as subprocesses."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+from typing import Any
+
+from fscas.conformance.plugin import unique_bucket
+
+
+def fscas(*args: str, home: Path, extra: dict[str, str] | None = None, timeout: int = 300
+          ) -> subprocess.CompletedProcess[str]:
+    env = {"PATH": os.environ["PATH"], "XDG_CACHE_HOME": str(home / "cache"), "XDG_DATA_HOME": str(home / "data"),
+           "HOME": str(home), **(extra or {})}
+    return subprocess.run([sys.executable, "-m", "fscas", *args], capture_output=True, text=True, env=env,
+                          timeout=timeout, cwd=Path(__file__).resolve().parents[2])
+
+
+def _tree(root: Path) -> None:
+    (root / "sub").mkdir(parents=True)
+    (root / "a.txt").write_bytes(b"a" * 100)
+    (root / "sub" / "b.txt").write_bytes(b"b" * 200)
+
+
+def test_push_pull_on_the_default_local_store(tmp_path: Path) -> None:
+    src = tmp_path / "src"
+    _tree(src)
+    r = fscas("push", str(src), "--json", home=tmp_path)
+    assert r.returncode == 0, r.stderr
+    pushed = json.loads(r.stdout)
+    assert pushed["files"] == 2 and pushed["store"].startswith("file://") and "fscas/store" in pushed["store"]
+    again = json.loads(fscas("push", str(src), "--json", home=tmp_path).stdout)
+    assert again["files"] == 0 and again["skipped_files"] == 2
+    r = fscas("pull", pushed["key"], str(tmp_path / "dst"), "--json", home=tmp_path)
+    assert r.returncode == 0, r.stderr
+    assert (tmp_path / "dst" / "sub" / "b.txt").read_bytes() == b"b" * 200
+    r = fscas("gc", "--grace", "0", "--json", home=tmp_path)
+    assert json.loads(r.stdout)["unreferenced"] == []
+
+
+def test_attachment_upload_download_and_errors_on_s3(moto_server: Any, tmp_path: Path) -> None:
+    bucket = unique_bucket()
+    moto_server.create_bucket(bucket)
+    store = moto_server.store_url(bucket, "root")
+    src = tmp_path / "src"
+    _tree(src)
+    env = moto_server.env()
+    m = tmp_path / "m.manifest"
+    assert fscas("manifest", "snapshot", str(src), "-o", str(m), home=tmp_path).returncode == 0
+    r = fscas("attachment", "upload", "-m", str(m), "-r", str(src), "--store", store, "--json", home=tmp_path,
+              extra=env)
+    assert r.returncode == 0, r.stderr
+    assert json.loads(r.stdout)["files"] == 2
+    r = fscas("manifest", "upload", str(m), "--store", store, "--prefix", "jobs", "--json", home=tmp_path, extra=env)
+    key = json.loads(r.stdout)["key"]
+    assert key == "Manifests/jobs/m.manifest"
+    r = fscas("attachment", "download", "-m", str(m), "-d", str(tmp_path / "dst"), "--store", store,
+              "--conflict", "overwrite", "--json", home=tmp_path, extra=env)
+    assert r.returncode == 0, r.stderr
+    assert (tmp_path / "dst" / "a.txt").read_bytes() == b"a" * 100
+    r = fscas("pull", "Manifests/nope", str(tmp_path / "x"), "--store", store, home=tmp_path, extra=env)
+    assert r.returncode == 1 and "Manifests/nope: not found" in r.stderr and "Traceback" not in r.stderr
+    r = fscas("push", str(src), "--store", "s3://bkt?endpoint_urll=http://x", home=tmp_path)
+    assert r.returncode == 2 and "did you mean 'endpoint_url'" in r.stderr
+
+
+def test_conformance_matrix_on_all_emulators(tmp_path: Path) -> None:
+    r = fscas("conformance", "--emulators", "--check", "data_key_layout", "--check", "output_manifest_non_ascii_root",
+              "--check", "create_only", "--json", home=tmp_path, timeout=400)
+    assert r.returncode == 0, r.stderr
+    report = json.loads(r.stdout)
+    assert report["ok"]
+    targets = {x["target"] for x in report["results"]}
+    assert targets == {"file", "memory", "moto", "seaweedfs", "fake-gcs-server", "azurite"}
+    assert {x["status"] for x in report["results"]} == {"pass"}
