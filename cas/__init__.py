@@ -2,18 +2,16 @@
 
 from fscas.blocking import Store, open_store
 from fscas.errors import (
-    AccessDenied,
     ConfigError,
     FscasError,
     IntegrityError,
     ManifestError,
-    ObjectExists,
     ObjectNotFound,
     SnapshotError,
     StoreError,
-    Unreachable,
     UnsafePathError,
 )
+from fscas.fetch import fetch
 from fscas.manifests import (
     Manifest,
     ManifestDiff,
@@ -27,13 +25,13 @@ from fscas.manifests import (
     merge,
     snapshot,
 )
+from fscas.publish import PublishedResult, publish
 from fscas.store import AsyncStore, open_async_store
 from fscas.summary import GcReport, TransferSummary
 
 __version__ = "0.1.0"
 
 __all__ = [
-    "AccessDenied",
     "AsyncStore",
     "ConfigError",
     "FscasError",
@@ -43,22 +41,23 @@ __all__ = [
     "ManifestDiff",
     "ManifestError",
     "ManifestPath",
-    "ObjectExists",
     "ObjectNotFound",
+    "PublishedResult",
     "SnapshotError",
     "Store",
     "StoreError",
     "TransferSummary",
-    "Unreachable",
     "UnsafePathError",
     "aggregate_outputs",
     "decode",
     "diff",
     "diff_tree",
     "encode",
+    "fetch",
     "manifest_hash",
     "merge",
     "open_async_store",
     "open_store",
+    "publish",
     "snapshot",
 ]

@@ -14,6 +14,7 @@ from collections.abc import Sequence
 from fscas import __version__
 from fscas.cli_conformance import add_conformance_commands
 from fscas.cli_manifest import add_manifest_commands
+from fscas.cli_publish import add_publish_commands
 from fscas.cli_store import add_store_commands
 from fscas.errors import ConfigError, FscasError, ManifestError, UnsafePathError
 
@@ -28,6 +29,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--version", action="version", version=f"fscas {__version__}")
     groups = parser.add_subparsers(dest="group", metavar="COMMAND", required=True)
     add_store_commands(groups, add_manifest_commands(groups))
+    add_publish_commands(groups)
     add_conformance_commands(groups)
     return parser
 

@@ -25,7 +25,7 @@ from typing import Any, Literal
 import attrs
 
 import fscas
-from fscas import keys
+from fscas import errors, keys
 from fscas.backends import Backend, open_backend
 from fscas.conformance.raw import RawBucket
 from fscas.errors import FscasError, NotSupported
@@ -224,7 +224,7 @@ async def check_create_only(ctx: Context) -> None:
     await ctx.backend.put("Manifests/create-only", b"first", if_absent=True)
     try:
         await ctx.backend.put("Manifests/create-only", b"second", if_absent=True)
-    except fscas.ObjectExists:
+    except errors.ObjectExists:
         pass
     else:
         raise AssertionError("a second create-only write succeeded: the server ignores If-None-Match")
@@ -277,7 +277,7 @@ async def check_missing_bucket_error(ctx: Context) -> None:
     backend = open_backend(other, **ctx.options)
     try:
         await backend.put("Data/x", b"x")
-    except (fscas.ObjectNotFound, fscas.AccessDenied) as e:
+    except (fscas.ObjectNotFound, errors.AccessDenied) as e:
         _no_secret(ctx, str(e))
     else:
         raise AssertionError("a write to a missing bucket succeeded")
@@ -308,7 +308,7 @@ async def check_bad_credentials_error(ctx: Context) -> None:
     backend = open_backend(ctx.url, **options)
     try:
         await backend.put("Data/bad-credentials", b"x")
-    except fscas.AccessDenied as e:
+    except errors.AccessDenied as e:
         assert wrong not in str(e), "the error message contains the credential"
     else:
         raise NotSupported("the server accepted a wrong credential (an emulator that does not check)")
@@ -329,7 +329,7 @@ async def check_unreachable_endpoint_error(ctx: Context) -> None:
     backend = open_backend(ctx.url, **{**ctx.options, "endpoint_url": f"http://127.0.0.1:{port}"})
     try:
         await backend.head("Data/x")
-    except fscas.Unreachable as e:
+    except errors.Unreachable as e:
         _no_secret(ctx, str(e))
     else:
         raise AssertionError("a dead endpoint answered")

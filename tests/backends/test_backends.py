@@ -8,6 +8,7 @@ from typing import Any
 import pytest
 
 import fscas
+from fscas import errors
 from fscas.backends import open_backend, parse_url
 from fscas.backends.azure import name_from_wire, name_to_wire
 from fscas.conformance.emulators import free_port
@@ -77,7 +78,7 @@ def test_unreachable_endpoint_is_one_clear_error(url: str) -> None:
         finally:
             await b.aclose()
 
-    with pytest.raises(fscas.Unreachable, match="unreachable"):
+    with pytest.raises(errors.Unreachable, match="unreachable"):
         asyncio.run(go())
 
 
@@ -92,5 +93,5 @@ def test_missing_bucket_is_a_clean_refusal(seaweedfs: Any) -> None:
         finally:
             await b.aclose()
 
-    with pytest.raises((fscas.AccessDenied, fscas.ObjectNotFound)):
+    with pytest.raises((errors.AccessDenied, fscas.ObjectNotFound)):
         asyncio.run(go())

@@ -77,3 +77,19 @@ def test_conformance_matrix_on_all_emulators(tmp_path: Path) -> None:
     targets = {x["target"] for x in report["results"]}
     assert targets == {"file", "memory", "moto", "seaweedfs", "fake-gcs-server", "azurite"}
     assert {x["status"] for x in report["results"]} == {"pass"}
+
+
+def test_publish_then_fetch_by_spec_file(tmp_path: Path) -> None:
+    src = tmp_path / "src"
+    _tree(src)
+    url = f"file://{tmp_path}/pub/{{jobID}}/{{date}},opt=compress=true"
+    r = fscas("publish", str(src), url, "--job-id", "j-1", home=tmp_path)
+    assert r.returncode == 0, r.stderr
+    assert r.stdout.startswith("PublishedResult:\n  Type: \"file\"\n")
+    (tmp_path / "spec.yaml").write_text(r.stdout)
+    r = fscas("fetch", str(tmp_path / "spec.yaml"), str(tmp_path / "out"), "--json", home=tmp_path)
+    assert r.returncode == 0, r.stderr
+    assert json.loads(r.stdout)["files"] == 2
+    assert (tmp_path / "out" / "sub" / "b.txt").read_bytes() == b"b" * 200
+    r = fscas("publish", str(src), f"file://{tmp_path}/pub/{{jobid}}", home=tmp_path)
+    assert r.returncode == 2 and "unknown placeholder {jobid}" in r.stderr
