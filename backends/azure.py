@@ -229,3 +229,5 @@ def _translated(url: str, key: str, missing: type[ObjectNotFound] = ObjectNotFou
         raise StoreError(f"{url}: {key}: HTTP {e.status_code} {code}".rstrip()) from e
     except ValueError as e:  # adlfs/azure-core: a malformed connection string or account
         raise StoreError(f"{url}: invalid Azure configuration ({type(e).__name__})") from e
+    except ax.AzureError as e:  # the rest of azure-core's errors
+        raise StoreError(f"{url}: {key}: {type(e).__name__}") from e

@@ -122,13 +122,16 @@ def check_key(key: str) -> str:
 
 async def read_part(chunks: AsyncIterator[bytes], size: int) -> bytes:
     """Read from `chunks` until `size` bytes or the end; b'' means the stream is over."""
-    buf = bytearray()
-    while len(buf) < size:
+    parts: list[bytes] = []
+    got = 0
+    while got < size:
         try:
-            buf += await anext(chunks)
+            chunk = await anext(chunks)
         except StopAsyncIteration:
             break
-    return bytes(buf)
+        parts.append(chunk)
+        got += len(chunk)
+    return parts[0] if len(parts) == 1 else b"".join(parts)  # one copy at most
 
 
 async def chunks_of(data: Body) -> AsyncIterator[bytes]:

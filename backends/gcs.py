@@ -208,7 +208,7 @@ def _translated(url: str, key: str, missing: type[ObjectNotFound] = ObjectNotFou
         if e.code in (401, 403):
             raise AccessDenied(f"{url}: {key}: access denied ({e.code})") from e
         raise StoreError(f"{url}: {key}: HTTP {e.code}: {e.message}") from e
-    except (TimeoutError, aiohttp.ClientConnectionError, ConnectionError) as e:
+    except (TimeoutError, aiohttp.ClientError, ConnectionError) as e:
         raise Unreachable(f"{url}: {key}: endpoint unreachable ({type(e).__name__})") from e
     except OSError as e:
         if str(e).startswith("Forbidden"):

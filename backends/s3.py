@@ -55,7 +55,7 @@ class S3Options:
     """Session token. Env: AWS_SESSION_TOKEN. Never printed."""
     addressing_style: str | None = None
     """`path` or `virtual`; `path` by default with a custom endpoint (MinIO needs it)."""
-    part_size: int = 16 * 2**20
+    part_size: int = 8 * 2**20
     """Multipart part size; streams shorter than one part go as a single PUT."""
     part_concurrency: int = 4
     """Parts of one object in flight at once (memory: part_size x this, per object)."""
@@ -225,6 +225,7 @@ _EXISTS = {"PreconditionFailed", "412", "ConditionalRequestConflict"}
 @contextlib.contextmanager
 def _translated(url: str, key: str) -> Iterator[None]:
     """Map botocore/s3fs errors to fscas errors naming the URL and key, never a credential."""
+    import aiohttp
     from botocore import exceptions as bx
 
     try:
@@ -234,7 +235,7 @@ def _translated(url: str, key: str) -> Iterator[None]:
     except (bx.NoCredentialsError, bx.PartialCredentialsError, bx.ProfileNotFound) as e:
         raise AccessDenied(f"{url}: no usable AWS credentials ({type(e).__name__})") from e
     except (TimeoutError, bx.EndpointConnectionError, bx.ConnectTimeoutError, bx.ReadTimeoutError,
-            bx.HTTPClientError, ConnectionError) as e:
+            bx.HTTPClientError, ConnectionError, aiohttp.ClientError) as e:
         raise Unreachable(f"{url}: {key}: endpoint unreachable ({type(e).__name__})") from e
     except (bx.ClientError, OSError) as e:
         cause = e if isinstance(e, bx.ClientError) else e.__cause__
@@ -256,3 +257,5 @@ def _translated(url: str, key: str) -> Iterator[None]:
         if isinstance(e, ConnectionError):
             raise Unreachable(f"{url}: {key}: endpoint unreachable") from e
         raise StoreError(f"{url}: {key}: {message}") from e
+    except bx.BotoCoreError as e:  # the rest of botocore's own errors (a response it could not parse...)
+        raise StoreError(f"{url}: {key}: {type(e).__name__}") from e

@@ -1,6 +1,7 @@
 """fscas: a content-addressed file store over fsspec, wire-compatible with Deadline job attachments."""
 
-from fscas.blocking import Store, open_store
+from typing import TYPE_CHECKING, Any
+
 from fscas.errors import (
     ConfigError,
     FscasError,
@@ -11,7 +12,6 @@ from fscas.errors import (
     StoreError,
     UnsafePathError,
 )
-from fscas.fetch import fetch
 from fscas.manifests import (
     Manifest,
     ManifestDiff,
@@ -25,11 +25,31 @@ from fscas.manifests import (
     merge,
     snapshot,
 )
-from fscas.publish import PublishedResult, publish
-from fscas.store import AsyncStore, open_async_store
 from fscas.summary import GcReport, TransferSummary
 
+if TYPE_CHECKING:
+    from fscas.blocking import Store, open_store
+    from fscas.fetcher import fetch
+    from fscas.publisher import PublishedResult, publish
+    from fscas.store import AsyncStore, open_async_store
+
 __version__ = "0.1.0"
+
+# The store pulls in fsspec (0.1-0.2 s of imports): load it on first use, so that `import fscas`
+# and the manifest commands of the CLI stay fast.
+_LAZY = {"Store": "fscas.blocking", "open_store": "fscas.blocking", "fetch": "fscas.fetcher",
+         "PublishedResult": "fscas.publisher", "publish": "fscas.publisher", "AsyncStore": "fscas.store",
+         "open_async_store": "fscas.store"}
+
+
+def __getattr__(name: str) -> Any:
+    if name in _LAZY:
+        import importlib
+
+        value = getattr(importlib.import_module(_LAZY[name]), name)
+        globals()[name] = value
+        return value
+    raise AttributeError(f"module 'fscas' has no attribute {name!r}")
 
 __all__ = [
     "AsyncStore",

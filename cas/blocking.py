@@ -1,17 +1,19 @@
-"""`Store`: the blocking facade. Each method runs its `AsyncStore` twin on fsspec's IO loop."""
+"""`Store`: the blocking facade. each method runs its `AsyncStore` twin on fscas's IO loop."""
 
 from __future__ import annotations
 
 import os
-from typing import Any, BinaryIO, Literal
-
-from fsspec.callbacks import Callback
+from typing import TYPE_CHECKING, Any, BinaryIO, Literal
 
 from fscas.existence import ExistenceCache
 from fscas.manifests import Manifest, OutputManifest
 from fscas.runner import run_sync
 from fscas.store import AsyncStore, ConflictMode, open_async_store
 from fscas.summary import GcReport, TransferSummary
+from fscas.verify import VerifyReport
+
+if TYPE_CHECKING:
+    from fsspec.callbacks import Callback
 
 __all__ = ["Store", "open_store"]
 
@@ -101,6 +103,10 @@ class Store:
                          task_id: str | None = None) -> list[OutputManifest]:
         """See `AsyncStore.output_manifests`."""
         return run_sync(self.aio.output_manifests(farm_id, queue_id, job_id, step_id, task_id))
+
+    def verify(self, manifests: list[Manifest] | None = None) -> VerifyReport:
+        """See `AsyncStore.verify`."""
+        return run_sync(self.aio.verify(manifests))
 
     def gc(self, *, delete: bool = False, grace_seconds: float = 86400.0) -> GcReport:
         """See `AsyncStore.gc`."""

@@ -61,7 +61,7 @@ def read_spec(text: str) -> dict[str, Any]:
 
 
 def _publish(args: argparse.Namespace) -> int:
-    from fscas.publish import publish
+    from fscas.publisher import publish
 
     result = publish(args.path, args.url, compress=args.compress, job_id=args.job_id,
                      execution_id=args.execution_id, node_id=args.node_id)
@@ -73,8 +73,8 @@ def _publish(args: argparse.Namespace) -> int:
 
 
 def _fetch(args: argparse.Namespace) -> int:
-    from fscas.fetch import fetch
-    from fscas.publish import PublishedResult
+    from fscas.fetcher import fetch
+    from fscas.publisher import PublishedResult
 
     source: Any = args.source
     if os.path.isfile(source):

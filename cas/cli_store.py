@@ -9,7 +9,6 @@ import sys
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any, TypeVar
 
-from fscas.blocking import Store, open_store
 from fscas.cli_output import emit_json, progress_bar, warn
 from fscas.files import atomic_write_bytes
 from fscas.keys import MANIFESTS
@@ -18,6 +17,8 @@ from fscas.summary import TransferSummary
 
 if TYPE_CHECKING:
     from fsspec.callbacks import Callback
+
+    from fscas.blocking import Store
 
 __all__ = ["add_store_commands", "default_store_url"]
 
@@ -63,6 +64,12 @@ def add_store_commands(groups: Any, manifest_group: Any) -> None:
     _store_arg(p)
     p.set_defaults(handler=_gc)
 
+    p = groups.add_parser("verify", help="read back and hash every object manifests reference; report what is wrong")
+    p.add_argument("manifests", nargs="*", metavar="MANIFEST",
+                   help="local manifest files (default: every Data object in the store)")
+    _store_arg(p)
+    p.set_defaults(handler=_verify)
+
     group = groups.add_parser("attachment", help="upload or download the files of a manifest")
     sub = group.add_subparsers(dest="command", metavar="COMMAND", required=True)
     p = sub.add_parser("upload", help="upload a manifest's files that the store lacks")
@@ -91,6 +98,8 @@ def add_store_commands(groups: Any, manifest_group: Any) -> None:
 
 
 def _open(args: argparse.Namespace) -> Store:
+    from fscas.blocking import open_store  # lazily: the store imports fsspec
+
     return open_store(args.store or default_store_url())
 
 
@@ -208,3 +217,22 @@ def _gc(args: argparse.Namespace) -> int:
     print(f"{len(report.unreferenced)} objects, {report.unreferenced_bytes} bytes {verb}; "
           f"{report.manifests} manifests reference {report.referenced} digests", file=sys.stderr)
     return 0
+
+
+def _verify(args: argparse.Namespace) -> int:
+    from fscas.cli_manifest import read_manifest
+
+    manifests = [read_manifest(m) for m in args.manifests] or None
+    with _open(args) as store:
+        report = store.verify(manifests)
+    if args.json:
+        emit_json({"store": store.url, "ok": report.ok, "checked": report.checked, "bytes": report.bytes,
+                   "missing": list(report.missing), "corrupt": list(report.corrupt)})
+    else:
+        for digest in report.missing:
+            print(f"missing: Data/{digest}.xxh128")
+        for line in report.corrupt:
+            print(f"corrupt: {line}")
+        print(f"{report.checked} objects, {report.bytes} bytes checked: "
+              f"{len(report.missing)} missing, {len(report.corrupt)} corrupt", file=sys.stderr)
+    return 0 if report.ok else 1

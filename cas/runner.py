@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import concurrent.futures
 import contextlib
+import threading
 from collections.abc import Coroutine
 from typing import Any, TypeVar
 
@@ -13,14 +14,28 @@ from fscas.errors import FscasError
 __all__ = ["run_sync"]
 
 T = TypeVar("T")
+_LOOP: list[asyncio.AbstractEventLoop] = []
+_LOCK = threading.Lock()
+
+
+def _io_loop() -> asyncio.AbstractEventLoop:
+    """The process's IO loop, started on a daemon thread on first use (as fsspec and zarr do)."""
+    with _LOCK:
+        if not _LOOP:
+            loop = asyncio.new_event_loop()
+            threading.Thread(target=loop.run_forever, name="fscas-io", daemon=True).start()
+            _LOOP.append(loop)
+        return _LOOP[0]
 
 
 def run_sync(coro: Coroutine[Any, Any, T]) -> T:
-    """Run `coro` on fsspec's IO-thread loop and wait for it.
+    """Run `coro` on fscas's IO-thread loop and wait for it.
 
     One loop for every blocking call, so a store's SDK sessions (created on first use) stay on the
-    loop that made them. A KeyboardInterrupt cancels the coroutine and waits until it has cleaned
-    up (temp files removed, multipart uploads aborted) before it propagates.
+    loop that made them. It is fscas's own rather than fsspec's, so that a call which never reaches
+    a cloud SDK (a re-upload answered by the existence cache) does not pay fsspec's imports.
+    A KeyboardInterrupt cancels the coroutine and waits until it has cleaned up (temp files
+    removed, multipart uploads aborted) before it propagates.
 
     Raises:
         FscasError: called from inside a running event loop (use `AsyncStore` there).
@@ -32,9 +47,7 @@ def run_sync(coro: Coroutine[Any, Any, T]) -> T:
     else:
         coro.close()
         raise FscasError("blocking fscas call inside a running event loop: use AsyncStore (await store.aio...)")
-    from fsspec.asyn import get_loop
-
-    future = asyncio.run_coroutine_threadsafe(coro, get_loop())
+    future = asyncio.run_coroutine_threadsafe(coro, _io_loop())
     try:
         return future.result()
     except BaseException:

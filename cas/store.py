@@ -3,15 +3,15 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import os
+import random
 import tempfile
 import time
 from collections.abc import Iterable
 from datetime import UTC
 from pathlib import Path
-from typing import Any, BinaryIO, Literal
-
-from fsspec.callbacks import Callback, NoOpCallback
+from typing import TYPE_CHECKING, Any, BinaryIO, Literal
 
 from fscas import keys
 from fscas.backends import Backend, open_backend
@@ -20,12 +20,18 @@ from fscas.existence import ExistenceCache
 from fscas.manifests import Manifest, OutputManifest, decode, encode, hash_bytes, manifest_hash
 from fscas.paths import check_layout, safe_join
 from fscas.summary import GcReport, TransferSummary
-from fscas.transfer import fetch_to_file, prepare_parent, reserve_copy_name, send_file
+from fscas.transfer import PART, fetch_to_file, prepare_parent, reserve_copy_name, send_file
+from fscas.verify import VerifyReport, verify_objects
+
+if TYPE_CHECKING:
+    from fsspec.callbacks import Callback
 
 __all__ = ["AsyncStore", "ConflictMode", "open_async_store"]
 
 ConflictMode = Literal["skip", "overwrite", "create-copy"]
 _HEAD_OR_LIST = 16  # fewer missing candidates than this: HEAD each; more: consider listing Data/
+_BIG = 2  # files larger than one part transferred at once (each holds a few parts in memory)
+_SAMPLE = 8  # cache-answered digests re-checked with HEAD before a manifest is written
 
 
 class AsyncStore:
@@ -42,6 +48,7 @@ class AsyncStore:
         self.backend = backend
         self.concurrency = concurrency
         self._cache = None if existence_cache is False else existence_cache or ExistenceCache()
+        self._owns_cache = existence_cache is None  # a cache passed in may serve other stores too
 
     @property
     def url(self) -> str:
@@ -60,7 +67,7 @@ class AsyncStore:
     async def aclose(self) -> None:
         """Close the backend's sessions and the cache."""
         await self.backend.aclose()
-        if self._cache is not None:
+        if self._cache is not None and self._owns_cache:
             self._cache.close()
 
     # -- objects by digest -------------------------------------------------------------------
@@ -114,14 +121,14 @@ class AsyncStore:
         target = Path(path)
         if size is None:
             size = await self._size(digest)
-        await fetch_to_file(self.backend, digest, size, target, mtime_us=None, progress=lambda n: None)
+        await fetch_to_file(self.backend, digest, size, lambda: target, mtime_us=None, progress=lambda n: None)
 
     async def open(self, digest: str) -> BinaryIO:
         """A verified read-only file object holding the content under `digest` (spooled to disk past 16 MiB)."""
         size = await self._size(digest)
         with tempfile.TemporaryDirectory(prefix="fscas-open-") as folder:
             target = Path(folder) / digest
-            await fetch_to_file(self.backend, digest, size, target, mtime_us=None, progress=lambda n: None)
+            await fetch_to_file(self.backend, digest, size, lambda: target, mtime_us=None, progress=lambda n: None)
             return open(target, "rb")  # unlinked with its folder; the open handle keeps the bytes
 
     async def _size(self, digest: str) -> int:
@@ -135,6 +142,11 @@ class AsyncStore:
     def _remember(self, data_keys: Iterable[str]) -> None:
         if self._cache is not None:
             self._cache.add(self.url, data_keys)
+
+    def forget(self, data_keys: Iterable[str] | None = None) -> None:
+        """Drop keys (all of this store's, when None) from the existence cache."""
+        if self._cache is not None:
+            self._cache.forget(self.url, data_keys)
 
     async def missing(self, digests: Iterable[str], *, use_cache: bool = True) -> set[str]:
         """The digests whose Data objects the store does not hold.
@@ -198,14 +210,16 @@ class AsyncStore:
             first.setdefault(p.hash, (p.path, p.size))
         todo = await self.missing(first, use_cache=use_cache)
         total = sum(first[d][1] for d in todo)
-        callback = callback or NoOpCallback()
+        callback = callback or _NoProgress()
         callback.set_size(total)
         slots = asyncio.Semaphore(self.concurrency)
         done: list[str] = []
 
+        big = asyncio.Semaphore(_BIG)
+
         async def one(digest: str) -> None:
             rel, size = first[digest]
-            async with slots:
+            async with slots, (big if size > PART else contextlib.nullcontext()):
                 await send_file(self.backend, safe_join(root_path, rel), root_real, digest, size,
                                 callback.relative_update)
             done.append(keys.data_key(digest))
@@ -249,16 +263,21 @@ class AsyncStore:
         dest_real = os.path.realpath(dest_path)
         plan = [(p, t) for p, t in targets if not (conflict == "skip" and os.path.lexists(t))]
         total = sum(p.size for p, _ in plan)
-        callback = callback or NoOpCallback()
+        callback = callback or _NoProgress()
         callback.set_size(total)
         slots = asyncio.Semaphore(self.concurrency)
 
+        big = asyncio.Semaphore(_BIG)  # large files in flight at once: bounds memory
+
+        def place(target: Path) -> Path:  # on a worker thread, right before the write
+            prepare_parent(target, dest_real)
+            if conflict == "create-copy" and os.path.lexists(target):
+                return reserve_copy_name(target)
+            return target
+
         async def one(p: Any, target: Path) -> None:
-            async with slots:
-                await asyncio.to_thread(prepare_parent, target, dest_real)
-                if conflict == "create-copy" and os.path.lexists(target):
-                    target = await asyncio.to_thread(reserve_copy_name, target)
-                await fetch_to_file(self.backend, p.hash, p.size, target, mtime_us=p.mtime,
+            async with slots, (big if p.size > PART else contextlib.nullcontext()):
+                await fetch_to_file(self.backend, p.hash, p.size, lambda: place(target), mtime_us=p.mtime,
                                     progress=callback.relative_update)
 
         try:
@@ -299,7 +318,7 @@ class AsyncStore:
         Returns:
             The input manifest's key, its manifest hash, and the data transfer summary.
         """
-        summary = await self.upload(manifest, root, callback=callback)
+        summary = await self._upload_for_manifest(manifest, root, callback)
         key = keys.input_manifest_key(farm_id, queue_id, source_root or os.path.abspath(root))
         return key, await self.put_manifest(key, manifest), summary
 
@@ -308,11 +327,29 @@ class AsyncStore:
                          file_system_location_name: str | None = None,
                          callback: Callback | None = None) -> tuple[str, TransferSummary]:
         """Upload a task's outputs under `root`, then its output manifest with Deadline's metadata."""
-        summary = await self.upload(manifest, root, callback=callback)
+        summary = await self._upload_for_manifest(manifest, root, callback)
         key = keys.output_manifest_key(farm_id, queue_id, job_id, step_id, task_id, session_action_id,
                                        start_time, root, file_system_location_name)
         await self.put_manifest(key, manifest, metadata=keys.output_metadata(root, file_system_location_name))
         return key, summary
+
+    async def _upload_for_manifest(self, manifest: Manifest, root: str | os.PathLike[str],
+                                   callback: Callback | None) -> TransferSummary:
+        """Upload before a manifest is written, guarding against a stale existence cache.
+
+        A manifest must never point at data the store lost (bucket lifecycle, a wiped server:
+        Deadline issue #634). When the cache answered for some files, a random sample of up to
+        8 digests is HEADed; if any is gone, the store's cache entries are dropped and the upload
+        asks the server about every file.
+        """
+        summary = await self.upload(manifest, root, callback=callback)
+        if summary.skipped_files and self._cache is not None:
+            digests = sorted({p.hash for p in manifest.paths})
+            sample = [keys.data_key(d) for d in random.sample(digests, min(_SAMPLE, len(digests)))]
+            if len(await self._head_many(sample)) < len(sample):
+                self.forget()
+                summary = await self.upload(manifest, root, callback=callback, use_cache=False)
+        return summary
 
     async def output_manifests(self, farm_id: str, queue_id: str, job_id: str, step_id: str | None = None,
                                task_id: str | None = None) -> list[OutputManifest]:
@@ -336,23 +373,27 @@ class AsyncStore:
         Objects younger than `grace_seconds` are kept: an upload in progress writes its data
         before its manifest. An unreadable manifest stops gc before anything is deleted.
         """
-        referenced: set[str] = set()
-        manifests = 0
-        async for o in self.backend.list(keys.MANIFESTS + "/"):
-            referenced.update(p.hash for p in (await self.get_manifest(o.key)).paths)
-            manifests += 1
-        cutoff = time.time() - grace_seconds
-        unreferenced = [o async for o in self.backend.list(keys.DATA + "/")
-                        if (d := keys.digest_of_key(o.key)) is not None and d not in referenced
-                        and (o.last_modified or 0) <= cutoff]
-        if delete:
-            if self._cache is not None:
-                self._cache.forget(self.url, [o.key for o in unreferenced])
-            for o in unreferenced:
-                await self.backend.delete(o.key)
-        return GcReport(manifests=manifests, referenced=len(referenced),
-                        unreferenced=tuple(o.key for o in unreferenced),
-                        unreferenced_bytes=sum(o.size for o in unreferenced), deleted=delete)
+        from fscas.gc import collect
+
+        return await collect(self, delete=delete, grace_seconds=grace_seconds)
+
+    async def verify(self, manifests: Iterable[Manifest] | None = None) -> VerifyReport:
+        """Read back and hash every object the manifests reference (every Data object when None).
+
+        Nothing is raised for a bad object: the report names each missing digest and each key
+        whose size or bytes are wrong.
+        """
+        return await verify_objects(self.backend, manifests, concurrency=self.concurrency)
+
+
+class _NoProgress:
+    """The part of `fsspec.callbacks.Callback` the store calls; a no-op (fsspec stays unimported)."""
+
+    def set_size(self, size: int) -> None:
+        pass
+
+    def relative_update(self, inc: int = 1) -> None:
+        pass
 
 
 def _first(eg: BaseExceptionGroup[BaseException]) -> BaseException:

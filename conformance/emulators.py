@@ -112,6 +112,16 @@ class Emulator:
 
     def stop(self) -> None:
         """Stop the whole process group and remove the temp data."""
+        self._kill()
+        shutil.rmtree(self.workdir, ignore_errors=True)
+
+    def restart(self) -> Emulator:
+        """Stop the process and start it again on the same ports and data folder (a server restart)."""
+        self._kill()
+        self.process = None
+        return self.start()
+
+    def _kill(self) -> None:
         if self.process is not None and self.process.poll() is None:
             with contextlib.suppress(ProcessLookupError):
                 os.killpg(self.process.pid, signal.SIGTERM)
@@ -121,7 +131,6 @@ class Emulator:
                 with contextlib.suppress(ProcessLookupError):
                     os.killpg(self.process.pid, signal.SIGKILL)
                 self.process.wait(10)
-        shutil.rmtree(self.workdir, ignore_errors=True)
 
     def __enter__(self) -> Emulator:
         return self if self.process is not None else self.start()
@@ -186,11 +195,16 @@ class SeaweedFSEmulator(_S3Emulator):
     name = "seaweedfs"
     start_timeout = 90.0
 
+    def __init__(self) -> None:
+        super().__init__()
+        # Fixed at creation, so that a restart comes back on the same ports (the data stays in workdir).
+        self.ports = {flag: free_port() for flag in ("master.port", "master.port.grpc", "volume.port",
+                                                     "volume.port.grpc", "filer.port", "filer.port.grpc",
+                                                     "s3.port.grpc", "s3.port.iceberg", "s3.port.lance", "metricsPort")}
+
     def command(self) -> list[str]:
         weed = shutil.which("weed") or str(Path(sys.executable).parent / "weed")
-        ports = {flag: free_port() for flag in ("master.port", "master.port.grpc", "volume.port", "volume.port.grpc",
-                                                "filer.port", "filer.port.grpc", "s3.port.grpc", "s3.port.iceberg",
-                                                "s3.port.lance", "metricsPort")}
+        ports = self.ports
         # Each bucket is a collection that grows 7 volumes: raise volume.max and keep volumes small.
         return [weed, "server", f"-dir={self.workdir}", "-ip=127.0.0.1", "-ip.bind=127.0.0.1", "-s3",
                 f"-s3.port={self.port}", "-volume.max=1000", "-master.volumeSizeLimitMB=128", "-iam=false",

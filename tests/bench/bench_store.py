@@ -93,7 +93,8 @@ def measure(root: Path, work: Path, big: Path) -> dict[str, tuple[float, float]]
     py = sys.executable
     r: dict[str, tuple[float, float]] = {}
     with SeaweedFSEmulator() as sw:
-        env = {**os.environ, **sw.env(), "HOME": str(work / "home"), "XDG_CACHE_HOME": str(work / "cache"),
+        base = {k: v for k, v in os.environ.items() if k != "AWS_CA_BUNDLE"}  # rclone 1.60 fails on it over http
+        env = {**base, **sw.env(), "HOME": str(work / "home"), "XDG_CACHE_HOME": str(work / "cache"),
                "RCLONE_CONFIG_SW_TYPE": "s3", "RCLONE_CONFIG_SW_PROVIDER": "Other",
                "RCLONE_CONFIG_SW_ENDPOINT": sw.endpoint, "RCLONE_CONFIG_SW_ACCESS_KEY_ID": "fscas",
                "RCLONE_CONFIG_SW_SECRET_ACCESS_KEY": "fscas", "RCLONE_CONFIG_SW_REGION": "us-east-1"}

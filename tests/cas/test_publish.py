@@ -17,7 +17,7 @@ import fscas
 from fscas.backends import open_backend
 from fscas.conformance.plugin import unique_bucket
 from fscas.errors import ConfigError, IntegrityError, UnsafePathError
-from fscas.publish import parse_publish_url, render_key
+from fscas.publisher import parse_publish_url, render_key
 from fscas.runner import run_sync
 
 NOW = datetime(2023, 9, 26, 14, 5, 30, tzinfo=UTC)

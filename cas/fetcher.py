@@ -21,7 +21,7 @@ from typing import Any
 from fscas.backends import open_backend
 from fscas.errors import ConfigError, IntegrityError, UnsafePathError
 from fscas.paths import safe_join
-from fscas.publish import PublishedResult, parse_publish_url
+from fscas.publisher import PublishedResult, parse_publish_url
 
 __all__ = ["fetch", "fetch_async"]
 
