@@ -14,12 +14,13 @@ import asyncio
 import base64
 import contextlib
 import os
-from collections.abc import AsyncIterator, Iterator, Mapping
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator, Mapping
 from typing import Any
 
 import attrs
 
 from fscas.backends.base import Body, Capabilities, ObjectInfo, check_metadata, chunks_of, read_part
+from fscas.backends.s3_http import Credentials, S3Http, error_code, last_modified
 from fscas.backends.url import Location, build_options
 from fscas.errors import (
     AccessDenied,
@@ -59,6 +60,9 @@ class S3Options:
     """Multipart part size; streams shorter than one part go as a single PUT."""
     part_concurrency: int = 4
     """Parts of one object in flight at once (memory: part_size x this, per object)."""
+    fast_path: bool = True
+    """With a custom endpoint, sign single-object GET/HEAD/PUT ourselves (`s3_http`): botocore's
+    per-request CPU cost bounds small-object transfers. AWS itself always goes through botocore."""
 
     def resolved_endpoint(self) -> str | None:
         return self.endpoint_url or os.environ.get("AWS_ENDPOINT_URL_S3") or os.environ.get("AWS_ENDPOINT_URL")
@@ -77,6 +81,7 @@ class S3Backend:
         # S3-compatible server we test; multipart ETags ("...-N") are not and are not reported.
         self.capabilities = Capabilities(create_only=True, integrity=frozenset({"md5"}))
         self._fs: Any = None
+        self._http: S3Http | None = None
 
     @classmethod
     def from_location(cls, location: Location, options: Mapping[str, object]) -> S3Backend:
@@ -114,9 +119,48 @@ class S3Backend:
             client_kwargs={"region_name": region} if region else {}, use_listings_cache=False)
         with _translated(self.url, ""):
             await fs.set_session()
+        if self.endpoint and o.fast_path and not o.anon:
+            self._http = S3Http(self.endpoint, self.bucket, region or "us-east-1", self._credentials_of(fs))
         return fs
 
+    def _credentials_of(self, fs: Any) -> Callable[[], Awaitable[Credentials]]:
+        o = self.options
+        if o.key and o.secret:
+            static = (o.key, o.secret, o.token)
+
+            async def fixed() -> Credentials:
+                return static
+            return fixed
+        chain: list[Any] = []
+
+        async def from_chain() -> Credentials:  # the SDK's chain (env, profile, IMDS), refreshed as it expires
+            from botocore.exceptions import NoCredentialsError
+
+            if not chain:
+                found = await fs.session.get_credentials()
+                if found is None:
+                    raise NoCredentialsError()
+                chain.append(found)
+            frozen = await chain[0].get_frozen_credentials()
+            return frozen.access_key, frozen.secret_key, frozen.token
+        return from_chain
+
+    async def _fast(self, method: str, key: str, *, body: bytes = b"",
+                    headers: Mapping[str, str] | None = None) -> tuple[Mapping[str, str], bytes] | None:
+        """The request through `S3Http` when it applies (None: use botocore)."""
+        if self._fs is None:
+            self._fs = await self._connect()
+        if self._http is None:
+            return None
+        with _translated(self.url, key):
+            status, answer, data = await self._http.request(method, self._key(key), body=body, headers=headers)
+        if status >= 300:
+            _raise_status(self.url, key, status, data)
+        return answer, data
+
     async def head(self, key: str) -> ObjectInfo:
+        if (fast := await self._fast("HEAD", key)) is not None:
+            return _info_from_headers(key, fast[0])
         r = await self._call("head_object", key, Key=self._key(key), ChecksumMode="ENABLED")
         return _info(key, r, r["ContentLength"])
 
@@ -124,6 +168,8 @@ class S3Backend:
         if end is not None and end <= start:
             return b""
         kwargs = {"Range": f"bytes={start}-{'' if end is None else end - 1}"} if start or end is not None else {}
+        if (fast := await self._fast("GET", key, headers=kwargs)) is not None:
+            return fast[1]
         r = await self._call("get_object", key, Key=self._key(key), **kwargs)
         with _translated(self.url, key):
             async with r["Body"] as body:
@@ -137,6 +183,10 @@ class S3Backend:
         chunks = chunks_of(data)
         first = await read_part(chunks, self.options.part_size)
         if len(first) < self.options.part_size:  # the whole stream fits one part
+            headers = {**{f"x-amz-meta-{k}": v for k, v in meta.items()},
+                       **({"If-None-Match": "*"} if if_absent else {})}
+            if (fast := await self._fast("PUT", key, body=first, headers=headers)) is not None:
+                return _info_from_headers(key, fast[0], size=len(first), metadata=meta)
             r = await self._call("put_object", key, Key=self._key(key), Body=first, Metadata=meta, **cond)
             return _info(key, r, len(first), meta)
         return await self._multipart(key, first, chunks, meta, cond)
@@ -195,6 +245,9 @@ class S3Backend:
         await self._call("delete_object", key, Key=self._key(key))
 
     async def aclose(self) -> None:
+        if self._http is not None:
+            await self._http.close()
+            self._http = None
         fs, self._fs = self._fs, None
         if fs is not None and getattr(fs, "_s3", None) is not None:
             await fs._s3.close()
@@ -214,6 +267,36 @@ def _info(key: str, r: Mapping[str, Any], size: int, metadata: Mapping[str, str]
     return ObjectInfo(key=key, size=size, metadata=r.get("Metadata", metadata or {}), etag=etag,
                       version_id=None if version in (None, "null") else version, checksums=checksums,
                       last_modified=modified.timestamp() if modified else None)
+
+
+def _info_from_headers(key: str, h: Mapping[str, str], *, size: int | None = None,
+                       metadata: Mapping[str, str] | None = None) -> ObjectInfo:
+    etag = h.get("ETag")
+    plain = (etag or "").strip('"')
+    checksums = {"md5": plain.lower()} if len(plain) == 32 and "-" not in plain else {}
+    for name in ("crc32", "crc32c", "sha256", "sha1", "crc64nvme"):
+        if (value := h.get(f"x-amz-checksum-{name}")) and "-" not in value:
+            checksums[name] = base64.b64decode(value).hex()
+    meta = metadata if metadata is not None else {k[11:].lower(): v for k, v in h.items()
+                                                   if k.lower().startswith("x-amz-meta-")}
+    version = h.get("x-amz-version-id")
+    return ObjectInfo(key=key, size=size if size is not None else int(h.get("Content-Length", 0)), metadata=meta,
+                      etag=etag, version_id=None if version in (None, "null") else version, checksums=checksums,
+                      last_modified=last_modified(h))
+
+
+def _raise_status(url: str, key: str, status: int, body: bytes) -> None:
+    """Map an S3 error answer of the fast path to the fscas error botocore's path would raise."""
+    code = error_code(body) or str(status)
+    if code == "NoSuchBucket":
+        raise BucketNotFound(f"{url}: bucket does not exist")
+    if status == 404 or code in _NOT_FOUND:
+        raise ObjectNotFound(f"{url}: {key}: not found")
+    if status == 403 or code in _DENIED:
+        raise AccessDenied(f"{url}: {key}: access denied ({code})")
+    if status in (409, 412) or code in _EXISTS:
+        raise ObjectExists(f"{url}: {key}: already exists")
+    raise StoreError(f"{url}: {key}: HTTP {status} {code}".rstrip())
 
 
 _NOT_FOUND = {"NoSuchKey", "404", "NotFound"}
