@@ -255,34 +255,34 @@ class S3Backend:
 
 
 def _info(key: str, r: Mapping[str, Any], size: int, metadata: Mapping[str, str] | None = None) -> ObjectInfo:
-    etag = r.get("ETag")
-    checksums = {name[8:].lower(): base64.b64decode(v).hex() for name, v in r.items()
-                 if name.startswith("Checksum") and name != "ChecksumType" and isinstance(v, str)
-                 and "-" not in v}
-    plain = etag.strip('"') if etag else ""
-    if len(plain) == 32 and "-" not in plain:
-        checksums["md5"] = plain.lower()
-    version = r.get("VersionId")
+    """ObjectInfo from a botocore answer (HeadObject, PutObject, CompleteMultipartUpload)."""
     modified = r.get("LastModified")
-    return ObjectInfo(key=key, size=size, metadata=r.get("Metadata", metadata or {}), etag=etag,
-                      version_id=None if version in (None, "null") else version, checksums=checksums,
-                      last_modified=modified.timestamp() if modified else None)
+    return _object_info(key, size, r.get("ETag"), r.get("VersionId"),
+                        {n[8:].lower(): v for n, v in r.items() if n.startswith("Checksum") and n != "ChecksumType"},
+                        r.get("Metadata", metadata or {}), modified.timestamp() if modified else None)
 
 
 def _info_from_headers(key: str, h: Mapping[str, str], *, size: int | None = None,
                        metadata: Mapping[str, str] | None = None) -> ObjectInfo:
-    etag = h.get("ETag")
-    plain = (etag or "").strip('"')
-    checksums = {"md5": plain.lower()} if len(plain) == 32 and "-" not in plain else {}
-    for name in ("crc32", "crc32c", "sha256", "sha1", "crc64nvme"):
-        if (value := h.get(f"x-amz-checksum-{name}")) and "-" not in value:
-            checksums[name] = base64.b64decode(value).hex()
+    """ObjectInfo from the raw response headers of the signed fast path."""
     meta = metadata if metadata is not None else {k[11:].lower(): v for k, v in h.items()
                                                    if k.lower().startswith("x-amz-meta-")}
-    version = h.get("x-amz-version-id")
-    return ObjectInfo(key=key, size=size if size is not None else int(h.get("Content-Length", 0)), metadata=meta,
-                      etag=etag, version_id=None if version in (None, "null") else version, checksums=checksums,
-                      last_modified=last_modified(h))
+    return _object_info(key, size if size is not None else int(h.get("Content-Length", 0)), h.get("ETag"),
+                        h.get("x-amz-version-id"),
+                        {n: h.get(f"x-amz-checksum-{n}") for n in ("crc32", "crc32c", "sha256", "sha1", "crc64nvme")},
+                        meta, last_modified(h))
+
+
+def _object_info(key: str, size: int, etag: str | None, version: str | None, b64_checksums: Mapping[str, Any],
+                 metadata: Mapping[str, str], modified: float | None) -> ObjectInfo:
+    # Full-object checksums only ("-N" marks a composite multipart one); a single-part ETag is the MD5.
+    checksums = {n: base64.b64decode(v).hex() for n, v in b64_checksums.items() if isinstance(v, str) and "-" not in v}
+    plain = (etag or "").strip('"')
+    if len(plain) == 32 and "-" not in plain:
+        checksums["md5"] = plain.lower()
+    return ObjectInfo(key=key, size=size, metadata=metadata, etag=etag,
+                      version_id=None if version in (None, "null") else version, checksums=checksums,
+                      last_modified=modified)
 
 
 def _raise_status(url: str, key: str, status: int, body: bytes) -> None:

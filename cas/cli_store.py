@@ -140,15 +140,7 @@ def _push(args: argparse.Namespace) -> int:
 
 
 def _pull(args: argparse.Namespace) -> int:
-    from fscas.cli_manifest import read_manifest
-
-    with _open(args) as store:
-        local = os.path.isfile(args.manifest)
-        m = read_manifest(args.manifest) if local else store.get_manifest(args.manifest)
-        summary = _transfer(args, "downloading", lambda bar: store.download(
-            m, args.dest, conflict=args.conflict, callback=bar))
-        _report(args, summary, store=store.url, dest=args.dest)
-    return 0
+    return _download(args, from_store=not os.path.isfile(args.manifest))
 
 
 def _attachment_upload(args: argparse.Namespace) -> int:
@@ -163,10 +155,15 @@ def _attachment_upload(args: argparse.Namespace) -> int:
 
 
 def _attachment_download(args: argparse.Namespace) -> int:
+    return _download(args, from_store=False)
+
+
+def _download(args: argparse.Namespace, *, from_store: bool) -> int:
+    """Materialise `args.manifest` (a key in the store, or a local file) into `args.dest`."""
     from fscas.cli_manifest import read_manifest
 
-    m = read_manifest(args.manifest)
     with _open(args) as store:
+        m = store.get_manifest(args.manifest) if from_store else read_manifest(args.manifest)
         summary = _transfer(args, "downloading", lambda bar: store.download(
             m, args.dest, conflict=args.conflict, callback=bar))
         _report(args, summary, store=store.url, dest=args.dest)

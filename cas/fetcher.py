@@ -9,7 +9,6 @@ and device files are refused (tarfile's `data` filter, plus our own check of eve
 from __future__ import annotations
 
 import base64
-import contextlib
 import hashlib
 import os
 import shutil
@@ -20,6 +19,7 @@ from typing import Any
 
 from fscas.backends import open_backend
 from fscas.errors import ConfigError, IntegrityError, UnsafePathError
+from fscas.files import atomic_write_bytes
 from fscas.paths import safe_join
 from fscas.publisher import PublishedResult, parse_publish_url
 
@@ -55,6 +55,7 @@ async def fetch_async(result_or_url: PublishedResult | str, dest: str | os.PathL
             await _fetch_archive(backend, key, expected, staging)
         else:
             await _fetch_prefix(backend, key, staging)
+        staging.chmod(0o755)  # mkdtemp made it 0700; the result is an ordinary folder
         if dest_path.exists():
             dest_path.rmdir()
         os.replace(staging, dest_path)
@@ -107,11 +108,7 @@ async def _fetch_prefix(backend: Any, prefix: str, staging: Path) -> None:
         data = await backend.get(o.key)
         if len(data) != o.size:
             raise IntegrityError(f"{backend.url}: {o.key}: {len(data)} bytes, listed as {o.size}")
-        tmp = target.with_name(f".{target.name}.fscas.partial")
-        tmp.write_bytes(data)
-        os.replace(tmp, target)
-    with contextlib.suppress(OSError):
-        staging.chmod(0o755)
+        atomic_write_bytes(target, data, durable=False)
 
 
 def fetch(result_or_url: PublishedResult | str, dest: str | os.PathLike[str], **options: Any) -> Path:

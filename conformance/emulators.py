@@ -161,20 +161,19 @@ class _S3Emulator(Emulator):
     def store_url(self, bucket: str, prefix: str = "") -> str:
         return super().store_url(bucket, prefix) + f"?endpoint_url={self.endpoint}"
 
-    def create_bucket(self, bucket: str) -> None:
+    def _client(self) -> Any:
         import boto3
 
-        client = boto3.client("s3", endpoint_url=self.endpoint, region_name="us-east-1",
-                              aws_access_key_id="fscas", aws_secret_access_key="fscas")
+        return boto3.client("s3", endpoint_url=self.endpoint, region_name="us-east-1",
+                            aws_access_key_id="fscas", aws_secret_access_key="fscas")
+
+    def create_bucket(self, bucket: str) -> None:
+        client = self._client()
         with contextlib.suppress(client.exceptions.BucketAlreadyOwnedByYou):
             client.create_bucket(Bucket=bucket)
 
     def enable_versioning(self, bucket: str) -> None:
-        import boto3
-
-        client = boto3.client("s3", endpoint_url=self.endpoint, region_name="us-east-1",
-                              aws_access_key_id="fscas", aws_secret_access_key="fscas")
-        client.put_bucket_versioning(Bucket=bucket, VersioningConfiguration={"Status": "Enabled"})
+        self._client().put_bucket_versioning(Bucket=bucket, VersioningConfiguration={"Status": "Enabled"})
 
 
 class MotoEmulator(_S3Emulator):

@@ -84,6 +84,16 @@ def measure(root: Path, work: Path, reps: int) -> dict[str, tuple[float, float]]
     return r
 
 
+def machine() -> str:
+    """Date, host, CPUs and Python: the first words of every results section."""
+    return f"{datetime.date.today()} · {platform.node()} · {os.cpu_count()} CPUs · Python {platform.python_version()}"
+
+
+def runs_table(r: dict[str, tuple[float, float]]) -> list[str]:
+    """The `run | seconds | peak RSS` table of a results section."""
+    return ["| run | seconds | peak RSS MiB |", "|---|---:|---:|", *(f"| {k} | {s:.2f} | {m:.0f} |" for k, (s, m) in r.items())]
+
+
 def report(r: dict[str, tuple[float, float]], files: int, total: int) -> str:
     fc, fw = r["fscas cold"][0], r["fscas warm"][0]
     dc, dw = r["deadline cold"][0], r["deadline warm"][0]
@@ -92,13 +102,10 @@ def report(r: dict[str, tuple[float, float]], files: int, total: int) -> str:
     lines = [
         "## Snapshot (issue: Foundation)",
         "",
-        f"{datetime.date.today()} · {platform.node()} · {os.cpu_count()} CPUs · Python {platform.python_version()}"
-        f" · tree: {files} files, {total / 2**20:.0f} MiB (10,000 × 1–16 KiB in 100 folders + 8 × 128 MiB),"
+        f"{machine()} · tree: {files} files, {total / 2**20:.0f} MiB (10,000 × 1–16 KiB in 100 folders + 8 × 128 MiB),"
         " page cache warm. Each row is the fastest of 3 runs of one process; RSS from wait4.",
         "",
-        "| run | seconds | peak RSS MiB |",
-        "|---|---:|---:|",
-        *(f"| {k} | {s:.2f} | {m:.0f} |" for k, (s, m) in r.items()),
+        *runs_table(r),
         "",
         "| target | measured | met |",
         "|---|---|---|",

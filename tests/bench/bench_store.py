@@ -13,9 +13,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import datetime
 import os
-import platform
 import shutil
 import sys
 import tempfile
@@ -24,7 +22,7 @@ from pathlib import Path
 from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from bench_snapshot import run, write_section
+from bench_snapshot import machine, run, runs_table, write_section
 from tree import make_tree
 
 from fscas.conformance.emulators import SeaweedFSEmulator
@@ -152,14 +150,11 @@ def report(r: dict[str, tuple[float, float]], files: int, total: int) -> str:
     return "\n".join([
         "## Store: upload, re-upload, download (issue: Store and backends)",
         "",
-        f"{datetime.date.today()} · {platform.node()} · {os.cpu_count()} CPUs · Python {platform.python_version()}"
-        f" · SeaweedFS 4.48 S3 gateway on loopback · tree: {files} files, {total / 2**20:.0f} MiB"
+        f"{machine()} · SeaweedFS 4.48 S3 gateway on loopback · tree: {files} files, {total / 2**20:.0f} MiB"
         " (the snapshot tree), page cache warm. One run per row; fscas and Deadline start with empty caches;"
         " RSS from wait4.",
         "",
-        "| run | seconds | peak RSS MiB |",
-        "|---|---:|---:|",
-        *(f"| {k} | {s:.2f} | {m:.0f} |" for k, (s, m) in r.items()),
+        *runs_table(r),
         "",
         "| target | measured | met |",
         "|---|---|---|",
