@@ -34,21 +34,34 @@ class LocalDB:
         self._schema = tuple(schema)
         self._lock = threading.Lock()
         os.makedirs(os.path.dirname(os.path.abspath(self.path)), exist_ok=True)
-        try:
-            self._db = self._connect()
-        except sqlite3.DatabaseError as e:
-            if _is_busy(e):
-                raise
-            self._db = self._start_afresh(e)
+        self._db = self._open()
+
+    def _open(self) -> sqlite3.Connection:
+        # Switching a new file to WAL takes an exclusive lock and answers "database is locked" at
+        # once, without the busy timeout, when another process opens the same new file: retry.
+        for attempt in range(20):
+            try:
+                return self._connect()
+            except sqlite3.DatabaseError as e:
+                if not _is_busy(e):
+                    return self._start_afresh(e)
+                if attempt == 19:
+                    raise
+                time.sleep(0.05 * (attempt + 1))
+        raise AssertionError("unreachable")
 
     def _connect(self) -> sqlite3.Connection:
         db = sqlite3.connect(self.path, timeout=60, check_same_thread=False, isolation_level=None)
-        db.execute("PRAGMA busy_timeout=60000")
-        db.execute("PRAGMA journal_mode=WAL")
-        db.execute("PRAGMA synchronous=NORMAL")
-        for statement in self._schema:
-            db.execute(statement)
-        db.execute("SELECT count(*) FROM sqlite_master").fetchone()  # reads the header: fails if corrupt
+        try:
+            db.execute("PRAGMA busy_timeout=60000")
+            db.execute("PRAGMA journal_mode=WAL")
+            db.execute("PRAGMA synchronous=NORMAL")
+            for statement in self._schema:
+                db.execute(statement)
+            db.execute("SELECT count(*) FROM sqlite_master").fetchone()  # reads the header: fails if corrupt
+        except BaseException:
+            db.close()
+            raise
         return db
 
     def _start_afresh(self, e: sqlite3.DatabaseError) -> sqlite3.Connection:

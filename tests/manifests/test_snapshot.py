@@ -249,3 +249,22 @@ def test_file_swapped_for_an_outside_link_after_the_walk_is_refused(
     monkeypatch.setattr(snapshot_mod, "walk", walk_then_swap)
     with pytest.raises(SnapshotError, match="cannot open"):
         snapshot(root, hash_cache=False)
+
+
+def _open_cache(path: str) -> str:
+    from fscas.manifests import HashCache
+
+    try:
+        HashCache(path).close()
+    except Exception as e:  # reported back to the parent, which asserts there was none
+        return repr(e)
+    return "ok"
+
+
+def test_processes_creating_one_new_cache_at_once(tmp_path: Path) -> None:
+    # A new file switched to WAL by several processes at once answered "database is locked".
+    import multiprocessing
+
+    with multiprocessing.get_context("spawn").Pool(4) as pool:
+        for i in range(24):
+            assert pool.map(_open_cache, [str(tmp_path / f"c{i}.db")] * 4) == ["ok"] * 4
