@@ -19,7 +19,8 @@ __all__ = ["ExistenceCache"]
 
 MAX_AGE = 30 * 86400  # Deadline's s3_check_cache expiry
 _SCHEMA = ("CREATE TABLE IF NOT EXISTS present_v1(store TEXT NOT NULL, key TEXT NOT NULL, seen REAL NOT NULL,"
-           " PRIMARY KEY(store, key)) WITHOUT ROWID")
+           " PRIMARY KEY(store, key)) WITHOUT ROWID",
+           "CREATE TABLE IF NOT EXISTS epoch_v1(store TEXT PRIMARY KEY, epoch TEXT NOT NULL) WITHOUT ROWID")
 
 
 class ExistenceCache:
@@ -28,7 +29,7 @@ class ExistenceCache:
     def __init__(self, path: str | os.PathLike[str] | None = None, *, max_age: float = MAX_AGE) -> None:
         self.path = os.fspath(path) if path is not None else os.path.join(default_cache_dir(), "existence.db")
         self.max_age = max_age
-        self._db = LocalDB(self.path, [_SCHEMA])
+        self._db = LocalDB(self.path, _SCHEMA)
 
     def __repr__(self) -> str:
         return f"ExistenceCache({self.path!r})"
@@ -50,6 +51,15 @@ class ExistenceCache:
             self._db.write_many("DELETE FROM present_v1 WHERE store = ?", [(store,)])
         else:
             self._db.write_many("DELETE FROM present_v1 WHERE store = ? AND key = ?", [(store, k) for k in keys])
+
+    def epoch(self, store: str) -> str | None:
+        """The store epoch the entries of `store` were recorded under (see `AsyncStore`)."""
+        rows = self._db.query("SELECT epoch FROM epoch_v1 WHERE store = ?", (store,))
+        return str(rows[0][0]) if rows else None
+
+    def set_epoch(self, store: str, epoch: str) -> None:
+        """Record the store's current epoch."""
+        self._db.write_many("INSERT OR REPLACE INTO epoch_v1 VALUES (?,?)", [(store, epoch)])
 
     def close(self) -> None:
         """Close the database."""

@@ -34,5 +34,7 @@ async def collect(store: AsyncStore, *, delete: bool, grace_seconds: float) -> G
         store.forget([o.key for o in unreferenced])
         for o in unreferenced:
             await store.backend.delete(o.key)
+        if unreferenced:
+            await store._check_epoch(bump=True)  # other clients' caches may list what was deleted
     return GcReport(manifests=manifests, referenced=len(referenced), unreferenced=tuple(o.key for o in unreferenced),
                     unreferenced_bytes=sum(o.size for o in unreferenced), deleted=delete)

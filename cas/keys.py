@@ -16,6 +16,7 @@ from fscas.manifests import hash_bytes
 
 __all__ = [
     "DATA",
+    "EPOCH",
     "MANIFESTS",
     "asset_root_from_metadata",
     "data_key",
@@ -29,6 +30,10 @@ __all__ = [
 
 DATA = "Data"  # S3_DATA_FOLDER_NAME
 MANIFESTS = "Manifests"  # S3_MANIFEST_FOLDER_NAME
+EPOCH = "fscas-epoch"
+"""fscas's own object: a random id that changes when the store may have lost objects (a new
+bucket, a gc that deleted). Existence caches trust entries recorded under the current id only.
+Deadline ignores it (it reads only Data/ and Manifests/)."""
 _SUFFIX = ".xxh128"  # PR #167: hash algorithm as key suffix
 _HEX = re.compile(r"[0-9a-f]{32}\Z")
 _SEGMENT = re.compile(r"[^/\x00-\x1f\\]+\Z")

@@ -8,6 +8,7 @@ import os
 import random
 import tempfile
 import time
+import uuid
 from collections.abc import Iterable
 from datetime import UTC
 from pathlib import Path
@@ -15,7 +16,7 @@ from typing import TYPE_CHECKING, Any, BinaryIO, Literal
 
 from fscas import keys
 from fscas.backends import Backend, open_backend
-from fscas.errors import IntegrityError, ManifestError, ObjectNotFound
+from fscas.errors import IntegrityError, ManifestError, ObjectExists, ObjectNotFound
 from fscas.existence import ExistenceCache
 from fscas.manifests import Manifest, OutputManifest, decode, encode, hash_bytes, manifest_hash
 from fscas.paths import check_layout, safe_join
@@ -337,11 +338,14 @@ class AsyncStore:
                                    callback: Callback | None) -> TransferSummary:
         """Upload before a manifest is written, guarding against a stale existence cache.
 
-        A manifest must never point at data the store lost (bucket lifecycle, a wiped server:
-        Deadline issue #634). When the cache answered for some files, a random sample of up to
-        8 digests is HEADed; if any is gone, the store's cache entries are dropped and the upload
-        asks the server about every file.
+        A manifest must never point at data the store lost (a wiped or recreated bucket, bucket
+        lifecycle: Deadline issue #634). First the store's epoch object is read: when it is gone
+        or differs from the one the cache entries were recorded under (a new bucket, or gc
+        deleted objects), the store's entries are dropped. Then, when the cache answered for
+        some files, a random sample of up to 8 digests is HEADed; if any is gone, the entries are
+        dropped and the upload asks the server about every file.
         """
+        await self._check_epoch()
         summary = await self.upload(manifest, root, callback=callback)
         if summary.skipped_files and self._cache is not None:
             digests = sorted({p.hash for p in manifest.paths})
@@ -350,6 +354,29 @@ class AsyncStore:
                 self.forget()
                 summary = await self.upload(manifest, root, callback=callback, use_cache=False)
         return summary
+
+    async def _check_epoch(self, *, bump: bool = False) -> None:
+        """Read (or create, or with `bump` replace) the store's epoch object; forget a stale cache."""
+        if self._cache is None:
+            return
+        epoch = None if bump else await self._read_epoch()
+        if epoch is None:
+            fresh = uuid.uuid4().hex
+            try:
+                await self.backend.put(keys.EPOCH, fresh.encode(), if_absent=not bump)
+                epoch = fresh
+            except ObjectExists:  # another writer created it first
+                epoch = await self._read_epoch()
+        if epoch != self._cache.epoch(self.url):
+            self.forget()
+            if epoch is not None:
+                self._cache.set_epoch(self.url, epoch)
+
+    async def _read_epoch(self) -> str | None:
+        try:
+            return (await self.backend.get(keys.EPOCH)).decode("ascii", "replace")
+        except ObjectNotFound:
+            return None
 
     async def output_manifests(self, farm_id: str, queue_id: str, job_id: str, step_id: str | None = None,
                                task_id: str | None = None) -> list[OutputManifest]:

@@ -166,3 +166,22 @@ def test_gc_lists_then_deletes_only_unreferenced(store: fscas.Store, tmp_path: P
     assert store.has(orphan)
     assert store.gc(grace_seconds=0, delete=True).deleted
     assert not store.has(orphan) and store.has(m.paths[0].hash)
+
+
+def test_gc_elsewhere_invalidates_existence_caches(store: fscas.Store, tmp_path: Path) -> None:
+    # Another client's gc deleted an object this client's cache remembers; the store epoch it
+    # bumped makes the next push ask the server instead of writing a manifest over a hole.
+    from fscas.existence import ExistenceCache
+
+    src = tmp_path / "src"
+    src.mkdir()
+    for i in range(50):
+        (src / f"f{i}").write_bytes(b"file %d" % i)
+    store.push(snapshot(src, hash_cache=False), src, farm_id="f", queue_id="q")
+    orphan = store.put_bytes(b"collected elsewhere")  # cached, but referenced by no manifest
+    other = fscas.Store(fscas.AsyncStore(store.aio.backend, existence_cache=ExistenceCache(tmp_path / "other.db")))
+    assert other.gc(grace_seconds=0, delete=True).unreferenced == (f"Data/{orphan}.xxh128",)
+    (src / "back.bin").write_bytes(b"collected elsewhere")
+    m = snapshot(src, hash_cache=False)
+    store.push(m, src, farm_id="f", queue_id="q")
+    assert store.has(orphan) and store.verify([m]).ok
