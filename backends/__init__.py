@@ -1,55 +1,125 @@
 """URL -> backend. Every cloud quirk lives in this package, each in its backend's module.
 
 Backends implement the small async `Backend` protocol (head, get, put, list, delete, aclose) and
-declare their `Capabilities`; `fscas` derives everything else. Adding a backend = one module here
-that passes the conformance suite, plus one row in the scheme table.
+declare their `Capabilities`; `fscas` derives everything else. Backends plug in through the
+entry-point group `fscas.backends` (name: URL scheme; value: a factory taking a `Location` and the
+keyword options), which is also how the built-in ones register. Any other protocol fsspec knows,
+and any fsspec filesystem instance, goes through the generic `FsspecBackend`.
 """
 
 from __future__ import annotations
 
-import importlib
 import importlib.util
+import os
 from collections.abc import Callable
-from typing import Any
+from importlib.metadata import entry_points
+from typing import Any, Literal
+
+import attrs
 
 from fscas.backends.base import Backend, Body, Capabilities, ObjectInfo, check_key, check_metadata
-from fscas.backends.url import Location, parse_url
-from fscas.errors import ConfigError
+from fscas.backends.url import FSSPEC_ALIASES, Location, known_protocol, parse_url
+from fscas.errors import ConfigError, redact
 
-__all__ = ["Backend", "Body", "Capabilities", "Location", "ObjectInfo", "check_key", "check_metadata",
-           "open_backend", "parse_url"]
+__all__ = ["Backend", "BackendEntry", "Body", "Capabilities", "Location", "ObjectInfo", "available_backends",
+           "check_key", "check_metadata", "open_backend", "parse_url"]
 
-# Lazy: `import fscas` must not import s3fs, gcsfs or adlfs.
-_BACKENDS = {
-    "file": ("fscas.backends.local:FileBackend", ""),
-    "memory": ("fscas.backends.memory:MemoryBackend", ""),
-    "s3": ("fscas.backends.s3:S3Backend", "s3"),
-    "gs": ("fscas.backends.gcs:GCSBackend", "gcs"),
-    "az": ("fscas.backends.azure:AzureBackend", "azure"),
-}
-_SDK = {"s3": "s3fs", "gcs": "gcsfs", "azure": "adlfs"}
+GROUP = "fscas.backends"
+_SDK = {"s3": ("s3fs", "s3"), "gs": ("gcsfs", "gcs"), "az": ("adlfs", "azure")}  # scheme: (module, extra)
+
+Factory = Callable[[Location, dict[str, Any]], Backend]
 
 
-def open_backend(url: str, **options: Any) -> Backend:
-    """Open the backend a URL names: `s3://`, `gs://`/`gcs://`, `az://`/`abfs://`, `file://` or a
-    plain path, `memory://`.
+@attrs.frozen(kw_only=True)
+class BackendEntry:
+    """One installed backend: the scheme it serves, its factory and the distribution that ships it."""
+
+    scheme: str
+    target: str
+    """`module:attribute` of the factory."""
+    distribution: str
+
+
+def available_backends() -> list[BackendEntry]:
+    """The backends registered under the `fscas.backends` entry-point group, by scheme."""
+    found = [BackendEntry(scheme=ep.name, target=ep.value, distribution=ep.dist.name if ep.dist else "?")
+             for ep in entry_points(group=GROUP)]
+    return sorted(found, key=lambda e: e.scheme)
+
+
+def open_backend(url: str | os.PathLike[str] | Any, *, root: str | None = None,
+                 backend: Literal["native", "fsspec"] | None = None, **options: Any) -> Backend:
+    """Open the backend a URL, a folder path or an fsspec filesystem names.
+
+    `s3://`, `gs://`/`gcs://`, `az://`/`abfs://`, `file://` or a plain path and `memory://` have
+    native backends; any other scheme is served by the backend registered for it (entry points,
+    `fscas.backends`), else by the generic `FsspecBackend` if fsspec knows the protocol (`sftp://`,
+    `ftp://`, `webdav+https://`, `hdfs://`...). An fsspec filesystem instance is used as given,
+    with `root` as the folder or bucket prefix of the store. `backend="fsspec"` sends a native
+    scheme through the generic backend too.
 
     Options come from keywords, then the URL's query (`?endpoint_url=...&region=...`) or
-    Bacalhau-style suffix (`,opt=region=...`), then each SDK's environment and default chain.
+    Bacalhau-style suffix (`,opt=region=...`), then each SDK's environment and default chain. For
+    the generic backend they are the filesystem's storage options.
 
     Raises:
-        ConfigError: unknown scheme or option, or the backend's SDK is not installed.
+        ConfigError: not a URL, path or filesystem; unknown scheme or option; the backend's SDK is
+            not installed.
     """
+    if _is_filesystem(url):
+        return _from_filesystem(url, root, options)
+    if isinstance(url, os.PathLike):
+        url = os.fspath(url)
+    if not isinstance(url, str):
+        raise ConfigError(f"a store is opened from a URL or a folder path (or an fsspec filesystem with root=), "
+                          f"not {type(url).__name__}")
+    if root is not None:
+        raise ConfigError(f"{redact(url)}: root= goes with a filesystem instance; put the prefix in the URL")
     location = parse_url(url)
-    factory = _factory(location.scheme)
-    backend: Backend = factory(location, options)
-    return backend
+    if "backend" in location.options:  # `?backend=fsspec` in the URL, for the command line
+        backend = backend or location.options["backend"]  # type: ignore[assignment]
+        location = attrs.evolve(location, options={k: v for k, v in location.options.items() if k != "backend"})
+    if backend not in (None, "native", "fsspec"):
+        raise ConfigError(f"{location.source}: backend must be 'native' or 'fsspec', not {backend!r}")
+    factory = _factory(location, generic=backend == "fsspec")
+    return factory(location, options)
 
 
-def _factory(scheme: str) -> Callable[..., Backend]:
-    target, extra = _BACKENDS[scheme]
-    module_name, _, cls_name = target.partition(":")
-    if extra and importlib.util.find_spec(_SDK[extra]) is None:  # find, not import: s3fs costs 0.3 s
-        raise ConfigError(f"{scheme}:// needs {_SDK[extra]}: pip install 'fscas[{extra}]'")
-    cls = getattr(importlib.import_module(module_name), cls_name)
-    return cls.from_location  # type: ignore[no-any-return]
+def _factory(location: Location, *, generic: bool) -> Factory:
+    scheme = location.scheme
+    if not generic:
+        registered = {ep.name: ep for ep in entry_points(group=GROUP)}
+        if scheme in registered:
+            if scheme in _SDK and importlib.util.find_spec(_SDK[scheme][0]) is None:  # find: s3fs costs 0.3 s
+                module, extra = _SDK[scheme]
+                raise ConfigError(f"{scheme}:// needs {module}: pip install {module} (in a checkout of fscas: "
+                                  f"pip install -e '.[{extra}]')")
+            factory: Factory = registered[scheme].load()
+            return factory
+    protocol = FSSPEC_ALIASES.get(scheme, scheme)
+    if not known_protocol(protocol):
+        names = sorted({ep.name for ep in entry_points(group=GROUP)})
+        raise ConfigError(f"{location.source}: unknown scheme {scheme!r}: neither a backend of fscas "
+                          f"({', '.join(names)}) nor a protocol fsspec knows")
+    from fscas.backends.generic import FsspecBackend
+
+    return FsspecBackend.from_location
+
+
+def _is_filesystem(obj: Any) -> bool:
+    if isinstance(obj, (str, bytes, os.PathLike)) or obj is None:
+        return False
+    from fsspec.spec import AbstractFileSystem
+
+    return isinstance(obj, AbstractFileSystem)
+
+
+def _from_filesystem(fs: Any, root: str | None, options: dict[str, Any]) -> Backend:
+    from fscas.backends.generic import FsspecBackend
+
+    if options:
+        raise ConfigError(f"options {sorted(options)} do not apply to a filesystem instance: give them to the "
+                          "filesystem when you make it")
+    if root is None:
+        raise ConfigError(f"a {type(fs).__name__} needs root=: the folder (or bucket/prefix) of the store on it")
+    return FsspecBackend(fs, fs._strip_protocol(root) if root else "")

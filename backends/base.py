@@ -37,6 +37,8 @@ class Capabilities:
     """Checksums `head` returns from the server, e.g. `md5`, `crc32c`, `sha256`."""
     versioning: bool = False
     """`head` returns a version id (S3 VersionId on a versioned bucket, GCS generation)."""
+    root: Literal["bucket", "folder"] = "bucket"
+    """`bucket`: the root must exist (a missing bucket is an error); `folder`: the first write makes it."""
 
 
 @attrs.frozen(kw_only=True)

@@ -7,14 +7,21 @@ Quirks handled here and nowhere else:
 - A resumable upload is finalised by its last chunk, so the last chunk is held back until the
   stream ends cleanly; a stream that raises cancels the session and nothing becomes visible.
 - `md5Hash` and `crc32c` come back base64; we report them as hex. Composite objects have no MD5.
+- gcsfs sends a raw access token to oauth2.googleapis.com to learn its expiry (a credential leaving
+  for a host the user did not name, and a hang offline): we hand gcsfs a `Credentials` object.
+- gcsfs retries every request 6 times with backoff up to 32 s, connection refused included (31 s
+  before an unreachable endpoint is reported): we put our own short policy in its place.
 """
 
 from __future__ import annotations
 
+import asyncio
 import base64
 import contextlib
 import os
-from collections.abc import AsyncIterator, Iterator, Mapping
+import random
+import types
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator, Mapping
 from datetime import datetime
 from typing import Any
 
@@ -25,10 +32,13 @@ from fscas.backends.url import Location, build_options
 from fscas.errors import (
     AccessDenied,
     BucketNotFound,
+    ConfigError,
+    CredentialsRefused,
     ObjectExists,
     ObjectNotFound,
     StoreError,
     Unreachable,
+    redact,
 )
 
 __all__ = ["GCSBackend", "GCSOptions"]
@@ -45,7 +55,9 @@ class GCSOptions:
     project: str | None = None
     """Billing project. Env: GOOGLE_CLOUD_PROJECT."""
     token: str | None = attrs.field(default=None, repr=False)
-    """`anon`, `google_default`, `cloud`, or a service-account JSON path (gcsfs's `token`)."""
+    """`anon`, `google_default`, `cloud`, `cache`, the path of a service-account or authorized-user
+    JSON file, or a raw OAuth2 access token (used as is: never sent anywhere but the endpoint).
+    Unset: Google's default chain. Never printed."""
     part_size: int = 16 * 2**20
     """Resumable chunk size (rounded to 256 KiB); shorter streams go as one request."""
 
@@ -59,14 +71,13 @@ class GCSBackend:
         self.bucket, self.prefix = bucket, prefix
         self.options = options or GCSOptions()
         self.endpoint = self.options.endpoint_url or os.environ.get("STORAGE_EMULATOR_HOST")
-        where = f"?endpoint_url={self.endpoint}" if self.endpoint else ""
+        where = f"?endpoint_url={redact(self.endpoint)}" if self.endpoint else ""
         self.url = f"gs://{bucket}/{prefix}".rstrip("/") + where
         self._fs: Any = None
 
     @classmethod
     def from_location(cls, location: Location, options: Mapping[str, object]) -> GCSBackend:
-        return cls(location.bucket, location.prefix, build_options(GCSOptions, location.bucket,
-                                                                   location.options, options))
+        return cls(location.bucket, location.prefix, build_options(GCSOptions, location, options))
 
     def __repr__(self) -> str:
         return f"GCSBackend({self.url!r})"
@@ -79,12 +90,32 @@ class GCSBackend:
             from gcsfs.core import GCSFileSystem
 
             o = self.options
-            self._fs = GCSFileSystem(asynchronous=True, skip_instance_cache=True, endpoint_url=self.endpoint,
-                                     project=o.project or os.environ.get("GOOGLE_CLOUD_PROJECT", ""),
-                                     token=o.token, use_listings_cache=False)
+            token = self._token()
             with _translated(self.url, ""):
-                await self._fs._set_session()
+                fs = GCSFileSystem(asynchronous=True, skip_instance_cache=True, endpoint_url=self.endpoint,
+                                   project=o.project or os.environ.get("GOOGLE_CLOUD_PROJECT", ""),
+                                   token=token, use_listings_cache=False)
+                fs._request = types.MethodType(_retried(GCSFileSystem._request.__wrapped__), fs)
+                await fs._set_session()
+            self._fs = fs
         return self._fs
+
+    def _token(self) -> Any:
+        """gcsfs's `token`, with a raw access token wrapped so gcsfs does not look it up at Google.
+
+        Raises:
+            ConfigError: a token that names a file that does not exist.
+        """
+        token = self.options.token
+        if token is None or token in _TOKEN_METHODS or os.path.isfile(token):
+            return token
+        if os.sep in token or token.endswith(".json"):
+            raise ConfigError(f"{self.url}: token file {token!r} not found; token takes {', '.join(_TOKEN_METHODS)}, "
+                              "a JSON key file or an OAuth2 access token")
+        from google.oauth2 import credentials
+
+        wrap: Any = credentials.Credentials  # google-auth is untyped
+        return wrap(token)
 
     async def _json(self, method: str, key: str, path: str, *args: str, **kwargs: Any) -> Any:
         fs = await self._conn()
@@ -166,6 +197,36 @@ class GCSBackend:
 
 
 
+_TOKEN_METHODS = ("anon", "google_default", "cloud", "cache")
+_RETRY_STATUS = {408, 429, 500, 502, 503, 504}
+_ATTEMPTS = 5
+
+
+def _retried(request: Callable[..., Awaitable[Any]]) -> Callable[..., Awaitable[Any]]:
+    """gcsfs's unwrapped `_request` with our policy: transient answers and dropped connections are
+    retried with a short backoff; a refused connection or an unknown host fails after one retry."""
+    import aiohttp
+    from gcsfs.retry import HttpError
+
+    async def call(fs: Any, *args: Any, **kwargs: Any) -> Any:
+        for attempt in range(_ATTEMPTS):
+            try:
+                return await request(fs, *args, **kwargs)
+            except aiohttp.ClientConnectorError:
+                if attempt >= 1:
+                    raise
+            except HttpError as e:
+                if e.code not in _RETRY_STATUS or attempt == _ATTEMPTS - 1:
+                    raise
+            except (aiohttp.ClientPayloadError, aiohttp.ServerDisconnectedError, TimeoutError):
+                if attempt == _ATTEMPTS - 1:
+                    raise
+            await asyncio.sleep(min(2.0, 0.1 * 2**attempt) * (0.5 + random.random()))
+        raise AssertionError("unreachable")  # the loop returns or raises on its last attempt
+
+    return call
+
+
 def _json_or_none(body: bytes | str | None) -> Any:
     import json
 
@@ -203,9 +264,12 @@ def _translated(url: str, key: str, missing: type[ObjectNotFound] = ObjectNotFou
     except FileExistsError as e:
         raise ObjectExists(f"{url}: {key}: already exists") from e
     except GoogleAuthError as e:
-        raise AccessDenied(f"{url}: no usable Google credentials ({type(e).__name__})") from e
+        raise AccessDenied(f"{url}: no usable Google credentials: give token= (see GCSOptions.token) or set "
+                           f"GOOGLE_APPLICATION_CREDENTIALS ({type(e).__name__})") from e
     except HttpError as e:
-        if e.code in (401, 403):
+        if e.code == 401:
+            raise CredentialsRefused(f"{url}: credentials refused (401: the token is not valid or has expired)") from e
+        if e.code == 403:
             raise AccessDenied(f"{url}: {key}: access denied ({e.code})") from e
         raise StoreError(f"{url}: {key}: HTTP {e.code}: {e.message}") from e
     except (TimeoutError, aiohttp.ClientError, ConnectionError) as e:

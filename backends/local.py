@@ -15,7 +15,7 @@ import attrs
 
 from fscas.backends.base import Body, Capabilities, ObjectInfo, check_key, check_metadata
 from fscas.backends.url import Location, build_options
-from fscas.errors import AccessDenied, BucketNotFound, ObjectExists, ObjectNotFound, StoreError
+from fscas.errors import AccessDenied, BucketNotFound, ConfigError, ObjectExists, ObjectNotFound, StoreError
 
 __all__ = ["FileBackend", "FileOptions"]
 
@@ -32,24 +32,26 @@ class FileOptions:
     durable: bool = True
     """fsync each object before it is renamed into place (survives a power cut, not only a crash)."""
     create: bool = True
-    """Create the root folder when it does not exist."""
+    """Create the root folder on the first write when it does not exist (reads never create it)."""
 
 
 class FileBackend:
     """Objects are files under `root`; keys are `/`-separated relative paths."""
 
-    capabilities = Capabilities(create_only=True)  # os.link refuses an existing name atomically
+    capabilities = Capabilities(create_only=True, root="folder")  # os.link refuses an existing name atomically
 
     def __init__(self, root: str | os.PathLike[str], options: FileOptions | None = None) -> None:
         self.root = Path(root).absolute()
         self.options = options or FileOptions()
         self.url = self.root.as_uri()
-        if self.options.create:
-            self.root.mkdir(parents=True, exist_ok=True)
+        self.created = False
+        """Whether this backend created the root folder (on its first write)."""
+        if self.root.exists() and not self.root.is_dir():
+            raise ConfigError(f"{self.root}: the store folder is a file")
 
     @classmethod
     def from_location(cls, location: Location, options: Mapping[str, object]) -> FileBackend:
-        opts = build_options(FileOptions, location.bucket, location.options, options)
+        opts = build_options(FileOptions, location, options)
         return cls(location.bucket, opts)
 
     def __repr__(self) -> str:
@@ -66,7 +68,7 @@ class FileBackend:
 
     def _head(self, key: str) -> ObjectInfo:
         path = self._path(key)
-        with _translated(self.url, key):
+        with _translated(self, key):
             st = path.stat()
             if not path.is_file():
                 raise FileNotFoundError(key)
@@ -79,7 +81,7 @@ class FileBackend:
 
     def _get(self, key: str, start: int, end: int | None) -> bytes:
         path = self._path(key)
-        with _translated(self.url, key), open(path, "rb") as f:
+        with _translated(self, key), open(path, "rb") as f:
             f.seek(start)
             return f.read() if end is None else f.read(max(0, end - start))
 
@@ -87,7 +89,13 @@ class FileBackend:
                   if_absent: bool = False) -> ObjectInfo:
         path = self._path(key)
         meta = check_metadata(metadata, key)
-        with _translated(self.url, key):
+        if not self.root.is_dir():
+            if not self.options.create:
+                raise BucketNotFound(f"{self.url}: the store folder does not exist (create=false)")
+            with _translated(self, key):
+                await asyncio.to_thread(self.root.mkdir, parents=True, exist_ok=True)
+            self.created = True
+        with _translated(self, key):
             await asyncio.to_thread(path.parent.mkdir, parents=True, exist_ok=True)
             fd, tmp = tempfile.mkstemp(prefix=_TMP_PREFIX, suffix=_TMP_SUFFIX, dir=path.parent)
             try:
@@ -143,7 +151,7 @@ class FileBackend:
 
     async def delete(self, key: str) -> None:
         path = self._path(key)
-        with _translated(self.url, key), contextlib.suppress(FileNotFoundError):  # idempotent, as S3's
+        with _translated(self, key), contextlib.suppress(FileNotFoundError):  # idempotent, as S3's
             await asyncio.to_thread(path.unlink)
         with contextlib.suppress(FileNotFoundError):
             await asyncio.to_thread((self.root / _META / key).unlink)
@@ -153,12 +161,15 @@ class FileBackend:
 
 
 @contextlib.contextmanager
-def _translated(url: str, key: str) -> Iterator[None]:
+def _translated(backend: FileBackend, key: str) -> Iterator[None]:
+    url = backend.url
     try:
         yield
     except FileExistsError as e:
         raise ObjectExists(f"{url}: {key}: already exists") from e
     except FileNotFoundError as e:
+        if not backend.root.is_dir():
+            raise BucketNotFound(f"{url}: the store folder does not exist") from e
         raise ObjectNotFound(f"{url}: {key}: not found") from e
     except PermissionError as e:
         raise AccessDenied(f"{url}: {key}: permission denied") from e

@@ -29,7 +29,7 @@ class _Object:
 class MemoryBackend:
     """Objects in a dict owned by this backend; two `open_backend("memory://x")` do not share."""
 
-    capabilities = Capabilities(create_only=True)
+    capabilities = Capabilities(create_only=True, root="folder")
 
     def __init__(self, name: str = "", prefix: str = "") -> None:
         self.url = f"memory://{name}/{prefix}".rstrip("/")
@@ -37,7 +37,7 @@ class MemoryBackend:
 
     @classmethod
     def from_location(cls, location: Location, options: Mapping[str, object]) -> MemoryBackend:
-        build_options(MemoryOptions, location.bucket, location.options, options)
+        build_options(MemoryOptions, location, options)
         return cls(location.bucket, location.prefix)
 
     def __repr__(self) -> str:

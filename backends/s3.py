@@ -25,10 +25,13 @@ from fscas.backends.url import Location, build_options
 from fscas.errors import (
     AccessDenied,
     BucketNotFound,
+    ConfigError,
+    CredentialsRefused,
     ObjectExists,
     ObjectNotFound,
     StoreError,
     Unreachable,
+    redact,
 )
 
 __all__ = ["S3Backend", "S3Options"]
@@ -75,7 +78,7 @@ class S3Backend:
         self.bucket, self.prefix = bucket, prefix
         self.options = options or S3Options()
         self.endpoint = self.options.resolved_endpoint()
-        where = f"?endpoint_url={self.endpoint}" if self.endpoint else ""
+        where = f"?endpoint_url={redact(self.endpoint)}" if self.endpoint else ""
         self.url = f"s3://{bucket}/{prefix}".rstrip("/") + where
         # Single-part ETags are the content MD5 on AWS (without SSE-KMS) and on every
         # S3-compatible server we test; multipart ETags ("...-N") are not and are not reported.
@@ -85,8 +88,7 @@ class S3Backend:
 
     @classmethod
     def from_location(cls, location: Location, options: Mapping[str, object]) -> S3Backend:
-        return cls(location.bucket, location.prefix, build_options(S3Options, location.bucket,
-                                                                   location.options, options))
+        return cls(location.bucket, location.prefix, build_options(S3Options, location, options))
 
     def __repr__(self) -> str:
         return f"S3Backend({self.url!r})"
@@ -178,6 +180,24 @@ class S3Backend:
 
     async def put(self, key: str, data: Body, *, metadata: Mapping[str, str] | None = None,
                   if_absent: bool = False) -> ObjectInfo:
+        try:
+            return await self._put(key, data, metadata, if_absent)
+        except AccessDenied as e:
+            # SeaweedFS (and some other servers) answer a write into a missing bucket with AccessDenied.
+            if not isinstance(e, CredentialsRefused) and await self._bucket_is_missing():
+                raise BucketNotFound(f"{self.url}: bucket does not exist") from e
+            raise
+
+    async def _bucket_is_missing(self) -> bool:
+        try:
+            await self._call("head_bucket", "")
+        except ObjectNotFound:  # BucketNotFound included
+            return True
+        except StoreError:
+            return False
+        return False
+
+    async def _put(self, key: str, data: Body, metadata: Mapping[str, str] | None, if_absent: bool) -> ObjectInfo:
         meta = check_metadata(metadata, key)
         cond = {"IfNoneMatch": "*"} if if_absent else {}
         chunks = chunks_of(data)
@@ -293,13 +313,28 @@ def _raise_status(url: str, key: str, status: int, body: bytes) -> None:
     if status == 404 or code in _NOT_FOUND:
         raise ObjectNotFound(f"{url}: {key}: not found")
     if status == 403 or code in _DENIED:
-        raise AccessDenied(f"{url}: {key}: access denied ({code})")
+        raise _denied(url, key, code)
     if status in (409, 412) or code in _EXISTS:
         raise ObjectExists(f"{url}: {key}: already exists")
     raise StoreError(f"{url}: {key}: HTTP {status} {code}".rstrip())
 
 
 _NOT_FOUND = {"NoSuchKey", "404", "NotFound"}
+_CREDENTIALS_REFUSED = {
+    "InvalidAccessKeyId": "the server does not know this access key id",
+    "SignatureDoesNotMatch": "the secret key does not match the access key id",
+    "ExpiredToken": "the session token has expired", "TokenRefreshRequired": "the session token has expired",
+    "InvalidToken": "the session token is not valid",
+}
+
+
+def _denied(url: str, key: str, code: str) -> AccessDenied:
+    """Bad credentials and a refused permission are different mistakes; say which one it is."""
+    if code in _CREDENTIALS_REFUSED:
+        return CredentialsRefused(f"{url}: credentials refused: {_CREDENTIALS_REFUSED[code]} ({code})")
+    return AccessDenied(f"{url}: {key}: access denied ({code})")
+
+
 _DENIED = {"AccessDenied", "403", "InvalidAccessKeyId", "SignatureDoesNotMatch", "ExpiredToken",
            "InvalidToken", "AllAccessDisabled", "AccountProblem"}
 _EXISTS = {"PreconditionFailed", "412", "ConditionalRequestConflict"}
@@ -315,8 +350,11 @@ def _translated(url: str, key: str) -> Iterator[None]:
         yield
     except StoreError:
         raise
-    except (bx.NoCredentialsError, bx.PartialCredentialsError, bx.ProfileNotFound) as e:
-        raise AccessDenied(f"{url}: no usable AWS credentials ({type(e).__name__})") from e
+    except (bx.NoCredentialsError, bx.PartialCredentialsError) as e:
+        raise AccessDenied(f"{url}: no AWS credentials: give key= and secret=, a profile, or set "
+                           f"AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY ({type(e).__name__})") from e
+    except bx.ProfileNotFound as e:
+        raise ConfigError(f"{url}: AWS profile {e.kwargs.get('profile')!r} not found in the shared config") from e
     except (TimeoutError, bx.EndpointConnectionError, bx.ConnectTimeoutError, bx.ReadTimeoutError,
             bx.HTTPClientError, ConnectionError, aiohttp.ClientError) as e:
         raise Unreachable(f"{url}: {key}: endpoint unreachable ({type(e).__name__})") from e
@@ -330,7 +368,7 @@ def _translated(url: str, key: str) -> Iterator[None]:
         if code in _NOT_FOUND:
             raise ObjectNotFound(f"{url}: {key}: not found") from e
         if code in _DENIED:
-            raise AccessDenied(f"{url}: {key}: access denied ({code})") from e
+            raise _denied(url, key, code) from e
         if code in _EXISTS:
             raise ObjectExists(f"{url}: {key}: already exists") from e
         if isinstance(e, FileNotFoundError):

@@ -103,6 +103,9 @@ class S3Http:
                     data = await r.read()
                     if r.status not in _RETRY_STATUS or attempt == _ATTEMPTS - 1:
                         return r.status, r.headers, data
+            except aiohttp.ClientConnectorError:  # refused, unknown host: not transient, one retry only
+                if attempt >= 1:
+                    raise
             except (aiohttp.ClientConnectionError, aiohttp.ClientPayloadError, TimeoutError):
                 if attempt == _ATTEMPTS - 1:
                     raise

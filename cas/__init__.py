@@ -29,16 +29,15 @@ from fscas.summary import GcReport, TransferSummary
 
 if TYPE_CHECKING:
     from fscas.blocking import Store, open_store
-    from fscas.fetcher import fetch
-    from fscas.publisher import PublishedResult, publish
+    from fscas.results import PublishedResult, fetch, publish
     from fscas.store import AsyncStore, open_async_store
 
 __version__ = "0.1.0"
 
 # The store pulls in fsspec (0.1-0.2 s of imports): load it on first use, so that `import fscas`
 # and the manifest commands of the CLI stay fast.
-_LAZY = {"Store": "fscas.blocking", "open_store": "fscas.blocking", "fetch": "fscas.fetcher",
-         "PublishedResult": "fscas.publisher", "publish": "fscas.publisher", "AsyncStore": "fscas.store",
+_LAZY = {"Store": "fscas.blocking", "open_store": "fscas.blocking", "fetch": "fscas.results",
+         "PublishedResult": "fscas.results", "publish": "fscas.results", "AsyncStore": "fscas.store",
          "open_async_store": "fscas.store"}
 
 

@@ -1,4 +1,4 @@
-"""`Store`: the blocking facade. each method runs its `AsyncStore` twin on fscas's IO loop."""
+"""`Store`: the blocking facade. Each method runs its `AsyncStore` twin on fscas's IO loop."""
 
 from __future__ import annotations
 
@@ -14,6 +14,8 @@ from fscas.verify import VerifyReport
 
 if TYPE_CHECKING:
     from fsspec.callbacks import Callback
+
+    from fscas.outputs import OutputsSummary
 
 __all__ = ["Store", "open_store"]
 
@@ -90,12 +92,18 @@ class Store:
         return run_sync(self.aio.get_manifest(key))
 
     def push(self, manifest: Manifest, root: str | os.PathLike[str], *, farm_id: str, queue_id: str,
-             source_root: str | None = None, callback: Callback | None = None) -> tuple[str, str, TransferSummary]:
+             source_root: str | None = None, metadata: dict[str, str] | None = None,
+             callback: Callback | None = None) -> tuple[str, str, TransferSummary]:
         """See `AsyncStore.push`."""
         return run_sync(self.aio.push(manifest, root, farm_id=farm_id, queue_id=queue_id, source_root=source_root,
-                                      callback=callback))
+                                      metadata=metadata, callback=callback))
 
-    def put_output(self, manifest: Manifest, root: str, **ids: Any) -> tuple[str, TransferSummary]:
+    def commit(self, manifest: Manifest, root: str | os.PathLike[str], key: str, *,
+               metadata: dict[str, str] | None = None, callback: Callback | None = None) -> tuple[str, TransferSummary]:
+        """See `AsyncStore.commit`."""
+        return run_sync(self.aio.commit(manifest, root, key, metadata=metadata, callback=callback))
+
+    def put_output(self, manifest: Manifest, root: str | os.PathLike[str], **ids: Any) -> tuple[str, TransferSummary]:
         """See `AsyncStore.put_output` (same keyword arguments)."""
         return run_sync(self.aio.put_output(manifest, root, **ids))
 
@@ -104,21 +112,34 @@ class Store:
         """See `AsyncStore.output_manifests`."""
         return run_sync(self.aio.output_manifests(farm_id, queue_id, job_id, step_id, task_id))
 
+    def download_outputs(self, farm_id: str, queue_id: str, job_id: str, **options: Any) -> OutputsSummary:
+        """See `AsyncStore.download_outputs` (same keyword arguments)."""
+        return run_sync(self.aio.download_outputs(farm_id, queue_id, job_id, **options))
+
     def verify(self, manifests: list[Manifest] | None = None) -> VerifyReport:
         """See `AsyncStore.verify`."""
         return run_sync(self.aio.verify(manifests))
 
-    def gc(self, *, delete: bool = False, grace_seconds: float = 86400.0) -> GcReport:
+    def gc(self, *, delete: bool = False, grace_seconds: float = 86400.0, lease: float = 60.0) -> GcReport:
         """See `AsyncStore.gc`."""
-        return run_sync(self.aio.gc(delete=delete, grace_seconds=grace_seconds))
+        return run_sync(self.aio.gc(delete=delete, grace_seconds=grace_seconds, lease=lease))
 
 
-def open_store(url: str, *, concurrency: int | None = None,
+def open_store(target: str | os.PathLike[str] | Any, *, root: str | None = None,
+               backend: Literal["native", "fsspec"] | None = None, concurrency: int | None = None,
                existence_cache: ExistenceCache | Literal[False] | None = None, **options: Any) -> Store:
-    """Open the store at `url`: `s3://bucket/prefix`, `gs://`, `az://container/prefix`, a folder, `memory://`.
+    """Open the store at a URL, a folder, or on an fsspec filesystem you made.
 
-    Options go to the backend (`endpoint_url`, `region`, `profile`, `anon`, ...), as keywords or in
-    the URL's query string; unknown options are a `ConfigError`.
+    `target` is `s3://bucket/prefix`, `gs://`, `az://container/prefix`, a folder or `file://`,
+    `memory://`, any other protocol fsspec knows (`sftp://user@host/path`, `ftp://`,
+    `webdav+https://`, `hdfs://`...), or an fsspec filesystem instance with `root=` naming the
+    folder (or `bucket/prefix`) of the store on it: the instance's own credentials, session and
+    caching are used as given (through the generic backend, also for s3fs, gcsfs and adlfs
+    instances). `backend="fsspec"` sends a native scheme through the generic backend as well.
+
+    Options go to the backend (`endpoint_url`, `region`, `profile`, `anon`, ... or, on the generic
+    backend, the filesystem's storage options), as keywords or in the URL's query string; a
+    misspelt option of a native backend is a `ConfigError` naming the closest valid one.
 
     Example:
         >>> with fscas.open_store("/tmp/fscas-doc-store") as store:
@@ -126,4 +147,5 @@ def open_store(url: str, *, concurrency: int | None = None,
         ...     store.get_bytes(digest)
         b'hello'
     """
-    return Store(open_async_store(url, concurrency=concurrency, existence_cache=existence_cache, **options))
+    return Store(open_async_store(target, root=root, backend=backend, concurrency=concurrency,
+                                  existence_cache=existence_cache, **options))

@@ -12,20 +12,29 @@ FscasError
     │   └── BucketNotFound
     ├── ObjectExists(FileExistsError)       a create-only write lost
     ├── AccessDenied(PermissionError)
+    │   └── CredentialsRefused              unknown key, wrong secret, expired token
     ├── Unreachable(ConnectionError)
     └── NotSupported(NotImplementedError)
 ```
 
 Each class also inherits the builtin a caller would already catch, so `except ValueError`
 or `except FileNotFoundError` keep working around fscas calls.
+
+Messages name the URL, key, path or field, never a credential: `redact` is the one rule every
+message, repr and printed URL goes through.
 """
 
 from __future__ import annotations
+
+import re
+import urllib.parse
+from collections.abc import Iterable
 
 __all__ = [
     "AccessDenied",
     "BucketNotFound",
     "ConfigError",
+    "CredentialsRefused",
     "FscasError",
     "IntegrityError",
     "ManifestError",
@@ -36,6 +45,8 @@ __all__ = [
     "StoreError",
     "Unreachable",
     "UnsafePathError",
+    "redact",
+    "secrets_in",
 ]
 
 
@@ -83,9 +94,55 @@ class AccessDenied(StoreError, PermissionError):
     """Credentials are missing, wrong, or lack the permission."""
 
 
+class CredentialsRefused(AccessDenied):
+    """The server refused the credentials themselves: an unknown key, a wrong secret, an expired token."""
+
+
 class Unreachable(StoreError, ConnectionError):
     """The endpoint could not be reached or did not answer in time."""
 
 
 class NotSupported(StoreError, NotImplementedError):
     """The backend or server does not support the operation."""
+
+
+# -- redaction: what every message, repr, URL and log line passes through ----------------------------
+
+_SECRET_FIELDS = ("secret", "key", "token", "password", "passwd", "pass", "account_key", "accountkey", "sas_token",
+                  "connection_string", "access_token", "refresh_token", "id_token", "client_secret", "credentials",
+                  "sig", "signature", "sharedaccesssignature", "x-amz-signature", "x-amz-credential",
+                  "x-amz-security-token", "x-goog-signature", "x-goog-credential", "aws_secret_access_key",
+                  "aws_session_token")
+"""Names whose values are credentials, in URL queries, `,opt=` options, connection strings and SAS tokens."""
+_FIELD = re.compile(r"(?i)(?<![\w-])(" + "|".join(sorted(map(re.escape, _SECRET_FIELDS), key=len, reverse=True))
+                    + r")=([^&;,\s'\"<>]+)")
+_CONNECTION_STRING = re.compile(r"(?i)(?<![\w-])(connection_string)=([^&\s'\"<>]+)")  # holds ';' and '='
+_USERINFO = re.compile(r"([A-Za-z][A-Za-z0-9+.-]*://)([^/?#@\s:]*):([^/?#@\s]+)@")
+_HEADER = re.compile(r"(?i)\b(authorization|x-amz-security-token|proxy-authorization)(\s*[:=]\s*)([^\r\n]+)")
+_BEARER = re.compile(r"(?i)\b(bearer|basic)\s+[A-Za-z0-9._~+/=-]{8,}")
+MASK = "***"
+
+
+def redact(text: str, secrets: Iterable[str] = ()) -> str:
+    """`text` with every credential replaced by `***`.
+
+    Masks URL passwords (`scheme://user:***@host`), the values of credential fields in queries,
+    `,opt=` options, connection strings and SAS tokens (`secret=`, `token=`, `AccountKey=`, `sig=`,
+    ...), `Authorization` headers and bearer tokens, and every literal value in `secrets` (the
+    values of credential options and environment variables a caller knows).
+    """
+    for secret in sorted({s for s in secrets if s and len(s) >= 4}, key=len, reverse=True):
+        text = text.replace(secret, MASK)
+    text = _USERINFO.sub(lambda m: f"{m[1]}{m[2]}:{MASK}@", text)
+    text = _HEADER.sub(lambda m: f"{m[1]}{m[2]}{MASK}", text)
+    text = _BEARER.sub(lambda m: f"{m[1]} {MASK}", text)
+    text = _CONNECTION_STRING.sub(lambda m: f"{m[1]}={MASK}", text)
+    return _FIELD.sub(lambda m: f"{m[1]}={MASK}", text)
+
+
+def secrets_in(text: str) -> set[str]:
+    """The credential values a URL (or connection string, or option list) carries, for `redact`."""
+    found = {m[3] for m in _USERINFO.finditer(text)} | {m[2] for m in _FIELD.finditer(text)}
+    found |= {m[2] for m in _CONNECTION_STRING.finditer(text)}
+    found |= {urllib.parse.unquote(s) for s in found}
+    return {s for s in found if s != MASK}

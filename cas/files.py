@@ -3,10 +3,55 @@
 from __future__ import annotations
 
 import contextlib
+import errno
 import os
+import socket
 import tempfile
 
-__all__ = ["atomic_write_bytes"]
+from fscas.errors import ConfigError, FscasError
+
+__all__ = ["TEMP_SUFFIX", "atomic_write_bytes", "cannot_write", "remove_stale_temps", "temp_prefix"]
+
+TEMP_SUFFIX = ".partial"
+
+
+def temp_prefix() -> str:
+    """`.fscas-<host>-<pid>-`: the prefix of this process's temp files, so a later run can tell a
+    dead process's leftovers (a kill -9 mid-write) from a live one's work in progress."""
+    return f".fscas-{socket.gethostname().replace('-', '_')}-{os.getpid()}-"
+
+
+def remove_stale_temps(folder: str | os.PathLike[str]) -> int:
+    """Remove the temp files that processes of this host left in `folder` when they died; return how many.
+
+    A temp file of another host, or of a process still running, stays (it may be a write in flight).
+    """
+    host = socket.gethostname().replace("-", "_")
+    removed = 0
+    try:
+        entries = list(os.scandir(folder))
+    except (FileNotFoundError, NotADirectoryError):
+        return 0
+    for entry in entries:
+        name = entry.name
+        if not (name.startswith(f".fscas-{host}-") and name.endswith(TEMP_SUFFIX)):
+            continue
+        pid = name[len(f".fscas-{host}-"):].split("-", 1)[0]
+        if pid.isdigit() and not _alive(int(pid)):
+            with contextlib.suppress(FileNotFoundError):
+                os.unlink(entry.path)
+                removed += 1
+    return removed
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True  # someone else's live process
+    return True
 
 
 def atomic_write_bytes(path: str | os.PathLike[str], data: bytes, *, durable: bool = True) -> None:
@@ -18,7 +63,10 @@ def atomic_write_bytes(path: str | os.PathLike[str], data: bytes, *, durable: bo
     """
     target = os.fspath(path)
     folder = os.path.dirname(os.path.abspath(target))
-    fd, tmp = tempfile.mkstemp(prefix=".fscas-", suffix=".partial", dir=folder)
+    try:
+        fd, tmp = tempfile.mkstemp(prefix=temp_prefix(), suffix=TEMP_SUFFIX, dir=folder)
+    except OSError as e:
+        raise cannot_write(target, e) from e
     try:
         os.fchmod(fd, 0o644)  # mkstemp makes 0600; a manifest is not a secret
         with os.fdopen(fd, "wb") as f:
@@ -27,7 +75,21 @@ def atomic_write_bytes(path: str | os.PathLike[str], data: bytes, *, durable: bo
                 f.flush()
                 os.fsync(f.fileno())
         os.replace(tmp, target)
-    except BaseException:
+    except BaseException as e:
         with contextlib.suppress(FileNotFoundError):
             os.unlink(tmp)
+        if isinstance(e, OSError):
+            raise cannot_write(target, e) from e
         raise
+
+
+_PATH_ERRORS = {errno.ENOENT, errno.ENOTDIR, errno.EISDIR, errno.EACCES, errno.EPERM, errno.EROFS}
+
+
+def cannot_write(target: str | os.PathLike[str], e: OSError) -> FscasError:
+    """The fscas error for a local file that cannot be written: a bad path is the caller's input
+    (`ConfigError`), a full disk is not."""
+    folder = os.path.dirname(os.path.abspath(target))
+    why = "its folder does not exist" if e.errno == errno.ENOENT and not os.path.isdir(folder) else e.strerror
+    cls = ConfigError if e.errno in _PATH_ERRORS else FscasError
+    return cls(f"{os.fspath(target)}: cannot write: {why}")

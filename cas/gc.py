@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+import asyncio
 import time
 from typing import TYPE_CHECKING
 
 from fscas import keys
+from fscas.backends import ObjectInfo
+from fscas.epoch import LEASE, GcLease
 from fscas.summary import GcReport
 
 if TYPE_CHECKING:
@@ -13,28 +16,48 @@ if TYPE_CHECKING:
 
 __all__ = ["collect"]
 
+_BATCH = 64  # deletes in flight at once; the lease is checked before each batch
 
-async def collect(store: AsyncStore, *, delete: bool, grace_seconds: float) -> GcReport:
-    """Mark every digest the store's manifests reference, then sweep (or only list) the rest.
 
-    Objects younger than `grace_seconds` are kept: an upload in progress writes its data before
-    its manifest. A manifest that cannot be read stops gc before anything is deleted. Deleted keys
-    leave the existence cache first, so a later upload never trusts them.
+async def collect(store: AsyncStore, *, delete: bool, grace_seconds: float, lease: float = LEASE) -> GcReport:
+    """List the Data objects no manifest references (older than `grace_seconds`); with `delete`, remove them.
+
+    Deleting follows `fscas.epoch`: the candidates are listed, the gc's marker replaces the store
+    epoch, and only then are the manifests read, so a manifest a push writes meanwhile is either
+    seen here or re-checked by that push. The grace period only saves work (recent uploads are not
+    candidates); safety does not depend on it or on any clock. A manifest that cannot be read stops
+    gc before anything is deleted.
     """
+    cutoff = time.time() - grace_seconds
+    candidates = [o async for o in store.backend.list(keys.DATA + "/")
+                  if keys.digest_of_key(o.key) is not None and (o.last_modified or 0) <= cutoff]
+    if not delete or not candidates:
+        referenced, manifests = await _mark(store, None)
+        return _report(candidates, referenced, manifests, deleted=False)
+    async with GcLease(store.backend, lease=lease) as held:
+        referenced, manifests = await _mark(store, held)
+        doomed = [o for o in candidates if keys.digest_of_key(o.key) not in referenced]
+        store.forget([o.key for o in doomed])  # before deleting: a crash leaves no entry for a gone object
+        for start in range(0, len(doomed), _BATCH):
+            await held.renew()
+            held.deleted = True
+            await asyncio.gather(*(store.backend.delete(o.key) for o in doomed[start:start + _BATCH]))
+    return _report(candidates, referenced, manifests, deleted=True)
+
+
+async def _mark(store: AsyncStore, held: GcLease | None) -> tuple[set[str], int]:
+    """Every digest the store's manifests reference, and how many manifests there are."""
     referenced: set[str] = set()
     manifests = 0
     async for o in store.backend.list(keys.MANIFESTS + "/"):
+        if held is not None:
+            await held.renew()
         referenced.update(p.hash for p in (await store.get_manifest(o.key)).paths)
         manifests += 1
-    cutoff = time.time() - grace_seconds
-    unreferenced = [o async for o in store.backend.list(keys.DATA + "/")
-                    if (d := keys.digest_of_key(o.key)) is not None and d not in referenced
-                    and (o.last_modified or 0) <= cutoff]
-    if delete:
-        store.forget([o.key for o in unreferenced])
-        for o in unreferenced:
-            await store.backend.delete(o.key)
-        if unreferenced:
-            await store._check_epoch(bump=True)  # other clients' caches may list what was deleted
+    return referenced, manifests
+
+
+def _report(candidates: list[ObjectInfo], referenced: set[str], manifests: int, *, deleted: bool) -> GcReport:
+    unreferenced = [o for o in candidates if keys.digest_of_key(o.key) not in referenced]
     return GcReport(manifests=manifests, referenced=len(referenced), unreferenced=tuple(o.key for o in unreferenced),
-                    unreferenced_bytes=sum(o.size for o in unreferenced), deleted=delete)
+                    unreferenced_bytes=sum(o.size for o in unreferenced), deleted=deleted)

@@ -6,9 +6,9 @@ import os
 from collections.abc import Iterable
 from pathlib import Path
 
-from fscas.errors import UnsafePathError
+from fscas.errors import ConfigError, UnsafePathError
 
-__all__ = ["check_layout", "safe_join", "within"]
+__all__ = ["check_folder_target", "check_layout", "safe_join", "within"]
 
 
 def safe_join(root: Path, rel: str) -> Path:
@@ -50,3 +50,17 @@ def check_layout(paths: Iterable[str]) -> None:
             if folder in files:
                 raise UnsafePathError(f"{rel!r}: its folder {folder!r} is a file in the manifest")
             folders.add(folder)
+
+
+def check_folder_target(dest: Path) -> None:
+    """Refuse a destination folder that is a file, or lies below one, before anything is written.
+
+    Raises:
+        ConfigError: naming the file in the way.
+    """
+    for p in (dest, *dest.parents):
+        if os.path.lexists(p):
+            if not p.is_dir():
+                raise ConfigError(f"{dest}: is a file, not a folder" if p == dest
+                                  else f"{dest}: cannot be a folder, {p} is a file")
+            return

@@ -1,10 +1,11 @@
-"""Run the async core from blocking code, on fsspec's IO loop, with clean cancellation."""
+"""Run the async core from blocking code, on fscas's own IO-thread loop, with clean cancellation."""
 
 from __future__ import annotations
 
 import asyncio
 import concurrent.futures
 import contextlib
+import os
 import threading
 from collections.abc import Coroutine
 from typing import Any, TypeVar
@@ -16,6 +17,16 @@ __all__ = ["run_sync"]
 T = TypeVar("T")
 _LOOP: list[asyncio.AbstractEventLoop] = []
 _LOCK = threading.Lock()
+
+
+def _forget_loop_after_fork() -> None:
+    # A forked child has the parent's loop object but not its thread: waiting on it would hang forever.
+    global _LOCK
+    _LOCK = threading.Lock()
+    _LOOP.clear()
+
+
+os.register_at_fork(after_in_child=_forget_loop_after_fork)
 
 
 def _io_loop() -> asyncio.AbstractEventLoop:

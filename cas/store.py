@@ -5,21 +5,19 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import os
-import random
 import tempfile
 import time
-import uuid
 from collections.abc import Iterable
-from datetime import UTC
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, BinaryIO, Literal
 
 from fscas import keys
 from fscas.backends import Backend, open_backend
-from fscas.errors import IntegrityError, ManifestError, ObjectExists, ObjectNotFound
+from fscas.errors import ConfigError, IntegrityError, ManifestError, ObjectNotFound
 from fscas.existence import ExistenceCache
+from fscas.files import remove_stale_temps
 from fscas.manifests import Manifest, OutputManifest, decode, encode, hash_bytes, manifest_hash
-from fscas.paths import check_layout, safe_join
+from fscas.paths import check_folder_target, check_layout, safe_join
 from fscas.summary import GcReport, TransferSummary
 from fscas.transfer import PART, fetch_to_file, prepare_parent, reserve_copy_name, send_file
 from fscas.verify import VerifyReport, verify_objects
@@ -27,12 +25,13 @@ from fscas.verify import VerifyReport, verify_objects
 if TYPE_CHECKING:
     from fsspec.callbacks import Callback
 
+    from fscas.outputs import OutputsSummary
+
 __all__ = ["AsyncStore", "ConflictMode", "open_async_store"]
 
 ConflictMode = Literal["skip", "overwrite", "create-copy"]
 _HEAD_OR_LIST = 16  # fewer missing candidates than this: HEAD each; more: consider listing Data/
 _BIG = 2  # files larger than one part transferred at once (each holds a few parts in memory)
-_SAMPLE = 8  # cache-answered digests re-checked with HEAD before a manifest is written
 
 
 class AsyncStore:
@@ -55,6 +54,11 @@ class AsyncStore:
     def url(self) -> str:
         """The backend's credential-free URL; also the store identity the existence cache uses."""
         return self.backend.url
+
+    @property
+    def existence_cache(self) -> ExistenceCache | None:
+        """The cache of Data keys seen present, or None when the store asks the server every time."""
+        return self._cache
 
     def __repr__(self) -> str:
         return f"AsyncStore({self.url!r})"
@@ -164,7 +168,7 @@ class AsyncStore:
         if len(want) >= _HEAD_OR_LIST and await self._listing_is_cheaper(len(want)):
             present = {o.key async for o in self.backend.list(keys.DATA + "/")} & want.keys()
         else:
-            present = set(await self._head_many(list(want)))
+            present = set(await self.present(list(want)))
         self._remember(present)
         return {d for k, d in want.items() if k not in present}
 
@@ -175,7 +179,8 @@ class AsyncStore:
             sample += 1
         return (sample * 256) // 1000 + 1 < candidates
 
-    async def _head_many(self, data_keys: list[str]) -> list[str]:
+    async def present(self, data_keys: list[str]) -> list[str]:
+        """The keys among `data_keys` the server holds (one HEAD each; the cache is not asked)."""
         slots = asyncio.Semaphore(self.concurrency)
 
         async def present(key: str) -> str | None:
@@ -260,7 +265,10 @@ class AsyncStore:
         dest_path = Path(dest)
         targets = [(p, safe_join(dest_path, p.path)) for p in manifest.paths]
         check_layout(p.path for p in manifest.paths)
+        check_folder_target(dest_path)
         dest_path.mkdir(parents=True, exist_ok=True)
+        for folder in {t.parent for _, t in targets}:  # what a killed earlier download left behind
+            remove_stale_temps(folder)
         dest_real = os.path.realpath(dest_path)
         plan = [(p, t) for p, t in targets if not (conflict == "skip" and os.path.lexists(t))]
         total = sum(p.size for p, _ in plan)
@@ -312,97 +320,76 @@ class AsyncStore:
             raise ManifestError(f"{self.url}: {key}: {e}") from None
 
     async def push(self, manifest: Manifest, root: str | os.PathLike[str], *, farm_id: str, queue_id: str,
-                   source_root: str | None = None, callback: Callback | None = None
-                   ) -> tuple[str, str, TransferSummary]:
+                   source_root: str | None = None, metadata: dict[str, str] | None = None,
+                   callback: Callback | None = None) -> tuple[str, str, TransferSummary]:
         """Upload the data, then (only then: Deadline defect D3) the input manifest.
+
+        `metadata` goes on the manifest object (Deadline writes none on input manifests; fscas adds
+        `file-system-location-name` for a root under a LOCAL storage-profile location).
 
         Returns:
             The input manifest's key, its manifest hash, and the data transfer summary.
         """
-        summary = await self._upload_for_manifest(manifest, root, callback)
         key = keys.input_manifest_key(farm_id, queue_id, source_root or os.path.abspath(root))
-        return key, await self.put_manifest(key, manifest), summary
+        digest, summary = await self.commit(manifest, root, key, metadata=metadata, callback=callback)
+        return key, digest, summary
 
-    async def put_output(self, manifest: Manifest, root: str, *, farm_id: str, queue_id: str, job_id: str,
-                         step_id: str, task_id: str | None, session_action_id: str, start_time: float,
-                         file_system_location_name: str | None = None,
-                         callback: Callback | None = None) -> tuple[str, TransferSummary]:
-        """Upload a task's outputs under `root`, then its output manifest with Deadline's metadata."""
-        summary = await self._upload_for_manifest(manifest, root, callback)
-        key = keys.output_manifest_key(farm_id, queue_id, job_id, step_id, task_id, session_action_id,
-                                       start_time, root, file_system_location_name)
-        await self.put_manifest(key, manifest, metadata=keys.output_metadata(root, file_system_location_name))
-        return key, summary
+    async def commit(self, manifest: Manifest, root: str | os.PathLike[str], key: str, *,
+                     metadata: dict[str, str] | None = None, callback: Callback | None = None
+                     ) -> tuple[str, TransferSummary]:
+        """Upload the files of `manifest` the store lacks, then write the manifest at `key` (create-only).
 
-    async def _upload_for_manifest(self, manifest: Manifest, root: str | os.PathLike[str],
-                                   callback: Callback | None) -> TransferSummary:
-        """Upload before a manifest is written, guarding against a stale existence cache.
+        Data goes first and the manifest last; a gc running at the same time cannot remove data
+        the manifest references (`fscas.epoch`). When this returns, the manifest is complete.
 
-        A manifest must never point at data the store lost (a wiped or recreated bucket, bucket
-        lifecycle: Deadline issue #634). First the store's epoch object is read: when it is gone
-        or differs from the one the cache entries were recorded under (a new bucket, or gc
-        deleted objects), the store's entries are dropped. Then, when the cache answered for
-        some files, a random sample of up to 8 digests is HEADed; if any is gone, the entries are
-        dropped and the upload asks the server about every file.
+        Returns:
+            The manifest hash and the data transfer summary.
         """
-        await self._check_epoch()
-        summary = await self.upload(manifest, root, callback=callback)
-        if summary.skipped_files and self._cache is not None:
-            digests = sorted({p.hash for p in manifest.paths})
-            sample = [keys.data_key(d) for d in random.sample(digests, min(_SAMPLE, len(digests)))]
-            if len(await self._head_many(sample)) < len(sample):
-                self.forget()
-                summary = await self.upload(manifest, root, callback=callback, use_cache=False)
-        return summary
+        from fscas.commit import commit
 
-    async def _check_epoch(self, *, bump: bool = False) -> None:
-        """Read (or create, or with `bump` replace) the store's epoch object; forget a stale cache."""
-        if self._cache is None:
-            return
-        epoch = None if bump else await self._read_epoch()
-        if epoch is None:
-            fresh = uuid.uuid4().hex
-            try:
-                await self.backend.put(keys.EPOCH, fresh.encode(), if_absent=not bump)
-                epoch = fresh
-            except ObjectExists:  # another writer created it first
-                epoch = await self._read_epoch()
-        if epoch != self._cache.epoch(self.url):
-            self.forget()
-            if epoch is not None:
-                self._cache.set_epoch(self.url, epoch)
+        return await commit(self, manifest, root, key, metadata=metadata, callback=callback)
 
-    async def _read_epoch(self) -> str | None:
-        try:
-            return (await self.backend.get(keys.EPOCH)).decode("ascii", "replace")
-        except ObjectNotFound:
-            return None
+    async def put_output(self, manifest: Manifest, root: str | os.PathLike[str], **ids: Any
+                         ) -> tuple[str, TransferSummary]:
+        """Upload a task's outputs from `root`, then its output manifest with Deadline's metadata.
+
+        See `fscas.outputs.put_output` for the keyword arguments (farm, queue, job, step, task and
+        session-action ids, `start_time`, `source_root`, `file_system_location_name`, `callback`).
+        """
+        from fscas.outputs import put_output
+
+        return await put_output(self, manifest, root, **ids)
 
     async def output_manifests(self, farm_id: str, queue_id: str, job_id: str, step_id: str | None = None,
                                task_id: str | None = None) -> list[OutputManifest]:
-        """Every output manifest of a job (or step, or task), with asset root and LastModified."""
-        from datetime import datetime
+        """Every output manifest of a job (or step, or task); see `fscas.outputs.output_manifests`."""
+        from fscas.outputs import output_manifests
 
-        prefix = "/".join([keys.MANIFESTS, farm_id, queue_id, job_id, *(x for x in (step_id, task_id) if x)]) + "/"
-        listed = [o async for o in self.backend.list(prefix) if "output" in o.key.rsplit("/", 1)[-1]]
+        return await output_manifests(self, farm_id, queue_id, job_id, step_id, task_id)
 
-        async def read(key: str) -> OutputManifest:
-            info = await self.backend.head(key)
-            return OutputManifest(key=key, asset_root=keys.asset_root_from_metadata(dict(info.metadata), key),
-                                  last_modified=datetime.fromtimestamp(info.last_modified or 0, UTC),
-                                  manifest=await self.get_manifest(key))
+    async def download_outputs(self, farm_id: str, queue_id: str, job_id: str, **options: Any) -> OutputsSummary:
+        """Download a job's outputs as Deadline's `OutputDownloader` selects them; see
+        `fscas.outputs.download_outputs` for the options (destinations, rules, `since`, conflict)."""
+        from fscas.outputs import download_outputs
 
-        return list(await asyncio.gather(*(read(o.key) for o in listed)))
+        return await download_outputs(self, farm_id, queue_id, job_id, **options)
 
-    async def gc(self, *, delete: bool = False, grace_seconds: float = 86400.0) -> GcReport:
+    async def gc(self, *, delete: bool = False, grace_seconds: float = 86400.0, lease: float = 60.0) -> GcReport:
         """Find (and with `delete`, remove) Data objects that no manifest under the store references.
 
-        Objects younger than `grace_seconds` are kept: an upload in progress writes its data
-        before its manifest. An unreadable manifest stops gc before anything is deleted.
+        Safe beside running pushes on any host, whatever the grace period (`fscas.epoch`): objects
+        younger than `grace_seconds` are simply not candidates. While deleting, gc holds the store
+        epoch for `lease` seconds at a time; pushes wait for it, and take over from a gc that stops
+        renewing. An unreadable manifest stops gc before anything is deleted.
+
+        Raises:
+            ConfigError: a negative grace period or a lease under one second.
         """
         from fscas.gc import collect
 
-        return await collect(self, delete=delete, grace_seconds=grace_seconds)
+        if grace_seconds < 0 or lease < 1:
+            raise ConfigError(f"gc needs grace_seconds >= 0 and lease >= 1, not {grace_seconds} and {lease}")
+        return await collect(self, delete=delete, grace_seconds=grace_seconds, lease=lease)
 
     async def verify(self, manifests: Iterable[Manifest] | None = None) -> VerifyReport:
         """Read back and hash every object the manifests reference (every Data object when None).
@@ -436,11 +423,13 @@ def _leaves(eg: BaseExceptionGroup[BaseException]) -> list[BaseException]:
     return out
 
 
-def open_async_store(url: str, *, concurrency: int | None = None,
+def open_async_store(target: str | os.PathLike[str] | Any, *, root: str | None = None,
+                     backend: Literal["native", "fsspec"] | None = None, concurrency: int | None = None,
                      existence_cache: ExistenceCache | Literal[False] | None = None, **options: Any) -> AsyncStore:
-    """Open a store at `url` for use from async code; see `fscas.open_store`."""
-    backend = open_backend(url, **options)
-    if concurrency is None:
-        concurrency = 8 if backend.url.startswith(("file:", "memory:")) else 32
-    return AsyncStore(backend, concurrency=concurrency, existence_cache=existence_cache)
+    """Open a store for use from async code; see `fscas.open_store`."""
+    opened = open_backend(target, root=root, backend=backend, **options)
+    return AsyncStore(opened, concurrency=concurrency or (8 if opened.url.startswith(("file:", "memory:")) else 32),
+                      existence_cache=existence_cache)
+
+
 

@@ -2,9 +2,27 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 import attrs
 
-__all__ = ["GcReport", "TransferSummary"]
+__all__ = ["GcReport", "ShardRun", "TransferSummary"]
+
+
+@attrs.frozen(kw_only=True)
+class ShardRun:
+    """One shard of a distributed run (`fscas.distributed`): where it ran and what it did."""
+
+    index: int
+    worker: str
+    """The Dask worker's address, or `host:pid` of the process that ran it."""
+    files: int
+    bytes: int
+    seconds: float
+
+
+def _tuple_of_runs(runs: tuple[ShardRun, ...] | list[ShardRun]) -> tuple[ShardRun, ...]:
+    return tuple(runs)
 
 
 @attrs.frozen(kw_only=True)
@@ -19,17 +37,26 @@ class TransferSummary:
     """Files not transferred: content already in the store, or a kept local file."""
     skipped_bytes: int = 0
     seconds: float = 0.0
+    workers: int = 1
+    """Distinct workers (processes or Dask workers) that did the work."""
+    shards: tuple[ShardRun, ...] = attrs.field(factory=tuple, converter=_tuple_of_runs)
+    """Per-shard timings of a distributed run (empty on one machine)."""
 
     @property
     def rate(self) -> float:
         """Bytes per second transferred."""
         return self.bytes / self.seconds if self.seconds > 0 else 0.0
 
-    def as_dict(self) -> dict[str, float | int]:
+    def as_dict(self) -> dict[str, Any]:
         """Plain fields for `--json` output (Deadline's SummaryStatistics names, plus ours)."""
-        return {"files": self.files, "bytes": self.bytes, "skipped_files": self.skipped_files,
-                "skipped_bytes": self.skipped_bytes, "seconds": round(self.seconds, 3),
-                "rate": round(self.rate, 1)}
+        out: dict[str, Any] = {"files": self.files, "bytes": self.bytes, "skipped_files": self.skipped_files,
+                               "skipped_bytes": self.skipped_bytes, "seconds": round(self.seconds, 3),
+                               "rate": round(self.rate, 1)}
+        if self.shards:
+            out["workers"] = self.workers
+            out["shards"] = [{"index": r.index, "worker": r.worker, "files": r.files, "bytes": r.bytes,
+                              "seconds": round(r.seconds, 3)} for r in self.shards]
+        return out
 
 
 @attrs.frozen(kw_only=True)

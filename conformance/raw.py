@@ -23,7 +23,11 @@ class RawBucket:
         self.kind = backend.url.split(":", 1)[0]
         self._fs: Any = None
         self._root = ""
-        if self.kind == "file":
+        self.generic = type(backend).__name__ == "FsspecBackend"
+        if self.generic:  # plain fsspec on the same server, beside fscas's generic backend
+            self._fs, self._root = b.plain_filesystem()
+            self.kind = "fsspec"
+        elif self.kind == "file":
             self._root = str(b.root)
         elif self.kind == "s3":
             import s3fs
@@ -39,12 +43,20 @@ class RawBucket:
             self._fs = GCSFileSystem(endpoint_url=b.endpoint, token=o.token, skip_instance_cache=True,
                                      use_listings_cache=False)
         elif self.kind == "az":
-            from adlfs import AzureBlobFileSystem
+            # The native SDK, not adlfs: fsspec path handling drops '?' and '#' from blob names.
+            from azure.storage.blob import BlobServiceClient
 
             o = b.options
-            self._fs = AzureBlobFileSystem(account_name=o.account_name, connection_string=o.connection_string,
-                                           account_key=o.account_key, sas_token=o.sas_token, skip_instance_cache=True)
-        if self._fs is not None:
+            if o.connection_string:
+                service = BlobServiceClient.from_connection_string(o.connection_string)
+            else:
+                credential = ({"account_name": o.account_name, "account_key": o.account_key} if o.account_key
+                              else o.sas_token)
+                url = o.endpoint_url or f"https://{o.account_name}.blob.core.windows.net"
+                service = BlobServiceClient(url, credential=credential)
+            self._container = service.get_container_client(b.container)
+            self._root = b.prefix
+        if self._fs is not None and not self.generic:
             bucket = b.container if self.kind == "az" else b.bucket
             self._root = f"{bucket}/{b.prefix}".rstrip("/")
 
@@ -54,7 +66,12 @@ class RawBucket:
         return self.kind != "memory"
 
     def path(self, key: str) -> str:
-        return f"{self._root}/{key}" if self.kind != "file" else os.path.join(self._root, *key.split("/"))
+        if self.kind == "file":
+            return os.path.join(self._root, *key.split("/"))
+        if self.generic:
+            b: Any = self.backend
+            return str(b.path_of(key))
+        return f"{self._root}/{key}".lstrip("/")
 
     def read(self, key: str) -> bytes:
         """The object's bytes as the server stores them; FileNotFoundError if absent."""
@@ -63,6 +80,13 @@ class RawBucket:
                 return f.read()
         if self.kind == "memory":
             return bytes(b_objects(self.backend)[key].data)
+        if self.kind == "az":
+            from azure.core.exceptions import ResourceNotFoundError
+
+            try:
+                return bytes(self._container.download_blob(self.path(key)).readall())
+            except ResourceNotFoundError:
+                raise FileNotFoundError(key) from None
         return bytes(self._fs.cat_file(self.path(key)))
 
     def exists(self, key: str) -> bool:
@@ -82,20 +106,33 @@ class RawBucket:
             import asyncio
 
             asyncio.run(self.backend.put(key, data))
+        elif self.kind == "az":
+            self._container.upload_blob(self.path(key), data, overwrite=True)
+        elif self.generic:
+            self._fs.makedirs(self.path(key).rsplit("/", 1)[0], exist_ok=True)
+            self._fs.pipe_file(self.path(key), data)
         else:
             self._fs.pipe_file(self.path(key), data)
 
     def metadata(self, key: str) -> dict[str, str]:
         """User metadata under the names the server stores (no fscas mapping undone)."""
+        if self.generic:
+            b: Any = self.backend
+            if b.metadata_sidecars:  # the sidecar object, read as stored
+                import json
+
+                return dict(json.loads(self._fs.cat_file(b.path_of(key, sidecar=True))))
+            return {k.lower(): v for k, v in self._fs.metadata(self.path(key)).items()}
         if self.kind in ("file", "memory"):
             import asyncio
 
             return dict(asyncio.run(self.backend.head(key)).metadata)
         if self.kind == "s3":
             return dict(self._fs.metadata(self.path(key)))
+        if self.kind == "az":
+            return dict(self._container.get_blob_client(self.path(key)).get_blob_properties().metadata or {})
         info = self._fs.info(self.path(key))
-        meta = info.get("metadata") or {}
-        return {k: v for k, v in meta.items() if k != "is_directory"}
+        return dict(info.get("metadata") or {})
 
 
 def b_objects(backend: Backend) -> Any:

@@ -7,7 +7,7 @@ from typing import Any
 
 import pytest
 
-from fscas.conformance.suite import CHECKS, run_check
+from fscas.conformance.suite import CHECKS, Target, run_check
 
 __all__ = ["BackendSuite"]
 
@@ -19,12 +19,12 @@ class BackendSuite:
     """
 
     @pytest.fixture
-    def store_target(self) -> tuple[str, dict[str, Any]]:
-        """(store URL, backend options) of an existing bucket to test."""
+    def store_target(self) -> tuple[Target, dict[str, Any]]:
+        """(store URL, backend options) of an existing bucket to test; or ((fsspec filesystem, root), {})."""
         raise NotImplementedError("override store_target in the backend's test class")
 
     @pytest.mark.parametrize("check", list(CHECKS))
-    def test_conformance(self, check: str, store_target: tuple[str, dict[str, Any]]) -> None:
+    def test_conformance(self, check: str, store_target: tuple[Target, dict[str, Any]]) -> None:
         url, options = store_target
         result = asyncio.run(run_check(url, check, options))
         if result.status == "not-supported":

@@ -7,10 +7,10 @@ from fscas.manifests.codec import decode, encode, manifest_hash, sort_key
 from fscas.manifests.diff import ManifestDiff, diff, diff_tree
 from fscas.manifests.hashcache import HashCache
 from fscas.manifests.hashing import EMPTY_HASH, hash_bytes, hash_path
-from fscas.manifests.merge import OutputManifest, aggregate_outputs, merge
+from fscas.manifests.merge import OutputManifest, aggregate_outputs, merge, select_outputs
 from fscas.manifests.model import HASH_ALG, MANIFEST_VERSION, Manifest, ManifestPath
-from fscas.manifests.snapshotter import Progress, snapshot
-from fscas.manifests.walk import GlobFilter
+from fscas.manifests.snapshotter import Progress, snapshot, snapshot_files
+from fscas.manifests.walk import GlobFilter, walk
 
 __all__ = [
     "EMPTY_HASH",
@@ -32,6 +32,9 @@ __all__ = [
     "hash_path",
     "manifest_hash",
     "merge",
+    "select_outputs",
     "snapshot",
+    "snapshot_files",
     "sort_key",
+    "walk",
 ]

@@ -13,7 +13,7 @@ from fscas.errors import ManifestError
 from fscas.manifests.codec import canonical_order
 from fscas.manifests.model import Manifest, ManifestPath
 
-__all__ = ["OutputManifest", "aggregate_outputs", "merge"]
+__all__ = ["OutputManifest", "aggregate_outputs", "merge", "select_outputs"]
 
 #: download.py `_get_tasks_manifests_keys_from_s3`: the keys that count as output manifests.
 _OUTPUT_KEY = re.compile(r"step-.*/.*/.*output.*")
@@ -47,12 +47,14 @@ class OutputManifest:
         last_modified: the store's LastModified time of the object.
         asset_root: from the object's `asset-root-json` or `asset-root` metadata.
         manifest: the decoded manifest.
+        file_system_location_name: the storage-profile location the root belongs to, if any.
     """
 
     key: str
     last_modified: datetime
     asset_root: str
     manifest: Manifest
+    file_system_location_name: str | None = None
 
 
 def _task_folder(key: str) -> str | None:
@@ -63,7 +65,13 @@ def _task_folder(key: str) -> str | None:
     return None
 
 
-def _select(outputs: Sequence[OutputManifest], keep_earlier_roots: bool) -> list[OutputManifest]:
+def select_outputs(outputs: Sequence[OutputManifest], *, keep_earlier_roots: bool = False) -> list[OutputManifest]:
+    """The output manifests Deadline's download takes (reference/deadline-job-attachments.md §5.2).
+
+    Keys must match `step-.*/.*/.*output.*`; step-level (chunked) manifests are all kept; per task
+    folder only the lexicographically greatest `<ISO>_<sessionAction>` folder is, or with
+    `keep_earlier_roots` the greatest one per task and asset root (defect D4).
+    """
     chosen: list[OutputManifest] = []
     by_task: dict[str, list[OutputManifest]] = defaultdict(list)
     for o in outputs:
@@ -102,7 +110,7 @@ def aggregate_outputs(
     that did not write a root no longer discards that root's earlier outputs (defect D4).
     """
     by_root: dict[str, list[OutputManifest]] = defaultdict(list)
-    for o in _select(list(outputs), keep_earlier_roots):
+    for o in select_outputs(list(outputs), keep_earlier_roots=keep_earlier_roots):
         by_root[o.asset_root].append(o)
     return {root: merge(*(o.manifest for o in sorted(group, key=lambda o: o.last_modified)))
             for root, group in by_root.items()}

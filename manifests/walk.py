@@ -26,7 +26,7 @@ import attrs
 
 from fscas.errors import ConfigError, SnapshotError
 
-__all__ = ["Entry", "GlobFilter", "SkipHandler", "walk"]
+__all__ = ["Entry", "GlobFilter", "SkipHandler", "entries_of", "walk"]
 
 #: Called with (relative path, reason) for everything the walk leaves out on purpose.
 SkipHandler = Callable[[str, str], None]
@@ -144,6 +144,33 @@ def _link_entry(path: str, rel: str, root_real: str, on_skip: SkipHandler) -> En
         on_skip(rel, "symlink to a special file")
         return None
     return Entry(rel, target, st)
+
+
+def entries_of(root: str | os.PathLike[str], rels: Sequence[str],
+               on_skip: SkipHandler | None = None) -> Iterator[Entry]:
+    """The files `rels` under `root`, under the policy `walk` applies (one shard of a tree walked elsewhere).
+
+    Each file is stat-ed again here: one that vanished, or became something else, is skipped as
+    `walk` would skip it.
+    """
+    root_s = os.fsdecode(os.fspath(root))
+    root_real = os.path.realpath(root_s)
+    skip: SkipHandler = on_skip or (lambda rel, why: None)
+    for rel in rels:
+        path = os.path.join(root_s, *rel.split("/"))
+        try:
+            st = os.lstat(path)
+        except FileNotFoundError:
+            skip(rel, "vanished during the snapshot")
+            continue
+        if stat_mod.S_ISREG(st.st_mode):
+            yield Entry(rel, path, st)
+        elif stat_mod.S_ISLNK(st.st_mode):
+            entry = _link_entry(path, rel, root_real, skip)
+            if entry is not None:
+                yield entry
+        else:
+            skip(rel, "not a regular file")
 
 
 def walk(

@@ -1,43 +1,21 @@
-"""Shared fixtures: the vectors directory beside the repository (../shared/vectors)."""
+"""Shared fixtures: the Deadline test vectors (tests/vectors) and a store on every backend."""
 
 from __future__ import annotations
 
-import json
-import os
 from pathlib import Path
 from typing import Any
 
 import pytest
+from stores import BACKENDS, store_url_for
+from vectors.regenerate import load
 
 REPO = Path(__file__).resolve().parent.parent
-SHARED = Path(os.environ.get("FSCAS_SHARED", REPO.parent / "shared"))
 
 
 @pytest.fixture(scope="session")
 def vectors() -> dict[str, Any]:
-    """The Deadline test vectors: {"manifests": ..., "xxh128": ...}."""
-    folder = SHARED / "vectors"
-    if not folder.is_dir():
-        pytest.fail(f"test vectors not found at {folder} (set FSCAS_SHARED)")
-    return {name: json.loads((folder / f"{name}.json").read_text()) for name in ("manifests", "xxh128")}
-
-
-BACKENDS = ["file", "memory", "moto", "seaweedfs", "gcs", "azure"]
-_EMULATOR_FIXTURE = {"moto": "moto_server", "seaweedfs": "seaweedfs", "gcs": "fake_gcs", "azure": "azurite"}
-
-
-def store_url_for(kind: str, request: pytest.FixtureRequest, tmp_path: Path) -> tuple[str, dict[str, Any]]:
-    """A fresh, empty store URL (and backend options) on the backend `kind`."""
-    from fscas.conformance.plugin import unique_bucket
-
-    if kind == "file":
-        return str(tmp_path / "store"), {}
-    if kind == "memory":
-        return "memory://test", {}
-    emulator = request.getfixturevalue(_EMULATOR_FIXTURE[kind])
-    bucket = unique_bucket()
-    emulator.create_bucket(bucket)
-    return emulator.store_url(bucket, "root/prefix"), emulator.options()
+    """The Deadline test vectors: {"manifests": ..., "xxh128": ...} (tests/vectors/README.md)."""
+    return load()
 
 
 @pytest.fixture(params=BACKENDS)

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import asyncio
+import os
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -25,7 +27,7 @@ def test_url_options_and_typos() -> None:
     with pytest.raises(fscas.ConfigError, match="did you mean 'endpoint_url'"):
         open_backend("s3://bkt?endpont_url=http://x")
     with pytest.raises(fscas.ConfigError, match="unknown scheme"):
-        open_backend("ftp://host/x")
+        open_backend("nosuchproto://host/x")
     with pytest.raises(fscas.ConfigError, match="must be true or false"):
         open_backend("s3://bkt?anon=perhaps")
 
@@ -95,3 +97,37 @@ def test_missing_bucket_is_a_clean_refusal(seaweedfs: Any) -> None:
 
     with pytest.raises((errors.AccessDenied, fscas.ObjectNotFound)):
         asyncio.run(go())
+
+
+@pytest.mark.parametrize("target, meant", [("s3:/bucket/p", "s3://bucket/p"), ("s3//bucket/p", "s3://bucket/p"),
+                                           ("s3:bucket/p", "s3://bucket/p"), ("gs:/b", "gs://b"),
+                                           ("sftp//host/x", "sftp://host/x")])
+def test_a_mistyped_url_is_not_a_folder(target: str, meant: str, tmp_path: Path,
+                                        monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.chdir(tmp_path)
+    with pytest.raises(fscas.ConfigError, match=f"did you mean {meant}"):
+        open_backend(target)
+    with pytest.raises(fscas.ConfigError, match="takes no \\?options"):
+        open_backend("sss?creat=1")
+    assert os.listdir(tmp_path) == []  # no folder was made for any of them
+
+
+def test_wrong_types_say_what_is_accepted() -> None:
+    for target in (42, None, b"s3://b"):
+        with pytest.raises(fscas.ConfigError, match="URL or a folder path"):
+            fscas.open_store(target)  # type: ignore[arg-type]
+
+
+def test_option_typos_name_the_store_keywords_too() -> None:
+    with pytest.raises(fscas.ConfigError, match="memory://: unknown keyword option 'concurency'; did you mean "
+                                                "'concurrency'"):
+        fscas.open_store("memory://", concurency=4)
+
+
+def test_reading_a_missing_folder_store_creates_nothing(tmp_path: Path) -> None:
+    with fscas.open_store(str(tmp_path / "nope")) as store, pytest.raises(errors.BucketNotFound):
+        store.get_manifest("Manifests/x")
+    assert not (tmp_path / "nope").exists()
+    with fscas.open_store(str(tmp_path / "nope")) as store:
+        store.put_bytes(b"x")
+        assert store.aio.backend.created  # type: ignore[attr-defined]

@@ -17,7 +17,7 @@ import fscas
 from fscas.backends import open_backend
 from fscas.conformance.plugin import unique_bucket
 from fscas.errors import ConfigError, IntegrityError, UnsafePathError
-from fscas.publisher import parse_publish_url, render_key
+from fscas.results.publisher import parse_publish_url, render_key
 from fscas.runner import run_sync
 
 NOW = datetime(2023, 9, 26, 14, 5, 30, tzinfo=UTC)
@@ -55,7 +55,7 @@ def test_bacalhau_url_options() -> None:
 
 def _results(root: Path) -> dict[str, bytes]:
     files = {"stdout": b"hello\n", "outputs/frame-001.exr": os.urandom(200_000), "outputs/deep/é.txt": b"accent",
-             "empty": b""}
+             "empty": b"", "outputs/a+b=c d (1).txt": b"signed path", "outputs/日本 ~'!.txt": b"unicode"}
     for rel, data in files.items():
         (root / rel).parent.mkdir(parents=True, exist_ok=True)
         (root / rel).write_bytes(data)
@@ -106,7 +106,7 @@ def test_archive_publish_and_fetch(kind: str, request: pytest.FixtureRequest, tm
     assert not (out / "link-out").exists()
 
 
-@pytest.mark.parametrize("kind", ["file", "moto", "gcs", "azure"])
+@pytest.mark.parametrize("kind", ["file", "moto", "seaweedfs", "gcs", "azure"])
 def test_plain_publish_and_fetch(kind: str, request: pytest.FixtureRequest, tmp_path: Path) -> None:
     src = tmp_path / "results"
     files = _results(src)
@@ -182,3 +182,75 @@ def test_hostile_archives_write_nothing_outside(kind: str, tmp_path: Path) -> No
     assert not (work / "evil.txt").exists() and not (work / "pub" / "evil.txt").exists()
     assert not (work / "dest").exists()
     assert sorted(p.name for p in work.iterdir()) == ["pub"]  # no staging folder left behind
+
+
+def _bomb(path: Path, expanded: int) -> None:
+    """A tar.gz whose one member is `expanded` zero bytes: about 1,000 times smaller than it expands."""
+    import gzip
+
+    class Zeros(io.RawIOBase):
+        def __init__(self, n: int) -> None:
+            self.left = n
+
+        def readable(self) -> bool:
+            return True
+
+        def readinto(self, b: Any) -> int:
+            n = min(len(b), self.left)
+            b[:n] = bytes(n)
+            self.left -= n
+            return n
+
+    with gzip.open(path, "wb", compresslevel=9) as gz, tarfile.open(fileobj=gz, mode="w") as tar:
+        info = tarfile.TarInfo("zeros.bin")
+        info.size = expanded
+        tar.addfile(info, io.BufferedReader(Zeros(expanded), 2**20))
+
+
+def test_decompression_bomb_is_refused_with_nothing_left(tmp_path: Path) -> None:
+    published = tmp_path / "published"
+    published.mkdir()
+    _bomb(published / "bomb.tar.gz", 512 * 2**20)
+    assert (published / "bomb.tar.gz").stat().st_size * 500 < 512 * 2**20  # it really is a bomb
+    url = f"file://{published}/bomb.tar.gz"
+    with pytest.raises(fscas.FscasError, match="expands past the limit of 10000000 bytes"):
+        fscas.fetch(url, tmp_path / "out" / "here", max_bytes=10_000_000)
+    assert not (tmp_path / "out").exists()  # nothing created, no staging left beside it
+    assert sorted(os.listdir(tmp_path)) == ["published"]
+    out = fscas.fetch(url, tmp_path / "ok", max_bytes=600 * 2**20)
+    assert (out / "zeros.bin").stat().st_size == 512 * 2**20
+
+
+def test_plain_result_over_the_limit_is_refused(tmp_path: Path) -> None:
+    src = tmp_path / "results"
+    files = _results(src)
+    result = fscas.publish(src, f"file://{tmp_path}/published/r/{{jobID}}", job_id="j", now=NOW)
+    total = sum(len(d) for d in files.values())
+    with pytest.raises(fscas.FscasError, match=f"{total} bytes published, past the limit"):
+        fscas.fetch(result, tmp_path / "out", max_bytes=total - 1)
+    assert not (tmp_path / "out").exists()
+    assert fscas.fetch(result, tmp_path / "out", max_bytes=total).is_dir()
+
+
+@pytest.mark.parametrize("key", ["nothing/here/", "nothing/archive.tar.gz"])
+def test_fetching_where_nothing_was_published_is_an_error(key: str, tmp_path: Path) -> None:
+    (tmp_path / "published").mkdir()
+    with pytest.raises(fscas.ObjectNotFound, match="nothing published there"):
+        fscas.fetch(f"file://{tmp_path}/published/{key}", tmp_path / "new" / "dest")
+    assert not (tmp_path / "new").exists()
+
+
+def test_cli_fetch_max_size_and_nothing_published(tmp_path: Path) -> None:
+    from cli_runner import run_fscas
+
+    (tmp_path / "published").mkdir()
+    _bomb(tmp_path / "published" / "bomb.tar.gz", 64 * 2**20)
+    r = run_fscas("fetch", f"file://{tmp_path}/published/bomb.tar.gz", str(tmp_path / "out"), "--max-size", "10M",
+                  home=tmp_path)
+    assert r.returncode == 1 and "expands past the limit of 10000000 bytes" in r.stderr, r.stderr
+    assert not (tmp_path / "out").exists()
+    r = run_fscas("fetch", f"file://{tmp_path}/published/none/", str(tmp_path / "out"), home=tmp_path)
+    assert r.returncode == 1 and "nothing published there" in r.stderr and not (tmp_path / "out").exists()
+    r = run_fscas("fetch", f"file://{tmp_path}/published/bomb.tar.gz", str(tmp_path / "out"), "--max-size", "lots",
+                  home=tmp_path)
+    assert r.returncode == 2 and "not a size" in r.stderr

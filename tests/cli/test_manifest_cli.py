@@ -4,16 +4,15 @@ from __future__ import annotations
 
 import json
 import subprocess
-import sys
 from pathlib import Path
+
+from cli_runner import run_fscas
 
 from fscas.manifests import decode, encode, hash_bytes, manifest_hash
 
 
 def fscas(*args: str, env_home: Path) -> subprocess.CompletedProcess[str]:
-    env = {"PATH": "/usr/bin:/bin", "XDG_CACHE_HOME": str(env_home / "cache"), "HOME": str(env_home)}
-    return subprocess.run([sys.executable, "-m", "fscas", *args], capture_output=True, text=True,
-                          env=env, timeout=120)
+    return run_fscas(*args, home=env_home, timeout=120)
 
 
 def test_snapshot_to_file_json_summary_only_json(tmp_path: Path) -> None:
@@ -67,7 +66,7 @@ def test_bad_input_exit_2_with_named_file_and_nothing_written(tmp_path: Path) ->
     assert "bad.manifest" in r.stderr and "missing required field" in r.stderr and "Traceback" not in r.stderr
     assert not (tmp_path / "out").exists()
     r = fscas("manifest", "snapshot", str(tmp_path / "nope"), env_home=tmp_path)
-    assert r.returncode == 1 and "nope" in r.stderr and "Traceback" not in r.stderr
+    assert r.returncode == 2 and "nope" in r.stderr and "Traceback" not in r.stderr  # input errors are 2
     r = fscas("manifest", "snapshot", str(tmp_path), "-i", "[oops", env_home=tmp_path)
     assert r.returncode == 2 and "[oops" in r.stderr
     r = fscas("manifest", "frobnicate", env_home=tmp_path)

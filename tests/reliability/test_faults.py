@@ -90,12 +90,17 @@ def test_kill_9_mid_upload_then_rerun(moto_server: Any, tmp_path: Path, record: 
     m = _tree(src, small=400)
     (tmp_path / "m").write_bytes(fscas.encode(m))
     env = {**os.environ, "XDG_CACHE_HOME": str(tmp_path / "cache")}
-    with FaultProxy(moto_server.endpoint, rate=1.0, kinds=("delay",), delay=0.05) as slow:
+    listing = moto_server._client()
+    with FaultProxy(moto_server.endpoint, rate=1.0, kinds=("delay",), delay=0.2) as slow:
         url = f"s3://{bucket}/root?endpoint_url={slow.url}"
         p = subprocess.Popen([sys.executable, "-c", UPLOADER, url, str(tmp_path / "m"), str(src)], env=env,
                              stdout=subprocess.PIPE, text=True)
         assert p.stdout is not None and p.stdout.readline().strip() == "started"
-        time.sleep(1.5)
+        deadline = time.monotonic() + 60
+        while time.monotonic() < deadline:  # kill once the first objects are on the server, not after a guess
+            if listing.list_objects_v2(Bucket=bucket, Prefix="root/Data/").get("KeyCount", 0) >= 10:
+                break
+            time.sleep(0.05)
         os.kill(p.pid, signal.SIGKILL)
         p.wait(30)
     cache = ExistenceCache(tmp_path / "cache" / "fscas" / "existence.db")

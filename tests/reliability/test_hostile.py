@@ -18,7 +18,7 @@ from hypothesis import strategies as st
 import fscas
 from fscas.errors import ConfigError, FscasError, IntegrityError, ManifestError, UnsafePathError
 from fscas.manifests import EMPTY_HASH, decode, hash_bytes
-from fscas.publisher import parse_publish_url, render_key
+from fscas.results.publisher import parse_publish_url, render_key
 from fscas.runner import run_sync
 
 

@@ -34,8 +34,15 @@ def test_imports_flow_one_way() -> None:
             assert target.startswith(package) or target in allowed, f"{module} -> {target}"
 
 
+PUBLIC = ["AsyncStore", "ConfigError", "FscasError", "GcReport", "IntegrityError", "Manifest", "ManifestDiff",
+          "ManifestError", "ManifestPath", "ObjectNotFound", "PublishedResult", "SnapshotError", "Store", "StoreError",
+          "TransferSummary", "UnsafePathError", "aggregate_outputs", "decode", "diff", "diff_tree", "encode", "fetch",
+          "manifest_hash", "merge", "open_async_store", "open_store", "publish", "snapshot"]
+
+
 def test_public_api_is_pinned() -> None:
-    assert len(fscas.__all__) <= 30
+    # The API fits on one screen; a name added or removed is a decision, made here on purpose.
+    assert sorted(fscas.__all__) == sorted(PUBLIC)
     for name in fscas.__all__:
         assert getattr(fscas, name).__doc__, f"fscas.{name} has no docstring"
 

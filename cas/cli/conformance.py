@@ -8,11 +8,11 @@ import sys
 import time
 from typing import Any
 
-from fscas.cli_output import emit_json
+from fscas.cli.output import emit_json
 
 __all__ = ["add_conformance_commands"]
 
-_EMULATOR_KINDS = ["s3", "seaweedfs", "gcs", "azure"]
+_EMULATOR_KINDS = ["s3", "seaweedfs", "gcs", "azure", "sftp", "webdav", "ftp"]
 
 
 def add_conformance_commands(groups: Any) -> None:
@@ -20,7 +20,9 @@ def add_conformance_commands(groups: Any) -> None:
     p = groups.add_parser("conformance", help="run the conformance suite on store URLs; print a backend x check matrix")
     p.add_argument("urls", nargs="*", metavar="URL", help="store URLs of existing buckets (options in the query)")
     p.add_argument("--emulators", action="store_true",
-                   help="also start moto, SeaweedFS, fake-gcs-server and Azurite (plus file:// and memory://)")
+                   help="also start moto, SeaweedFS, fake-gcs-server, Azurite and SFTP, WebDAV and FTP servers "
+                        "(plus file:// and memory://)")
+    p.add_argument("--backends", action="store_true", help="list the installed backends and where each comes from")
     p.add_argument("--check", action="append", default=[], metavar="NAME", help="run only these checks")
     p.add_argument("--json", action="store_true")
     p.set_defaults(handler=_conformance)
@@ -28,8 +30,8 @@ def add_conformance_commands(groups: Any) -> None:
     group = groups.add_parser("emulator", help="run a local emulator for trying fscas out")
     sub = group.add_subparsers(dest="command", metavar="COMMAND", required=True)
     p = sub.add_parser("run", help="start one emulator in the foreground; print its store URL and environment")
-    p.add_argument("kind", choices=_EMULATOR_KINDS)
-    p.add_argument("--bucket", default="fscas")
+    p.add_argument("kind", choices=_EMULATOR_KINDS, help="which server to start")
+    p.add_argument("--bucket", default="fscas", help="the bucket (or container, or folder) to create")
     p.set_defaults(handler=_emulator_run)
 
 
@@ -41,15 +43,35 @@ def _targets(args: argparse.Namespace, stack: contextlib.ExitStack) -> list[tupl
 
     targets: list[tuple[str, str, dict[str, Any]]] = [(url, url, {}) for url in args.urls]
     if args.emulators:
-        targets.append(("file", stack.enter_context(tempfile.TemporaryDirectory(prefix="fscas-conf-")), {}))
+        folder = stack.enter_context(tempfile.TemporaryDirectory(prefix="fscas-conf-"))
+        targets.append(("file", folder + "/native", {}))
         targets.append(("memory", "memory://conformance", {}))
         for kind in _EMULATOR_KINDS:
             emulator = stack.enter_context(start_emulator(kind))
             emulator.create_bucket("fscas-conformance")
             targets.append((emulator.name, emulator.store_url("fscas-conformance"), emulator.options()))
+            if kind == "s3":  # the generic backend over s3fs, beside the native one
+                url = emulator.store_url("fscas-conformance", "generic")
+                targets.append(("s3fs (fsspec)", f"{url}&backend=fsspec", emulator.options()))
+        targets.append(("local (fsspec)", f"file://{folder}/generic?backend=fsspec", {}))
+        targets.append(("memory (fsspec)", "memory://conformance-generic?backend=fsspec", {}))
     if not targets:
         raise ConfigError("give store URLs, or --emulators")
     return targets
+
+
+def _list_backends(args: argparse.Namespace) -> int:
+    from fscas.backends import available_backends
+
+    rows = [(e.scheme, e.target, e.distribution) for e in available_backends()]
+    rows.append(("(any other fsspec protocol)", "fscas.backends.generic:FsspecBackend.from_location", "fscas"))
+    if args.json:
+        emit_json({"backends": [{"scheme": s, "target": t, "distribution": d} for s, t, d in rows]})
+        return 0
+    width = max(len(r[0]) for r in rows)
+    for scheme, target, dist in rows:
+        print(f"{scheme.ljust(width)}  {target}  ({dist})")
+    return 0
 
 
 def _conformance(args: argparse.Namespace) -> int:
@@ -57,6 +79,8 @@ def _conformance(args: argparse.Namespace) -> int:
     from fscas.errors import ConfigError
     from fscas.runner import run_sync
 
+    if args.backends:
+        return _list_backends(args)
     unknown = [c for c in args.check if c not in CHECKS]
     if unknown:
         raise ConfigError(f"unknown check(s) {unknown}; choose from {sorted(CHECKS)}")
@@ -94,7 +118,7 @@ def _emulator_run(args: argparse.Namespace) -> int:
 
     with start_emulator(args.kind) as emulator:
         emulator.create_bucket(args.bucket)
-        print(f"store URL: {emulator.store_url(args.bucket)}")
+        print(f"store URL: {emulator.cli_url(args.bucket)}")
         for name, value in emulator.env().items():
             print(f"export {name}={value}")
         print("(Ctrl-C stops it and removes its data)", file=sys.stderr)

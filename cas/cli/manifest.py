@@ -7,7 +7,9 @@ import contextlib
 import sys
 from typing import Any
 
-from fscas.cli_output import emit_json, progress_bar, warn
+from fscas.cli.args import existing_folder
+from fscas.cli.output import emit_json, progress_bar, warn
+from fscas.cli.store import add_scale_options, scaled
 from fscas.errors import ManifestError, SnapshotError
 from fscas.files import atomic_write_bytes
 from fscas.manifests import Manifest, ManifestDiff, decode, diff_tree, encode, manifest_hash, merge, snapshot
@@ -21,16 +23,17 @@ def add_manifest_commands(groups: Any) -> Any:
     sub = group.add_subparsers(dest="command", metavar="COMMAND", required=True)
 
     p = sub.add_parser("snapshot", help="hash a folder into a manifest")
-    p.add_argument("root")
+    p.add_argument("root", type=existing_folder, help="the folder to snapshot")
     p.add_argument("-o", "--output", help="write the manifest here (default: stdout)")
     _add_filters(p)
     p.add_argument("--no-cache", action="store_true", help="do not use or update the hash cache")
+    add_scale_options(p)
     p.add_argument("--json", action="store_true", help="print a JSON summary only")
     p.set_defaults(handler=_snapshot)
 
     p = sub.add_parser("diff", help="compare a folder with a manifest")
-    p.add_argument("root")
-    p.add_argument("manifest")
+    p.add_argument("root", type=existing_folder, help="the folder to compare")
+    p.add_argument("manifest", help="a local manifest file")
     _add_filters(p)
     p.add_argument("--exact", action="store_true", help="compare hashes, not size and mtime")
     p.add_argument("--json", action="store_true")
@@ -75,10 +78,16 @@ def _snapshot(args: argparse.Namespace) -> int:
         skipped.append({"path": rel, "reason": why})
         if not args.json:
             warn(f"skipped {rel}: {why}")
-    bar = progress_bar("hashing")
-    with bar if bar is not None else contextlib.nullcontext():
-        m = snapshot(args.root, include=args.include, exclude=args.exclude,
-                     hash_cache=False if args.no_cache else None, on_skip=on_skip, progress=bar)
+    with scaled(args) as spread:
+        if spread is not None:
+            from fscas import distributed
+
+            m = distributed.snapshot(args.root, include=args.include, exclude=args.exclude, **spread)
+        else:
+            bar = progress_bar("hashing")
+            with bar if bar is not None else contextlib.nullcontext():
+                m = snapshot(args.root, include=args.include, exclude=args.exclude,
+                             hash_cache=False if args.no_cache else None, on_skip=on_skip, progress=bar)
     if not m.paths:
         raise SnapshotError(f"{args.root}: no files to snapshot (an empty manifest cannot be read back)")
     data = encode(m)

@@ -8,7 +8,8 @@ import os
 import sys
 from typing import Any
 
-from fscas.cli_output import emit_json
+from fscas.cli.args import existing_path, size
+from fscas.cli.output import emit_json
 
 __all__ = ["add_publish_commands", "read_spec"]
 
@@ -16,7 +17,7 @@ __all__ = ["add_publish_commands", "read_spec"]
 def add_publish_commands(groups: Any) -> None:
     """Register `fscas publish` and `fscas fetch`."""
     p = groups.add_parser("publish", help="publish a file or folder as Bacalhau's S3 publisher does, on any backend")
-    p.add_argument("path")
+    p.add_argument("path", type=existing_path, help="the result file or folder to publish")
     p.add_argument("url", help="s3://bucket/key-{jobID}-{date}[,opt=endpoint=...,opt=region=...,opt=compress=true]")
     p.add_argument("--compress", action="store_true", default=None, help="one tar.gz object")
     p.add_argument("--job-id", default="")
@@ -29,7 +30,10 @@ def add_publish_commands(groups: Any) -> None:
 
     p = groups.add_parser("fetch", help="download a published result, verify it and extract it safely")
     p.add_argument("source", help="a publish URL, or a file holding a published-result spec (JSON or YAML)")
-    p.add_argument("dest")
+    p.add_argument("dest", help="the folder to create (it must not exist, or be empty)")
+    p.add_argument("--max-size", type=size, default=None, metavar="SIZE",
+                   help="refuse a result that expands past SIZE (500M, 3GiB...); default: the free space of "
+                        "DEST's filesystem, minus a margin")
     p.add_argument("--json", action="store_true")
     p.set_defaults(handler=_fetch)
 
@@ -61,7 +65,7 @@ def read_spec(text: str) -> dict[str, Any]:
 
 
 def _publish(args: argparse.Namespace) -> int:
-    from fscas.publisher import publish
+    from fscas.results.publisher import publish
 
     result = publish(args.path, args.url, compress=args.compress, job_id=args.job_id,
                      execution_id=args.execution_id, node_id=args.node_id)
@@ -73,14 +77,14 @@ def _publish(args: argparse.Namespace) -> int:
 
 
 def _fetch(args: argparse.Namespace) -> int:
-    from fscas.fetcher import fetch
-    from fscas.publisher import PublishedResult
+    from fscas.results.fetcher import fetch
+    from fscas.results.publisher import PublishedResult
 
     source: Any = args.source
     if os.path.isfile(source):
         with open(source, encoding="utf-8") as f:
             source = PublishedResult.from_spec(read_spec(f.read()))
-    path = fetch(source, args.dest)
+    path = fetch(source, args.dest, max_bytes=args.max_size)
     files = sum(len(fs) for _, _, fs in os.walk(path))
     if args.json:
         emit_json({"dest": str(path), "files": files})

@@ -15,11 +15,7 @@ import base64
 import hashlib
 import json
 import os
-import queue
 import re
-import tarfile
-import threading
-import uuid
 from collections.abc import AsyncIterator, Mapping
 from datetime import UTC, datetime
 from pathlib import Path
@@ -29,6 +25,7 @@ import attrs
 
 from fscas.backends import Backend, open_backend
 from fscas.errors import ConfigError
+from fscas.results.archive import regular_files, tar_gz_stream
 
 __all__ = ["PublishedResult", "parse_publish_url", "publish", "publish_async", "render_key"]
 
@@ -162,7 +159,7 @@ async def publish_async(source: str | os.PathLike[str], url: str, *, compress: b
     try:
         if compress:
             digest = hashlib.sha256()
-            info = await backend.put(key, _tar_gz_stream(src, digest))
+            info = await backend.put(key, tar_gz_stream(src, digest))
             checksum, version = base64.b64encode(digest.digest()).decode(), info.version_id or ""
         else:
             await _put_plain(backend, src, key)
@@ -176,20 +173,6 @@ async def publish_async(source: str | os.PathLike[str], url: str, *, compress: b
                            checksum_sha256=checksum)
 
 
-def _regular_files(src: Path) -> list[tuple[str, Path]]:
-    """(relative name, path) of the regular files under `src`; links are never followed."""
-    if src.is_file() and not src.is_symlink():
-        return [(src.name, src)]
-    out = []
-    for folder, dirs, files in os.walk(src):
-        dirs.sort()
-        for name in sorted(files):
-            path = Path(folder, name)
-            if path.is_file() and not path.is_symlink():
-                out.append((path.relative_to(src).as_posix(), path))
-    return out
-
-
 async def _put_plain(backend: Backend, src: Path, key: str) -> None:
     slots = asyncio.Semaphore(16)
 
@@ -198,67 +181,13 @@ async def _put_plain(backend: Backend, src: Path, key: str) -> None:
             await backend.put(key + rel, await asyncio.to_thread(path.read_bytes) if path.stat().st_size <= _CHUNK
                               else _file_chunks(path))
 
-    await asyncio.gather(*(one(rel, path) for rel, path in _regular_files(src)))
+    await asyncio.gather(*(one(rel, path) for rel, path in regular_files(src)))
 
 
 async def _file_chunks(path: Path) -> AsyncIterator[bytes]:
     with open(path, "rb", buffering=0) as f:
         while chunk := await asyncio.to_thread(f.read, _CHUNK):
             yield chunk
-
-
-class _QueueWriter:
-    """A write-only file that hands its bytes to the uploader through a bounded queue."""
-
-    def __init__(self, q: queue.Queue[bytes | BaseException | None]) -> None:
-        self.q, self.buf = q, bytearray()
-
-    def write(self, data: bytes) -> int:
-        self.buf += data
-        if len(self.buf) >= _CHUNK:
-            self.q.put(bytes(self.buf))
-            self.buf.clear()
-        return len(data)
-
-    def flush(self) -> None:
-        if self.buf:
-            self.q.put(bytes(self.buf))
-            self.buf.clear()
-
-
-async def _tar_gz_stream(src: Path, digest: Any) -> AsyncIterator[bytes]:
-    """The tar.gz of `src`, built on a thread while it uploads: memory stays at a few chunks."""
-    q: queue.Queue[bytes | BaseException | None] = queue.Queue(maxsize=4)
-    stop = threading.Event()
-
-    def produce() -> None:
-        try:
-            writer = _QueueWriter(q)
-            with tarfile.open(fileobj=writer, mode="w|gz", format=tarfile.PAX_FORMAT) as tar:  # type: ignore[call-overload]
-                for rel, path in _regular_files(src):
-                    if stop.is_set():
-                        return
-                    tar.add(path, arcname=rel, recursive=False)
-            writer.flush()
-            q.put(None)
-        except BaseException as e:  # handed to the consumer, which aborts the upload
-            q.put(e)
-
-    thread = threading.Thread(target=produce, name=f"fscas-tar-{uuid.uuid4().hex[:6]}", daemon=True)
-    thread.start()
-    try:
-        while (item := await asyncio.to_thread(q.get)) is not None:
-            if isinstance(item, BaseException):
-                raise item
-            digest.update(item)
-            yield item
-    finally:
-        stop.set()
-        while thread.is_alive():  # unblock a producer waiting on a full queue
-            try:
-                q.get_nowait()
-            except queue.Empty:
-                await asyncio.sleep(0.01)
 
 
 def publish(source: str | os.PathLike[str], url: str, *, compress: bool | None = None, job_id: str = "",

@@ -1,0 +1,580 @@
+"""Any fsspec filesystem as a store: the generic backend.
+
+Every protocol fsspec knows that fscas has no native backend for (`sftp://`, `ftp://`,
+`webdav+https://`, `hdfs://`, `hf://`, ...) and every fsspec filesystem instance
+(`open_store(fs, root=...)`) comes here; `backend="fsspec"` sends the native schemes here too.
+Keys, layout and bytes are Deadline's, as on every backend.
+
+Quirks handled here and nowhere else:
+- fsspec has no exclusive create (`pipe_file(mode="create")` checks, then writes): `create_only` is
+  declared off, and `put(if_absent=True)` only checks first.
+- Only object stores keep object metadata: with s3fs it is x-amz-meta (where Deadline reads
+  `asset-root`); everywhere else it is a sidecar object under `.fscas-meta/`, as on the file backend.
+- Filesystems with real folders get every object under a temp name, renamed into place once whole:
+  no reader sees half an object and a stream that raises leaves nothing. Object stores write in
+  place and abort the upload (`discard`) instead.
+- Async implementations keep living on the loop they were made on (fsspec's): their coroutines are
+  scheduled there. Sync ones run on threads; ftplib is not thread safe, so an FTP store opened from
+  a URL gets a small pool of connections, and a filesystem passed in gets one call at a time.
+- WebDAV URLs (`webdav+https://`, `webdav+http://`, `davs://`, `dav://`) become webdav4's `base_url`,
+  with the URL's user and password as `auth`.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import concurrent.futures
+import contextlib
+import errno
+import io
+import json
+import urllib.parse
+import uuid
+from collections.abc import AsyncIterator, Callable, Iterator, Mapping
+from datetime import UTC, datetime
+from typing import Any
+
+from fscas.backends.base import Body, Capabilities, ObjectInfo, check_key, check_metadata
+from fscas.backends.url import Location
+from fscas.errors import (
+    AccessDenied,
+    ConfigError,
+    CredentialsRefused,
+    NotSupported,
+    ObjectExists,
+    ObjectNotFound,
+    StoreError,
+    Unreachable,
+    redact,
+)
+
+__all__ = ["FsspecBackend"]
+
+_META = ".fscas-meta"
+_TMP = ".fscas-tmp-"
+_OBJECT_STORES = {"s3", "s3a", "gs", "gcs", "abfs", "abfss", "az", "adl", "oci", "oss", "r2"}
+_NOT_THREAD_SAFE = {"ftp"}
+_POOL = 4  # connections of a non-thread-safe filesystem opened from a URL
+_THREADS = 16  # calls of a sync filesystem in flight (they wait on the network, not the CPU)
+_WEBDAV_UNSAFE = set("#?*;[%")  # webdav4 puts names into URLs unquoted and lists them through fsspec globs
+_WEBDAV = {"webdav+https": "https", "webdav+http": "http", "davs": "https", "dav": "http", "webdav": "https"}
+
+
+class FsspecBackend:
+    """A folder (or bucket prefix) on any fsspec filesystem, seen as keys and bytes."""
+
+    def __init__(self, fs: Any, root: str, *, url: str | None = None,
+                 make: Callable[[], Any] | None = None, pool: int = 1, protocol: str | None = None) -> None:
+        self._fs, self._make, self._pool_size = fs, make, pool
+        self.root = root.rstrip("/")
+        self.protocol = protocol or _protocol(fs)
+        self.url = url or _identity(fs, self.root)
+        self._idle: asyncio.Queue[Any] | None = None  # connections of a non-thread-safe filesystem
+        self._threads: concurrent.futures.ThreadPoolExecutor | None = None  # for sync filesystems
+        self._folders: dict[str, asyncio.Future[None]] = {}  # made (or being made): one mkdir per folder
+        self.capabilities = Capabilities(create_only=False, integrity=_INTEGRITY.get(self.protocol, frozenset()),
+                                         root="bucket" if self.protocol in _OBJECT_STORES else "folder")
+
+    @classmethod
+    def from_location(cls, location: Location, options: Mapping[str, object]) -> FsspecBackend:
+        """The generic backend for a URL: the filesystem is made on first use, with `options` as storage options."""
+        import fsspec
+        from fsspec.core import split_protocol
+
+        address, protocol = location.address, location.scheme
+        storage = dict(_typed(location.options)) | dict(options)
+        if protocol in _WEBDAV:  # webdav4 wants the server as base_url, and the user as auth
+            address, storage = _webdav(location, storage)
+            protocol = "webdav"
+        cls_ = fsspec.get_filesystem_class(protocol)
+        from_url = cls_._get_kwargs_from_urls(address)
+        for name in ("username", "password"):  # fsspec leaves them percent-encoded, as they are in the URL
+            if isinstance(from_url.get(name), str):
+                from_url[name] = urllib.parse.unquote(from_url[name])
+        storage = from_url | storage
+        root = cls_._strip_protocol(address) if protocol != "webdav" else split_protocol(address)[1]
+        if isinstance(root, list):
+            root = root[0]
+        if "password" in storage and "username" not in storage and "user" in storage:
+            storage["username"] = storage.pop("user")
+
+        def make() -> Any:
+            return cls_(skip_instance_cache=True, **storage)
+
+        pool = _POOL if protocol in _NOT_THREAD_SAFE else 1
+        return cls(None, root, url=_url_of(location), make=make, pool=pool, protocol=protocol)
+
+    def __repr__(self) -> str:
+        return f"FsspecBackend({self.url!r})"
+
+    def plain_filesystem(self) -> tuple[Any, str]:
+        """A filesystem on the same server that fscas does not go through, and the store's root on it.
+
+        A fresh one when the store made its own (from a URL), else the instance it was given: for
+        ground-truth reads in tests and the conformance suite.
+        """
+        return (self._make() if self._make is not None else self._fs), self.root
+
+    def path_of(self, key: str, *, sidecar: bool = False) -> str:
+        """The path of `key` (or of its metadata sidecar) on the filesystem, as the filesystem takes it:
+        for ground-truth reads."""
+        self._path(key)  # the same checks
+        return f"{self.root}/{_META}/{key}" if sidecar else f"{self.root}/{key}"
+
+    @property
+    def metadata_sidecars(self) -> bool:
+        """True when object metadata lives in `.fscas-meta/<key>` sidecar objects (not on the object)."""
+        return not self._native_metadata()
+
+    def _path(self, key: str) -> str:
+        check_key(key)
+        if key.split("/", 1)[0] == _META or key.rsplit("/", 1)[-1].startswith(_TMP):
+            raise StoreError(f"{self.url}: {key}: names starting {_META} or {_TMP} are reserved")
+        if self.protocol == "webdav" and (bad := sorted(set(key) & _WEBDAV_UNSAFE)):
+            raise NotSupported(f"{self.url}: {key!r}: WebDAV (webdav4) cannot carry {''.join(bad)!r} in a name")
+        return f"{self.root}/{key}"
+
+    # -- calling the filesystem ------------------------------------------------------------
+
+    async def _filesystem(self) -> Any:
+        if self._fs is None:
+            assert self._make is not None
+            with _translated(self.url, ""):
+                self._fs = await asyncio.to_thread(self._make)  # an async one connects on fsspec's loop
+
+        return self._fs
+
+    async def _call(self, name: str, *args: Any, **kwargs: Any) -> Any:
+        """Call the filesystem's method `name` (its coroutine on an async one), never from a listing cache.
+
+        fsspec implementations answer `info`, `ls` and `find` from a per-instance directory cache
+        (FTP, s3fs) that another connection's writes make stale; it is emptied before each call.
+        """
+        fs = await self._filesystem()
+        if fs.async_impl:
+            async def fresh() -> Any:
+                fs.invalidate_cache()
+                return await getattr(fs, "_" + name)(*args, **kwargs)
+
+            if getattr(fs, "asynchronous", False):
+                return await fresh()
+            return await asyncio.wrap_future(asyncio.run_coroutine_threadsafe(fresh(), fs.loop))
+        if self._threads is None:
+            self._threads = concurrent.futures.ThreadPoolExecutor(_THREADS, thread_name_prefix="fscas-fsspec")
+        loop = asyncio.get_running_loop()
+        async with self._connection() as conn:
+            with _normalized():
+                return await loop.run_in_executor(self._threads, _fresh_call, conn, name, args, kwargs)
+
+    @contextlib.asynccontextmanager
+    async def _connection(self) -> AsyncIterator[Any]:
+        """A connection of a non-thread-safe filesystem, held by one caller at a time (the pool); else the one."""
+        fs = await self._filesystem()
+        if self.protocol not in _NOT_THREAD_SAFE:
+            yield fs
+            return
+        if self._idle is None:
+            self._idle = asyncio.Queue()
+            self._idle.put_nowait(fs)
+            if self._make is not None:  # a filesystem passed in stays one connection
+                for _ in range(self._pool_size - 1):
+                    self._idle.put_nowait(await asyncio.to_thread(self._make))
+        conn = await self._idle.get()
+        try:
+            yield conn
+        finally:
+            self._idle.put_nowait(conn)
+
+    async def _makedirs(self, folder: str) -> None:
+        """Make `folder` once; concurrent writers into it wait for the same request (on WebDAV a
+        stampede of existence checks also races the server's own listing code: wsgidav answers 500)."""
+        if self.protocol in _OBJECT_STORES:
+            return
+        if folder not in self._folders:
+            self._folders[folder] = asyncio.ensure_future(self._mkdir(folder))
+        try:
+            await asyncio.shield(self._folders[folder])
+        except BaseException:
+            self._folders.pop(folder, None)  # the next writer tries again
+            raise
+
+    async def _mkdir(self, folder: str) -> None:
+        with contextlib.suppress(FileExistsError):  # another connection (or client) made it just now
+            await self._call("makedirs", folder, exist_ok=True)
+
+    # -- the Backend protocol -----------------------------------------------------------------
+
+    async def head(self, key: str) -> ObjectInfo:
+        path = self._path(key)
+        with _translated(self.url, key):
+            info = await self._call("info", path)
+        if info.get("type") != "file":
+            raise ObjectNotFound(f"{self.url}: {key}: not found (a folder)")
+        return ObjectInfo(key=key, size=int(info.get("size") or 0), metadata=await self._metadata(key),
+                          etag=_etag(info), checksums=_checksums(info), last_modified=_mtime(info))
+
+    async def get(self, key: str, *, start: int = 0, end: int | None = None) -> bytes:
+        path = self._path(key)
+        if end is not None and end <= start:
+            return b""
+        with _translated(self.url, key):
+            data = await self._call("cat_file", path, start=start or None, end=end)
+        return bytes(data)
+
+    async def put(self, key: str, data: Body, *, metadata: Mapping[str, str] | None = None,
+                  if_absent: bool = False) -> ObjectInfo:
+        path = self._path(key)
+        meta = check_metadata(metadata, key)
+        if if_absent:  # not atomic: capabilities.create_only is off (fsspec has no exclusive create)
+            with contextlib.suppress(ObjectNotFound):
+                await self.head(key)
+                raise ObjectExists(f"{self.url}: {key}: already exists")
+        size = 0
+
+        async def counted(chunks: AsyncIterator[bytes]) -> AsyncIterator[bytes]:
+            nonlocal size
+            async for chunk in chunks:
+                size += len(chunk)
+                yield chunk
+
+        body: Body = data if isinstance(data, bytes) else counted(aiter(data))
+        with _translated(self.url, key):
+            await self._filesystem()  # the protocol decides how to write
+            await self._makedirs(path.rsplit("/", 1)[0])
+            if self._native_metadata():
+                await self._write(path, body, {"Metadata": meta} if meta else {})
+            elif self.protocol in _OBJECT_STORES:
+                await asyncio.gather(self._write(path, body, {}), self._put_sidecar(key, meta))
+            else:  # the object and its sidecar at once: one round trip more than the object alone
+                await asyncio.gather(self._write_then_rename(path, body), self._put_sidecar(key, meta))
+        return ObjectInfo(key=key, size=len(data) if isinstance(data, bytes) else size, metadata=meta)
+
+    async def _write(self, path: str, data: Body, extra: dict[str, Any]) -> None:
+        """Write in place (an object store: the object appears only once complete)."""
+        if isinstance(data, bytes):
+            await self._call("pipe_file", path, data, **extra)
+            return
+        fs = await self._filesystem()
+        f = await asyncio.to_thread(fs.open, path, "wb", **extra)
+        try:
+            async for chunk in data:
+                await asyncio.to_thread(f.write, chunk)
+        except BaseException:
+            await asyncio.to_thread(f.discard)  # abort the multipart upload: nothing becomes visible
+            raise
+        await asyncio.to_thread(f.close)
+
+    async def _write_then_rename(self, path: str, data: Body) -> None:
+        """Write under a temp name beside `path`, rename into place once whole; remove it on any error."""
+        folder = path.rpartition("/")[0]
+        tmp = f"{folder}/{_TMP}{uuid.uuid4().hex}"
+        try:
+            fs = await self._filesystem()
+            if self.protocol == "webdav":  # one PUT: webdav4's pipe_file lists the parent folder first
+                source = io.BytesIO(data) if isinstance(data, bytes) else _Reader(data, asyncio.get_running_loop())
+                await asyncio.to_thread(fs.client.upload_fileobj, source, tmp, overwrite=True)
+            elif isinstance(data, bytes):
+                await self._call("pipe_file", tmp, data)
+            else:
+                async with self._connection() as conn:  # the whole stream on one connection
+                    f = await asyncio.to_thread(conn.open, tmp, "wb")
+                    try:
+                        async for chunk in data:
+                            await asyncio.to_thread(f.write, chunk)
+                    finally:
+                        await asyncio.to_thread(f.close)
+            await self._rename(tmp, path)
+        except BaseException:
+            with contextlib.suppress(Exception):
+                await self._call("rm_file", tmp)
+            raise
+
+    async def _rename(self, tmp: str, path: str) -> None:
+        """Replace `path` with `tmp` in one request: webdav4's `mv` of a file is fsspec's copy + delete
+        (which also refuses an existing target), so WebDAV gets one MOVE with `Overwrite: T`."""
+        if self.protocol == "webdav":
+            fs = await self._filesystem()
+            await asyncio.to_thread(fs.client.move, tmp, path, overwrite=True)
+        else:
+            await self._call("mv", tmp, path)
+
+    def _native_metadata(self) -> bool:
+        """s3fs keeps metadata on the object, where Deadline reads it; everything else gets sidecars."""
+        return self._fs is not None and type(self._fs).__module__.split(".")[0] == "s3fs"
+
+    async def _metadata(self, key: str) -> dict[str, str]:
+        if self._native_metadata():
+            with _translated(self.url, key):
+                return {k.lower(): v for k, v in (await self._call("metadata", self._path(key))).items()}
+        try:
+            return dict(json.loads(await self._call("cat_file", self.path_of(key, sidecar=True))))
+        except FileNotFoundError:
+            return {}
+
+    async def _put_sidecar(self, key: str, meta: dict[str, str]) -> None:
+        sidecar = self.path_of(key, sidecar=True)
+        if meta:
+            await self._makedirs(sidecar.rsplit("/", 1)[0])
+            if self.protocol in _OBJECT_STORES:
+                await self._write(sidecar, json.dumps(meta).encode(), {})
+            else:
+                await self._write_then_rename(sidecar, json.dumps(meta).encode())
+        else:
+            with contextlib.suppress(FileNotFoundError):
+                await self._call("rm_file", sidecar)
+
+    async def list(self, prefix: str) -> AsyncIterator[ObjectInfo]:
+        folder = prefix.rsplit("/", 1)[0] if "/" in prefix else ""
+        base = f"{self.root}/{folder}".rstrip("/")
+        with _translated(self.url, prefix):
+            try:
+                found = await self._call("find", base, detail=True)
+            except FileNotFoundError:
+                return
+        root = self.root.strip("/")  # implementations disagree on a leading '/' in the names they return
+        for path, info in sorted(found.items()):
+            key = path.strip("/")[len(root):].lstrip("/") if root else path.strip("/")
+            if (info.get("type") == "file" and key.startswith(prefix) and key.split("/", 1)[0] != _META
+                    and not key.rsplit("/", 1)[-1].startswith(_TMP)):
+                yield ObjectInfo(key=key, size=int(info.get("size") or 0), etag=_etag(info),
+                                 last_modified=_mtime(info))
+
+    async def delete(self, key: str) -> None:
+        path = self._path(key)
+        for target in (path, self.path_of(key, sidecar=True)):
+            with _translated(self.url, key), contextlib.suppress(FileNotFoundError):
+                await self._call("rm_file", target)
+
+    async def aclose(self) -> None:
+        conns = [self._fs] if self._idle is None else [self._idle.get_nowait() for _ in range(self._idle.qsize())]
+        threads, self._threads, self._idle = self._threads, None, None
+        if self._make is not None:  # a filesystem passed in is the caller's to close
+            self._fs = None
+            for fs in conns:
+                if fs is not None:
+                    with contextlib.suppress(Exception):
+                        await _close(fs)
+        if threads is not None:
+            threads.shutdown(wait=False)
+
+
+def _fresh_call(fs: Any, name: str, args: tuple[Any, ...], kwargs: dict[str, Any]) -> Any:
+    fs.invalidate_cache()
+    return getattr(fs, name)(*args, **kwargs)
+
+
+class _Reader(io.RawIOBase):
+    """A file to read from, for a sync client on a worker thread, whose bytes come from a `Body` on the
+    event loop: each `read` pulls the next chunk there. An error of the stream surfaces in `read`."""
+
+    def __init__(self, data: Body, loop: asyncio.AbstractEventLoop) -> None:
+        self._chunks = None if isinstance(data, bytes) else aiter(data)
+        self._buffer = memoryview(data) if isinstance(data, bytes) else memoryview(b"")
+        self._loop = loop
+
+    def readable(self) -> bool:
+        return True
+
+    def readinto(self, b: Any) -> int:
+        while not self._buffer and self._chunks is not None:
+            try:
+                self._buffer = memoryview(asyncio.run_coroutine_threadsafe(
+                    anext(self._chunks), self._loop).result())  # type: ignore[arg-type]
+            except StopAsyncIteration:
+                self._chunks = None
+        n = min(len(b), len(self._buffer))
+        b[:n] = self._buffer[:n]
+        self._buffer = self._buffer[n:]
+        return n
+
+
+async def _close(fs: Any) -> None:
+    """Close a filesystem fscas made: SSH connections, HTTP clients, FTP sessions."""
+    if hasattr(fs, "_pool") and hasattr(fs, "_stack"):  # sshfs
+        async def finish() -> None:
+            await fs._pool.close()
+            await fs._stack.aclose()
+        await asyncio.wrap_future(asyncio.run_coroutine_threadsafe(finish(), fs.loop))
+    elif hasattr(fs, "client") and hasattr(fs.client, "close"):  # webdav4's httpx client
+        await asyncio.to_thread(fs.client.close)
+    elif hasattr(fs, "ftp"):
+        await asyncio.to_thread(fs.ftp.close)
+
+
+def _protocol(fs: Any) -> str:
+    protocol = fs.protocol
+    return str(protocol[0] if isinstance(protocol, (tuple, list)) else protocol)
+
+
+def _identity(fs: Any, root: str) -> str:
+    """A credential-free URL naming the filesystem's server and the root: the store identity."""
+    options = getattr(fs, "storage_options", {}) or {}
+    host = options.get("host") or ""
+    if "base_url" in options:
+        host = str(options["base_url"]).split("://", 1)[-1].rstrip("/")
+    if endpoint := options.get("endpoint_url") or (options.get("client_kwargs") or {}).get("endpoint_url"):
+        host = str(endpoint).split("://", 1)[-1].rstrip("/")
+    port = options.get("port")
+    user = options.get("username") or options.get("user")
+    where = f"{user + '@' if user else ''}{host}{':' + str(port) if port else ''}"
+    return redact(f"{_protocol(fs)}://{where}/{root.lstrip('/')}").rstrip("/")
+
+
+def _url_of(location: Location) -> str:
+    """The identity of a URL-opened store: scheme, user, host, port and path; no password, no options."""
+
+    parts = urllib.parse.urlsplit(location.address)
+    netloc = (f"{parts.username + '@' if parts.username else ''}{parts.hostname or ''}"
+              f"{':' + str(parts.port) if parts.port else ''}")
+    return redact(f"{parts.scheme}://{netloc}{parts.path}").rstrip("/")
+
+
+def _typed(options: Mapping[str, str]) -> Iterator[tuple[str, Any]]:
+    """URL query values for an unknown filesystem's constructor: whole numbers and true/false typed."""
+    for name, value in options.items():
+        if value.lower() in ("true", "false"):
+            yield name, value.lower() == "true"
+        elif value.isdigit():
+            yield name, int(value)
+        else:
+            yield name, value
+
+
+def _webdav(location: Location, storage: dict[str, Any]) -> tuple[str, dict[str, Any]]:
+
+    parts = urllib.parse.urlsplit(location.address)
+    base = f"{_WEBDAV[location.scheme]}://{parts.hostname}{':' + str(parts.port) if parts.port else ''}"
+    user = storage.pop("username", None) or storage.pop("user", None) or (
+        urllib.parse.unquote(parts.username) if parts.username else None)
+    password = storage.pop("password", None) or (urllib.parse.unquote(parts.password) if parts.password else None)
+    if user is not None and "auth" not in storage:
+        storage["auth"] = (user, password or "")
+    storage.setdefault("base_url", base)
+    return f"webdav://{urllib.parse.unquote(parts.path)}", storage
+
+
+_INTEGRITY = {"s3": frozenset({"md5"}), "s3a": frozenset({"md5"}), "gs": frozenset({"md5", "crc32c"}),
+              "gcs": frozenset({"md5", "crc32c"})}
+"""Checksums `info` reports: s3fs a single-part ETag (the MD5), gcsfs md5Hash and crc32c."""
+
+
+def _etag(info: Mapping[str, Any]) -> str | None:
+    value = info.get("ETag") or info.get("etag")
+    return str(value) if value else None
+
+
+def _checksums(info: Mapping[str, Any]) -> dict[str, str]:
+    out: dict[str, str] = {}
+    etag = (_etag(info) or "").strip('"')
+    if len(etag) == 32 and "-" not in etag and "ETag" in info:  # s3fs: a single-part ETag is the MD5
+        out["md5"] = etag.lower()
+    for name, field in (("md5", "md5Hash"), ("crc32c", "crc32c")):  # gcsfs: base64
+        if info.get(field):
+            out[name] = base64.b64decode(info[field]).hex()
+    return out
+
+
+def _mtime(info: Mapping[str, Any]) -> float | None:
+    """Seconds since the epoch, from whichever field an implementation reports it in."""
+    for field in ("mtime", "LastModified", "modified", "last_modified", "updated", "modify", "created"):
+        value = info.get(field)
+        if isinstance(value, datetime):
+            return value.timestamp()
+        if isinstance(value, (int, float)):
+            return float(value)
+        if isinstance(value, str) and value[:14].isdigit() and len(value) >= 14:  # FTP MLSD: YYYYMMDDHHMMSS, UTC
+            return datetime.strptime(value[:14], "%Y%m%d%H%M%S").replace(tzinfo=UTC).timestamp()
+        if isinstance(value, str):
+            with contextlib.suppress(ValueError):
+                return datetime.fromisoformat(value.replace("Z", "+00:00")).timestamp()
+    return None
+
+
+@contextlib.contextmanager
+def _normalized() -> Iterator[None]:
+    """ftplib answers "no such file" and "file exists" alike, with its 550 error: tell them apart,
+    as the builtins every other implementation raises."""
+    try:
+        yield
+    except Exception as e:
+        if type(e).__module__ == "ftplib" and str(e).startswith("550"):
+            text = str(e).lower()
+            if "exists" in text:
+                raise FileExistsError(errno.EEXIST, str(e)) from e
+            if "no such" in text or "not found" in text:
+                raise FileNotFoundError(errno.ENOENT, str(e)) from e
+        raise
+
+
+_S3_CREDENTIAL_CODES = {"InvalidAccessKeyId", "SignatureDoesNotMatch", "ExpiredToken", "InvalidToken"}
+_SSH_CONNECTION_ERRORS = {"PermissionDenied", "HostKeyNotVerifiable", "ConnectionLost", "DisconnectError"}
+_UNREACHABLE_ERRNOS = {errno.ECONNREFUSED, errno.EHOSTUNREACH, errno.ENETUNREACH, errno.ETIMEDOUT,
+                       errno.ECONNRESET, errno.EPIPE}
+
+
+@contextlib.contextmanager
+def _translated(url: str, key: str) -> Iterator[None]:
+    """Map what fsspec implementations raise (builtins, asyncssh, httpx, ftplib) to fscas errors."""
+    try:
+        yield
+    except StoreError:
+        raise
+    except Exception as e:
+        raise _ours(url, key, e) from e
+
+
+def _ours(url: str, key: str, e: Exception) -> StoreError | ConfigError:
+    cause: BaseException | None = e
+    while cause is not None:  # sshfs and s3fs re-raise the SDK's error as a builtin: look at the cause
+        if type(cause).__name__ in _SSH_CONNECTION_ERRORS and isinstance(cause, Exception):
+            return _sdk_error(url, key, cause)
+        response = getattr(cause, "response", None)  # botocore's ClientError
+        code = response.get("Error", {}).get("Code") if isinstance(response, dict) else None
+        if code in _S3_CREDENTIAL_CODES:
+            return CredentialsRefused(f"{url}: credentials refused ({code})")
+        cause = cause.__cause__
+    if isinstance(e, FileNotFoundError):
+        return ObjectNotFound(f"{url}: {key}: not found")
+    if isinstance(e, FileExistsError):
+        return ObjectExists(f"{url}: {key}: already exists")
+    if isinstance(e, PermissionError):
+        return AccessDenied(f"{url}: {key}: permission denied")
+    if isinstance(e, (ConnectionError, TimeoutError)):
+        return Unreachable(f"{url}: {key}: endpoint unreachable ({type(e).__name__})")
+    return _sdk_error(url, key, e)
+
+
+def _sdk_error(url: str, key: str, e: Exception) -> StoreError | ConfigError:
+    name, module = type(e).__name__, type(e).__module__.split(".")[0]
+    text = redact(str(e)).splitlines()[0] if str(e) else name
+    if module == "asyncssh":
+        if name in ("PermissionDenied", "HostKeyNotVerifiable"):
+            cls = CredentialsRefused if name == "PermissionDenied" else AccessDenied
+            return cls(f"{url}: {'credentials refused' if name == 'PermissionDenied' else 'host key not trusted'}"
+                       f" ({text})")
+        if name in ("ConnectionLost", "DisconnectError"):
+            return Unreachable(f"{url}: {key}: connection lost ({text})")
+    if module == "httpx" and name in ("ConnectError", "ConnectTimeout", "ReadTimeout", "RemoteProtocolError"):
+        return Unreachable(f"{url}: {key}: endpoint unreachable ({name})")
+    if module == "botocore" and name in ("EndpointConnectionError", "ConnectTimeoutError", "ConnectionClosedError",
+                                          "ReadTimeoutError"):
+        return Unreachable(f"{url}: {key}: endpoint unreachable ({name})")
+    status = getattr(getattr(e, "response", None), "status_code", None)
+    if status == 401:
+        return CredentialsRefused(f"{url}: credentials refused (401)")
+    if status == 403:
+        return AccessDenied(f"{url}: {key}: access denied (403)")
+    if module == "ftplib" or name.startswith("error_"):
+        code = text[:3]
+        if code == "530":
+            return CredentialsRefused(f"{url}: credentials refused ({text})")
+        if code == "550":
+            return ObjectNotFound(f"{url}: {key}: not found ({text})")
+    if isinstance(e, OSError) and e.errno in _UNREACHABLE_ERRNOS:
+        return Unreachable(f"{url}: {key}: endpoint unreachable ({e.strerror or name})")
+    if isinstance(e, (ValueError, TypeError)) and key == "":
+        return ConfigError(f"{url}: cannot open this filesystem: {text}")
+    if isinstance(e, NotImplementedError):
+        return StoreError(f"{url}: {key}: the filesystem does not support this ({text})")
+    return StoreError(f"{url}: {key}: {name}: {text}")

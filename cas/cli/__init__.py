@@ -1,0 +1,94 @@
+"""The `fscas` command line: a thin shell over the library.
+
+Output goes to stdout, progress and warnings to stderr; `--json` prints only JSON.
+Exit codes: 0 ok, 1 failed, 2 usage or input error. Every error is one line on stderr, with no
+credential in it; `--debug` (or FSCAS_DEBUG=1) adds the traceback, redacted the same way.
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import os
+import sys
+import traceback
+from collections.abc import Sequence
+
+from fscas import __version__
+from fscas.cli.conformance import add_conformance_commands
+from fscas.cli.manifest import add_manifest_commands
+from fscas.cli.output import set_secrets
+from fscas.cli.outputs import add_outputs_commands
+from fscas.cli.publish import add_publish_commands
+from fscas.cli.store import add_store_commands, store_arg
+from fscas.errors import ConfigError, FscasError, ManifestError, UnsafePathError, redact, secrets_in
+
+__all__ = ["build_parser", "main"]
+
+_INPUT_ERRORS = (ConfigError, ManifestError, UnsafePathError)
+_SECRET_ENV = ("SECRET", "TOKEN", "PASSWORD", "PASSWD", "ACCOUNT_KEY", "STORAGE_KEY", "CONNECTION_STRING", "SAS")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """The full argument parser (subcommands register themselves)."""
+    parser = argparse.ArgumentParser(prog="fscas", description=__doc__.splitlines()[0])
+    parser.add_argument("--version", action="version", version=f"fscas {__version__}")
+    parser.add_argument("--debug", action="store_true",
+                        help="on an error, also print the traceback (credentials still masked); env FSCAS_DEBUG=1")
+    groups = parser.add_subparsers(dest="group", metavar="COMMAND", required=True)
+    add_store_commands(groups, add_manifest_commands(groups))
+    add_outputs_commands(groups, store_arg)
+    add_publish_commands(groups)
+    add_conformance_commands(groups)
+    return parser
+
+
+def known_secrets(argv: Sequence[str], environ: dict[str, str] | os._Environ[str]) -> set[str]:
+    """Credential values the command line and the environment carry: masked in anything printed."""
+    found: set[str] = set()
+    for text in (*argv, environ.get("FSCAS_STORE", "")):
+        if "://" in text or ",opt=" in text or "connection_string=" in text.lower():  # URLs, not file names
+            found |= secrets_in(text)
+    for name, value in environ.items():
+        if any(word in name.upper() for word in _SECRET_ENV) and len(value) >= 4:
+            found.add(value)
+            found |= secrets_in(value)  # a connection string's AccountKey on its own
+    return found
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Run the CLI; return the exit code."""
+    args_in = list(sys.argv[1:] if argv is None else argv)
+    if "--debug" in args_in[1:]:  # accepted after the subcommand too
+        args_in.remove("--debug")
+        args_in.insert(0, "--debug")
+    secrets = known_secrets(args_in, os.environ)
+    set_secrets(secrets)
+    args = build_parser().parse_args(args_in)
+    debug = args.debug or os.environ.get("FSCAS_DEBUG", "") not in ("", "0")
+    # gcsfs logs every retry of an unreachable endpoint with a traceback; our error says it once.
+    logging.getLogger("gcsfs").setLevel(logging.CRITICAL)
+    logging.getLogger("azure").setLevel(logging.ERROR)  # the credential chain warns at length; our error says it
+    try:
+        return int(args.handler(args))
+    except KeyboardInterrupt:
+        print("fscas: interrupted", file=sys.stderr)
+        return 130
+    except BrokenPipeError:  # `fscas ... | head`: the reader went away, nothing is wrong
+        sys.stderr.close()
+        return 1
+    except Exception as e:
+        if debug:
+            sys.stderr.write(redact(traceback.format_exc(), secrets))
+        if isinstance(e, FscasError):
+            print(f"fscas: error: {redact(str(e), secrets)}", file=sys.stderr)
+            return 2 if isinstance(e, _INPUT_ERRORS) else 1
+        message = redact(f"{type(e).__name__}: {e}", secrets).splitlines()[0] if str(e) else type(e).__name__
+        hint = "" if debug else " — rerun with --debug for the traceback"
+        print(f"fscas: internal error: {message}{hint}", file=sys.stderr)
+        return 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())
+

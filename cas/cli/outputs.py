@@ -1,0 +1,127 @@
+"""`fscas outputs list|download`: a Deadline job's task outputs, the way `deadline job download-output` fetches them."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from typing import Any
+
+from fscas.cli.output import emit_json
+
+__all__ = ["add_location_options", "add_outputs_commands", "locations_from"]
+
+
+def add_location_options(p: argparse.ArgumentParser, *, typed: bool) -> None:
+    """`--file-system-location NAME=PATH[:LOCAL|:SHARED]` (repeatable) and `--file-system-locations FILE`."""
+    kinds = "[:LOCAL|:SHARED]" if typed else ""
+    p.add_argument("--file-system-location", action="append", default=[], metavar=f"NAME=PATH{kinds}",
+                   help="a storage-profile file-system location on this machine (repeatable)")
+    p.add_argument("--file-system-locations", default=None, metavar="FILE",
+                   help="the locations of a storage profile, as JSON ({\"fileSystemLocations\": [...]})")
+
+
+def locations_from(args: argparse.Namespace) -> list[Any]:
+    """The `FileSystemLocation`s the location options name."""
+    from fscas.pathmapping import FileSystemLocation
+
+    found = list(FileSystemLocation.load(args.file_system_locations)) if args.file_system_locations else []
+    return found + [FileSystemLocation.parse(text) for text in args.file_system_location]
+
+
+def _ids(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--farm-id", required=True, help="the farm of the job")
+    p.add_argument("--queue-id", required=True, help="the queue of the job")
+    p.add_argument("--job-id", required=True, help="the job")
+    p.add_argument("--step-id", default=None, help="only this step's outputs")
+    p.add_argument("--task-id", default=None, help="only this task's outputs (with --step-id)")
+    p.add_argument("--keep-earlier-roots", action="store_true",
+                   help="per task, keep the latest run of each asset root (Deadline keeps only the latest run, "
+                        "dropping roots it did not write)")
+
+
+def add_outputs_commands(groups: Any, store_arg: Any) -> None:
+    """Register `fscas outputs list` and `fscas outputs download`."""
+    group = groups.add_parser("outputs", help="list or download a Deadline job's task outputs")
+    sub = group.add_subparsers(dest="command", metavar="COMMAND", required=True)
+    p = sub.add_parser("list", help="every output manifest of a job, step or task, and which ones are selected")
+    _ids(p)
+    store_arg(p)
+    p.set_defaults(handler=_list)
+
+    p = sub.add_parser("download", help="download the selected outputs into local folders, verified")
+    _ids(p)
+    p.add_argument("--path-mapping-rules", default=None, metavar="FILE",
+                   help="Deadline's path-mapping rules JSON (pathmapping-1.0), applied to each file's path")
+    p.add_argument("--root", action="append", default=[], metavar="ORIGINAL=LOCAL",
+                   help="download the asset root ORIGINAL into LOCAL (repeatable; wins over every other mapping)")
+    add_location_options(p, typed=False)
+    p.add_argument("--ignore-storage-profiles", action="store_true",
+                   help="do not map roots by their file-system location name")
+    p.add_argument("--original-roots", action="store_true",
+                   help="write roots nothing else maps to the paths they were recorded at (same OS only)")
+    p.add_argument("--since", default=None, metavar="STATE_FILE",
+                   help="incremental: download only what the state file does not record yet, then update it")
+    p.add_argument("--conflict", choices=["skip", "overwrite", "create-copy"], default="skip",
+                   help="what to do with a local file that is already there (default: skip)")
+    store_arg(p)
+    p.set_defaults(handler=_download)
+
+
+def _scope(args: argparse.Namespace) -> dict[str, Any]:
+    return {"step_id": args.step_id, "task_id": args.task_id}
+
+
+def _list(args: argparse.Namespace) -> int:
+    from fscas.cli.store import open_store_of
+    from fscas.manifests import select_outputs
+
+    with open_store_of(args) as store:
+        outputs = store.output_manifests(args.farm_id, args.queue_id, args.job_id, **_scope(args))
+    selected = {o.key for o in select_outputs(outputs, keep_earlier_roots=args.keep_earlier_roots)}
+    rows = [_row(o, o.key in selected) for o in sorted(outputs, key=lambda o: o.key)]
+    if args.json:
+        emit_json({"outputs": rows})
+        return 0
+    for r in rows:
+        print(f"{'*' if r['selected'] else ' '} {r['step']}/{r['task'] or '-'} {r['session_action']} {r['time']}  "
+              f"{r['asset_root']}  {r['files']} files, {r['bytes']} bytes")
+    print(f"{len(rows)} output manifests, {len(selected)} selected (*)", file=sys.stderr)
+    return 0
+
+
+def _row(o: Any, selected: bool) -> dict[str, Any]:
+    parts = o.key.split("/")  # Manifests/farm/queue/job/step[/task]/<ISO>_<sessionAction>/<hash>_output
+    when, _, action = parts[-2].partition("_")
+    task = parts[5] if len(parts) == 8 else None
+    return {"key": o.key, "step": parts[4], "task": task, "session_action": action, "time": when,
+            "last_modified": o.last_modified.isoformat(), "asset_root": o.asset_root,
+            "file_system_location_name": o.file_system_location_name, "files": len(o.manifest.paths),
+            "bytes": o.manifest.total_size, "selected": selected}
+
+
+def _download(args: argparse.Namespace) -> int:
+    from fscas.cli.store import open_store_of, transfer
+    from fscas.errors import ConfigError
+    from fscas.pathmapping import PathMappingRules
+
+    roots = {}
+    for item in args.root:
+        original, sep, local = item.rpartition("=")
+        if not sep or not original or not local:
+            raise ConfigError(f"--root {item!r}: expected ORIGINAL=LOCAL")
+        roots[original] = local
+    rules = PathMappingRules.load(args.path_mapping_rules) if args.path_mapping_rules else None
+    locations = {} if args.ignore_storage_profiles else {loc.name: loc.path for loc in locations_from(args)}
+    with open_store_of(args) as store:
+        summary = transfer(args, "downloading", lambda bar: store.download_outputs(
+            args.farm_id, args.queue_id, args.job_id, **_scope(args), dest_for_root=roots or None,
+            path_mapping=rules, file_system_locations=locations or None, original_roots=args.original_roots,
+            keep_earlier_roots=args.keep_earlier_roots, since=args.since, conflict=args.conflict, callback=bar))
+    if args.json:
+        emit_json(summary.as_dict())
+        return 0
+    for root, dests in summary.destinations.items():
+        print(f"{root} -> {', '.join(dests)}")
+    print(f"{summary.manifests} manifests ({summary.unchanged} unchanged since the last run): {summary.files} files, "
+          f"{summary.bytes} bytes; {summary.skipped_files} skipped; {summary.seconds:.2f} s", file=sys.stderr)
+    return 0

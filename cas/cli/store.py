@@ -1,0 +1,356 @@
+"""`fscas push|pull|gc`, `fscas attachment upload|download`, `fscas manifest upload|download`."""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import os
+import sys
+from collections.abc import Callable, Iterator
+from typing import TYPE_CHECKING, Any, TypeVar
+
+from fscas.cli.args import existing_folder, non_negative_float, positive_int, size
+from fscas.cli.output import emit_json, progress_bar, warn
+from fscas.cli.outputs import add_location_options, locations_from
+from fscas.files import atomic_write_bytes
+from fscas.keys import MANIFESTS
+from fscas.manifests import Manifest, encode, manifest_hash, snapshot
+from fscas.summary import TransferSummary
+
+if TYPE_CHECKING:
+    from fsspec.callbacks import Callback
+
+    from fscas.blocking import Store
+
+__all__ = ["add_scale_options", "add_store_commands", "default_store_url", "open_store_of", "scaled", "store_arg",
+           "transfer"]
+
+T = TypeVar("T")
+
+
+def default_store_url() -> str:
+    """`$FSCAS_STORE`, else a local folder store under `$XDG_DATA_HOME/fscas/store`."""
+    if url := os.environ.get("FSCAS_STORE"):
+        return url
+    base = os.environ.get("XDG_DATA_HOME") or os.path.join(os.path.expanduser("~"), ".local", "share")
+    return os.path.join(base, "fscas", "store")
+
+
+def add_scale_options(p: argparse.ArgumentParser) -> None:
+    """`--scheduler ADDRESS` or `--processes N`: spread the work (`fscas.distributed`)."""
+    group = p.add_mutually_exclusive_group()
+    group.add_argument("--scheduler", default=None, metavar="ADDRESS",
+                       help="spread the work over the Dask cluster of this scheduler (tcp://host:8786)")
+    group.add_argument("--processes", type=positive_int, default=None, metavar="N",
+                       help="spread the work over N local processes")
+
+
+@contextlib.contextmanager
+def scaled(args: argparse.Namespace) -> Iterator[dict[str, Any] | None]:
+    """The `client=` or `executor=` the scale options ask for, or None for this process alone."""
+    if getattr(args, "scheduler", None):
+        try:
+            from distributed import Client
+        except ImportError as e:
+            from fscas.errors import ConfigError
+
+            raise ConfigError("--scheduler needs dask.distributed: pip install 'dask[distributed]' (in a checkout "
+                              "of fscas: pip install -e '.[dask]')") from e
+        with Client(args.scheduler, timeout=30) as client:  # type: ignore[no-untyped-call]
+            yield {"client": client}
+    elif getattr(args, "processes", None):
+        from fscas.distributed import process_pool
+
+        with process_pool(args.processes) as pool:
+            yield {"executor": pool}
+    else:
+        yield None
+
+
+def store_arg(p: argparse.ArgumentParser) -> None:
+    """`--store URL` and `--json`."""
+    p.add_argument("--store", default=None, metavar="URL",
+                   help="s3://bucket/prefix?endpoint_url=..., gs://..., az://..., a folder "
+                        "(default: $FSCAS_STORE or a local folder store)")
+    p.add_argument("--json", action="store_true", help="print only a JSON summary on stdout")
+
+
+def add_store_commands(groups: Any, manifest_group: Any) -> None:
+    """Register the store commands; `manifest upload|download` join the `manifest` group."""
+    p = groups.add_parser("push", help="snapshot a folder, upload what is missing, write its input manifest")
+    p.add_argument("root", type=existing_folder, help="the folder to snapshot and push")
+    p.add_argument("--farm-id", default="farm-local")
+    p.add_argument("--queue-id", default="queue-local")
+    p.add_argument("-o", "--output", help="also write the manifest file here")
+    add_location_options(p, typed=True)
+    add_scale_options(p)
+    store_arg(p)
+    p.set_defaults(handler=_push)
+
+    p = groups.add_parser("pull", help="materialise a manifest (a store key or a local file) into a folder")
+    p.add_argument("manifest", help="a key under the store (Manifests/...) or a local manifest file")
+    p.add_argument("dest")
+    p.add_argument("--conflict", choices=["skip", "overwrite", "create-copy"], default="skip")
+    add_scale_options(p)
+    store_arg(p)
+    p.set_defaults(handler=_pull)
+
+    p = groups.add_parser("gc", help="list (and with --delete remove) Data objects no manifest references")
+    p.add_argument("--delete", action="store_true")
+    p.add_argument("--grace", type=non_negative_float, default=86400.0, metavar="SECONDS",
+                   help="keep objects younger than this (uploads write data before manifests)")
+    store_arg(p)
+    p.set_defaults(handler=_gc)
+
+    p = groups.add_parser("verify", help="read back and hash every object manifests reference; report what is wrong")
+    p.add_argument("manifests", nargs="*", metavar="MANIFEST",
+                   help="local manifest files (default: every Data object in the store)")
+    store_arg(p)
+    p.set_defaults(handler=_verify)
+
+    group = groups.add_parser("attachment", help="upload or download the files of a manifest")
+    sub = group.add_subparsers(dest="command", metavar="COMMAND", required=True)
+    p = sub.add_parser("upload", help="upload a manifest's files that the store lacks")
+    p.add_argument("-m", "--manifest", required=True)
+    p.add_argument("-r", "--root", required=True, type=existing_folder)
+    p.add_argument("--force-check", action="store_true", help="ignore the existence cache; ask the server")
+    add_location_options(p, typed=True)
+    store_arg(p)
+    p.set_defaults(handler=_attachment_upload)
+    p = sub.add_parser("download", help="download a manifest's files into a folder, verified")
+    p.add_argument("-m", "--manifest", required=True)
+    p.add_argument("-d", "--dest", required=True)
+    p.add_argument("--conflict", choices=["skip", "overwrite", "create-copy"], default="skip")
+    store_arg(p)
+    p.set_defaults(handler=_attachment_download)
+
+    p = groups.add_parser("mount", help="serve a stored snapshot read-only through FUSE, fetching files on first read")
+    p.add_argument("store", metavar="STORE", help="the store: a URL (s3://..., sftp://...) or a folder")
+    p.add_argument("manifest", metavar="MANIFEST", help="a manifest key in the store, or a local manifest file")
+    p.add_argument("mountpoint", metavar="MOUNTPOINT", help="an empty folder to mount it on")
+    p.add_argument("--cache-dir", default=None, metavar="DIR",
+                   help="where verified objects are kept (default: $XDG_CACHE_HOME/fscas/objects)")
+    p.add_argument("--cache-size", type=size, default=10 * 2**30, metavar="SIZE",
+                   help="budget of the object cache, least recently used first out (default 10GiB)")
+    p.set_defaults(handler=_mount)
+
+    p = manifest_group.add_parser("upload", help="put a manifest file at Manifests/[PREFIX/]NAME")
+    p.add_argument("file")
+    p.add_argument("--prefix", default="", help="folder under Manifests/")
+    store_arg(p)
+    p.set_defaults(handler=_manifest_upload)
+    p = manifest_group.add_parser("download", help="get a manifest object into a file")
+    p.add_argument("key")
+    p.add_argument("-o", "--output", required=True)
+    store_arg(p)
+    p.set_defaults(handler=_manifest_download)
+
+
+def open_store_of(args: argparse.Namespace) -> Store:
+    """The store `--store` names (or the default local folder store)."""
+    from fscas.blocking import open_store  # lazily: the store imports fsspec
+
+    return open_store(args.store or default_store_url())
+
+
+def transfer(args: argparse.Namespace, what: str, run: Callable[[Callback | None], T]) -> T:
+    """Run a transfer with a progress bar on a terminal (none with --json)."""
+    bar = None if args.json else progress_bar(what)
+    with bar if bar is not None else contextlib.nullcontext():
+        return run(bar)
+
+
+def _report(args: argparse.Namespace, summary: TransferSummary, **extra: Any) -> None:
+    if args.json:
+        emit_json({**extra, **summary.as_dict()})
+        return
+    for name, value in extra.items():
+        print(f"{name}: {value}")
+    print(f"{summary.files} files, {summary.bytes} bytes transferred; {summary.skipped_files} skipped; "
+          f"{summary.seconds:.2f} s ({summary.rate / 2**20:.1f} MiB/s)", file=sys.stderr)
+
+
+def _push(args: argparse.Namespace) -> int:
+    from fscas.pathmapping import innermost
+
+    def on_skip(rel: str, why: str) -> None:
+        if not args.json:
+            warn(f"skipped {rel}: {why}")
+
+    locations = locations_from(args)
+    home = innermost(locations, os.path.abspath(args.root))
+    metadata = {"file-system-location-name": home.name} if home is not None and home.type == "LOCAL" else None
+    with scaled(args) as spread:
+        if spread is not None:
+            return _push_spread(args, spread)
+        with open_store_of(args) as store:  # a bad --store is reported before any hashing
+            m, shared = _without_shared(snapshot(args.root, on_skip=on_skip), args.root, locations, quiet=args.json)
+            if not m.paths:
+                from fscas.errors import SnapshotError
+
+                raise SnapshotError(f"{args.root}: no files to push" + (" (all under SHARED locations)" if shared
+                                                                         else ""))
+            if args.output:
+                atomic_write_bytes(args.output, encode(m), durable=False)
+            key, digest, summary = transfer(args, "uploading", lambda bar: store.push(
+                m, args.root, farm_id=args.farm_id, queue_id=args.queue_id, metadata=metadata, callback=bar))
+            _report(args, summary, store=store.url, key=key, hash=digest, total_files=len(m.paths),
+                    total_size=m.total_size, shared_skipped=shared)
+    return 0
+
+
+def _push_spread(args: argparse.Namespace, spread: dict[str, Any]) -> int:
+    from fscas import distributed
+    from fscas.errors import ConfigError
+
+    if args.file_system_location or args.file_system_locations:
+        raise ConfigError("--file-system-location is not supported with --scheduler or --processes yet")
+    url = args.store or default_store_url()
+    key, digest, summary = distributed.push(args.root, url, farm_id=args.farm_id, queue_id=args.queue_id, **spread)
+    with open_store_of(args) as store:
+        m = store.get_manifest(key)
+        if args.output:
+            atomic_write_bytes(args.output, encode(m), durable=False)
+        _report(args, summary, store=store.url, key=key, hash=digest, total_files=len(m.paths), total_size=m.total_size)
+    return 0
+
+
+def _without_shared(m: Manifest, root: str, locations: list[Any], *, quiet: bool) -> tuple[Manifest, list[str]]:
+    """`m` without the files under SHARED locations (on shared storage: Deadline does not upload them)."""
+    from fscas.pathmapping import innermost
+
+    shared = [loc for loc in locations if loc.type == "SHARED"]
+    if not shared:
+        return m, []
+    base = os.path.abspath(root)
+    kept: list[Any] = []
+    dropped: list[Any] = []
+    for p in m.paths:
+        loc = innermost(locations, os.path.join(base, *p.path.split("/")))
+        (dropped if loc is not None and loc.type == "SHARED" else kept).append(p)
+    if dropped and not quiet:
+        warn(f"{len(dropped)} files under SHARED file-system locations are not uploaded")
+    return Manifest.from_paths(kept), [p.path for p in dropped]
+
+
+def _pull(args: argparse.Namespace) -> int:
+    with scaled(args) as spread:
+        if spread is None:
+            return _download(args, from_store=not os.path.isfile(args.manifest))
+        from fscas import distributed
+        from fscas.cli.manifest import read_manifest
+
+        source: Any = read_manifest(args.manifest) if os.path.isfile(args.manifest) else args.manifest
+        url = args.store or default_store_url()
+        summary = distributed.pull(source, args.dest, url, conflict=args.conflict, **spread)
+        with open_store_of(args) as store:
+            _report(args, summary, store=store.url, dest=args.dest)
+    return 0
+
+
+def _attachment_upload(args: argparse.Namespace) -> int:
+    from fscas.cli.manifest import read_manifest
+
+    m, shared = _without_shared(read_manifest(args.manifest), args.root, locations_from(args), quiet=args.json)
+    with open_store_of(args) as store:
+        summary = transfer(args, "uploading", lambda bar: store.upload(
+            m, args.root, callback=bar, use_cache=not args.force_check))
+        _report(args, summary, store=store.url, shared_skipped=shared)
+    return 0
+
+
+def _attachment_download(args: argparse.Namespace) -> int:
+    return _download(args, from_store=False)
+
+
+def _download(args: argparse.Namespace, *, from_store: bool) -> int:
+    """Materialise `args.manifest` (a key in the store, or a local file) into `args.dest`."""
+    from fscas.cli.manifest import read_manifest
+
+    with open_store_of(args) as store:
+        m = store.get_manifest(args.manifest) if from_store else read_manifest(args.manifest)
+        summary = transfer(args, "downloading", lambda bar: store.download(
+            m, args.dest, conflict=args.conflict, callback=bar))
+        _report(args, summary, store=store.url, dest=args.dest)
+    return 0
+
+
+def _manifest_upload(args: argparse.Namespace) -> int:
+    from fscas.cli.manifest import read_manifest
+
+    m = read_manifest(args.file)
+    name = os.path.basename(args.file)
+    key = "/".join(x for x in (MANIFESTS, args.prefix.strip("/"), name) if x)
+    with open_store_of(args) as store:
+        digest = store.put_manifest(key, m, if_absent=False)
+    if args.json:
+        emit_json({"key": key, "hash": digest})
+    else:
+        print(f"{key} {digest}")
+    return 0
+
+
+def _manifest_download(args: argparse.Namespace) -> int:
+    from fscas.manifests import decode
+    from fscas.runner import run_sync
+
+    with open_store_of(args) as store:
+        data = run_sync(store.aio.backend.get(args.key))  # the stored bytes, not a re-encoding
+    m = decode(data)
+    atomic_write_bytes(args.output, data)
+    if args.json:
+        emit_json({"key": args.key, "output": args.output, "hash": manifest_hash(data), "files": len(m.paths)})
+    else:
+        print(f"{args.output}: {len(m.paths)} files, hash {manifest_hash(data)}")
+    return 0
+
+
+def _mount(args: argparse.Namespace) -> int:
+    from fscas.content import ContentCache
+    from fscas.fs import FscasFileSystem, mount
+
+    fs = FscasFileSystem(args.store, args.manifest, cache=ContentCache(args.cache_dir, max_bytes=args.cache_size),
+                         skip_instance_cache=True)
+    files = len(fs.manifest.paths)  # a bad store or manifest is reported before anything is mounted
+    print(f"fscas: {files} files of {fs.store.url} at {args.mountpoint}; unmount with "
+          f"`fusermount -u {args.mountpoint}` or Ctrl-C", file=sys.stderr, flush=True)
+    try:
+        mount(fs, args.mountpoint)
+    finally:
+        fs.store.close()
+    return 0
+
+
+def _gc(args: argparse.Namespace) -> int:
+    with open_store_of(args) as store:
+        report = store.gc(delete=args.delete, grace_seconds=args.grace)
+    if args.json:
+        emit_json({"store": store.url, "manifests": report.manifests, "referenced": report.referenced,
+                   "unreferenced": list(report.unreferenced), "unreferenced_bytes": report.unreferenced_bytes,
+                   "deleted": report.deleted})
+        return 0
+    for key in report.unreferenced:
+        print(key)
+    verb = "deleted" if report.deleted else "unreferenced (run with --delete to remove)"
+    print(f"{len(report.unreferenced)} objects, {report.unreferenced_bytes} bytes {verb}; "
+          f"{report.manifests} manifests reference {report.referenced} digests", file=sys.stderr)
+    return 0
+
+
+def _verify(args: argparse.Namespace) -> int:
+    from fscas.cli.manifest import read_manifest
+
+    manifests = [read_manifest(m) for m in args.manifests] or None
+    with open_store_of(args) as store:
+        report = store.verify(manifests)
+    if args.json:
+        emit_json({"store": store.url, "ok": report.ok, "checked": report.checked, "bytes": report.bytes,
+                   "missing": list(report.missing), "corrupt": list(report.corrupt)})
+    else:
+        for digest in report.missing:
+            print(f"missing: Data/{digest}.xxh128")
+        for line in report.corrupt:
+            print(f"corrupt: {line}")
+        print(f"{report.checked} objects, {report.bytes} bytes checked: "
+              f"{len(report.missing)} missing, {len(report.corrupt)} corrupt", file=sys.stderr)
+    return 0 if report.ok else 1

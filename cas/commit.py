@@ -1,0 +1,113 @@
+"""Writing a manifest: its data first, the manifest last, and never over data a concurrent gc removed.
+
+See `fscas.epoch` for the protocol and why it holds. A push that returns has a complete manifest in
+the store; if the repair after a racing gc fails, the manifest it wrote is removed again.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import random
+from collections.abc import Iterator
+from typing import TYPE_CHECKING
+
+from fscas import keys
+from fscas.epoch import Epoch, ensure_epoch, read_epoch, wait_for_end
+from fscas.errors import StoreError
+from fscas.manifests import Manifest
+from fscas.summary import TransferSummary
+
+if TYPE_CHECKING:
+    from fsspec.callbacks import Callback
+
+    from fscas.store import AsyncStore
+
+__all__ = ["commit"]
+
+_SAMPLE = 8  # cache-answered digests re-checked with HEAD before a manifest is written
+_ROUNDS = 3  # repairs before the manifest is written; after it, one more at most
+
+
+async def commit(store: AsyncStore, manifest: Manifest, root: str | os.PathLike[str], key: str, *,
+                 metadata: dict[str, str] | None = None, callback: Callback | None = None
+                 ) -> tuple[str, TransferSummary]:
+    """Upload the files of `manifest` the store lacks, then write the manifest at `key` (create-only).
+
+    Returns:
+        The manifest hash and the data transfer summary.
+    """
+    with _store_level_errors():
+        checked = await ensure_epoch(store.backend)
+    _sync_cache(store, checked)
+    summary = await _upload(store, manifest, root, callback)
+    for _ in range(_ROUNDS):  # before the manifest is visible: repair after gc runs that overlapped the upload
+        with _store_level_errors():
+            now = await read_epoch(store.backend)
+            if _unchanged(checked, now):
+                break
+            checked = await _repair(store, now, manifest, root)
+    digest = await store.put_manifest(key, manifest, metadata=metadata)
+    try:
+        with _store_level_errors():
+            if not _unchanged(checked, now := await read_epoch(store.backend)):
+                await _repair(store, now, manifest, root)  # final: later gc runs see the manifest
+    except BaseException:
+        with contextlib.suppress(StoreError):  # never leave a manifest whose data could not be restored
+            await store.backend.delete(key)
+        raise
+    return digest, summary
+
+
+def _unchanged(checked: Epoch, now: Epoch | None) -> bool:
+    """No gc deleted anything since `checked` was read, and none holds the epoch now."""
+    return now == checked and not now.running
+
+
+async def _repair(store: AsyncStore, now: Epoch | None, manifest: Manifest, root: str | os.PathLike[str]) -> Epoch:
+    """Wait for the gc holding `now` to end, then check every object on the server and upload what is gone.
+
+    Returns the epoch read before the check: an unchanged read later means no gc deleted since.
+    """
+    quiet = await wait_for_end(store.backend, now)
+    _sync_cache(store, quiet)
+    await store.upload(manifest, root, use_cache=False)
+    return quiet
+
+
+async def _upload(store: AsyncStore, manifest: Manifest, root: str | os.PathLike[str],
+                  callback: Callback | None) -> TransferSummary:
+    """Upload, then HEAD a random sample of what the existence cache answered for.
+
+    The cache may be stale for reasons no epoch records (a bucket lifecycle rule: Deadline issue
+    #634); if any sampled object is gone, the store's entries are dropped and every file is asked
+    about again.
+    """
+    summary = await store.upload(manifest, root, callback=callback)
+    if summary.skipped_files and store.existence_cache is not None:
+        digests = sorted({p.hash for p in manifest.paths})
+        sample = [keys.data_key(d) for d in random.sample(digests, min(_SAMPLE, len(digests)))]
+        if len(await store.present(sample)) < len(sample):
+            store.forget()
+            summary = await store.upload(manifest, root, callback=callback, use_cache=False)
+    return summary
+
+
+def _sync_cache(store: AsyncStore, epoch: Epoch) -> None:
+    """Drop the store's existence-cache entries recorded under another epoch id."""
+    cache = store.existence_cache
+    if cache is not None and not epoch.running and cache.epoch(store.url) != epoch.id:
+        store.forget()
+        cache.set_epoch(store.url, epoch.id)
+
+
+@contextlib.contextmanager
+def _store_level_errors() -> Iterator[None]:
+    """Errors about the epoch object are errors about the store: the internal key stays out of them."""
+    try:
+        yield
+    except StoreError as e:
+        message = str(e).replace(f": {keys.EPOCH}:", ":")
+        if message == str(e):
+            raise
+        raise type(e)(message) from e

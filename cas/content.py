@@ -1,0 +1,104 @@
+"""A local cache of whole, verified objects by digest: what `fscas://` reads, mounts and downloads share.
+
+An object enters only through `fetch_to_file` (size and xxh3-128 checked, temp file + rename), so
+a file in the cache is always its digest's content; reading a range of it is as safe as reading the
+whole. Files are `<folder>/<hash[:2]>/<hash>`, read-only; the least recently used ones go when the
+cache passes its budget. Several processes may share one folder.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+from fscas.manifests.hashcache import default_cache_dir
+from fscas.transfer import fetch_to_file
+
+if TYPE_CHECKING:
+    from fscas.backends import Backend
+
+__all__ = ["ContentCache"]
+
+DEFAULT_BUDGET = 10 * 2**30
+
+
+class ContentCache:
+    """Whole verified objects on local disk, at most `max_bytes` of them (least recently used go first).
+
+    Args:
+        path: the folder (default `$XDG_CACHE_HOME/fscas/objects`).
+        max_bytes: the budget; an object larger than the whole budget is still fetched, then the
+            others make room for it.
+    """
+
+    def __init__(self, path: str | os.PathLike[str] | None = None, *, max_bytes: int = DEFAULT_BUDGET) -> None:
+        self.path = Path(path) if path is not None else Path(default_cache_dir()) / "objects"
+        self.max_bytes = max_bytes
+
+    def __repr__(self) -> str:
+        return f"ContentCache({str(self.path)!r}, max_bytes={self.max_bytes})"
+
+    def path_of(self, digest: str) -> Path:
+        """Where the object with this digest lives in the cache (whether or not it is there)."""
+        return self.path / digest[:2] / digest
+
+    def get(self, digest: str, size: int) -> Path | None:
+        """The cached file of `digest`, or None; a use marks it recently used."""
+        path = self.path_of(digest)
+        try:
+            if path.stat().st_size != size:
+                return None
+            os.utime(path)  # the mtime is the last use: eviction goes by it
+        except FileNotFoundError:
+            return None
+        return path
+
+    async def fetch(self, backend: Backend, digest: str, size: int) -> Path:
+        """The cached file of `digest`, downloaded (verified) from `backend` first when absent.
+
+        Raises:
+            ObjectNotFound: the store has no such object.
+            IntegrityError: the stored bytes do not match the digest (nothing enters the cache).
+        """
+        if (hit := self.get(digest, size)) is not None:
+            return hit
+        target = self.path_of(digest)
+
+        def place() -> Path:
+            target.parent.mkdir(parents=True, exist_ok=True)
+            return target
+
+        await fetch_to_file(backend, digest, size, place, mtime_us=None, progress=lambda n: None)
+        os.chmod(target, 0o444)  # a cached object never changes
+        self.evict(keep=digest)
+        return target
+
+    def evict(self, *, keep: str | None = None) -> int:
+        """Remove the least recently used objects until the cache fits its budget; return bytes freed."""
+        entries = []
+        with contextlib.suppress(FileNotFoundError):
+            for folder in self.path.iterdir():
+                for f in folder.iterdir() if folder.is_dir() else ():
+                    with contextlib.suppress(FileNotFoundError):
+                        st = f.stat()
+                        entries.append((st.st_mtime, st.st_size, f))
+        total = sum(size for _, size, _ in entries)
+        freed = 0
+        for _, size, f in sorted(entries, key=lambda e: e[0]):
+            if total - freed <= self.max_bytes:
+                break
+            if f.name != keep and not f.name.startswith("."):  # temp files of a fetch in flight stay
+                with contextlib.suppress(FileNotFoundError):
+                    f.unlink()
+                    freed += size
+        return freed
+
+    def clear(self) -> None:
+        """Remove every cached object."""
+        for folder in list(self.path.glob("??")):
+            for f in folder.iterdir():
+                with contextlib.suppress(FileNotFoundError):
+                    f.unlink()
+

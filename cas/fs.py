@@ -1,0 +1,241 @@
+"""A stored snapshot as a read-only fsspec filesystem: protocol `fscas` (Deadline's virtual file system,
+without its binaries).
+
+    fs = fsspec.filesystem("fscas", store="s3://bucket/root?endpoint_url=...", manifest="Manifests/...")
+    fs.ls("renders"); fs.cat_file("renders/f1.exr", start=0, end=1024)
+    pandas.read_csv("fscas://tables/a.csv", storage_options={"store": ..., "manifest": ...})
+
+Every byte handed out is verified. A whole small object is checked against its xxh3-128 before it is
+returned; anything else is served from the local content cache (`fscas.content`), which an object
+enters only whole and verified (fetched with ranged GETs in parallel), so reading a range or seeking
+never returns a byte the hash did not cover. The first read of a large file therefore fetches all
+of it; later reads, and other processes sharing the cache, read from local disk. A corrupted object
+raises `IntegrityError`, never wrong bytes. Writes raise `NotSupported`: a snapshot does not change.
+"""
+
+from __future__ import annotations
+
+import io
+import os
+import threading
+from collections.abc import Iterable
+from pathlib import Path
+from typing import Any
+
+from fsspec.spec import AbstractFileSystem
+
+from fscas.blocking import Store, open_store
+from fscas.content import ContentCache
+from fscas.errors import ConfigError, NotSupported
+from fscas.manifests import Manifest, ManifestPath, decode
+from fscas.runner import run_sync
+
+__all__ = ["FscasFileSystem", "mount"]
+
+_FSSPEC_OPTIONS = ("skip_instance_cache", "use_listings_cache", "listings_expiry_time", "max_paths")
+WHOLE = 4 * 2**20
+"""Files up to this size are read whole (one GET, verified in memory); larger ones through the cache."""
+
+
+class FscasFileSystem(AbstractFileSystem):  # type: ignore[misc]  # fsspec ships no type information
+    """One manifest of a store, read-only, as an fsspec filesystem (protocol `fscas`).
+
+    Args:
+        store: a store URL or folder, an fsspec filesystem (with `root=`), or an open `fscas.Store`.
+        manifest: a manifest key in the store (`Manifests/...`), a local manifest file, or a `Manifest`.
+        root: the store's root on `store`, when `store` is an fsspec filesystem.
+        cache: the content cache (default: `$XDG_CACHE_HOME/fscas/objects`, 10 GiB).
+        **store_options: options of the store (`endpoint_url`, `key`, ...), as for `fscas.open_store`.
+    """
+
+    protocol = "fscas"
+    root_marker = ""
+
+    def __init__(self, store: Any = None, manifest: str | os.PathLike[str] | Manifest | None = None, *,
+                 root: str | None = None, cache: ContentCache | None = None, **store_options: Any) -> None:
+        fsspec_options = {k: store_options.pop(k) for k in _FSSPEC_OPTIONS if k in store_options}
+        for name in ("asynchronous", "loop"):  # fsspec's async options: this filesystem is sync (zarr wraps it)
+            store_options.pop(name, None)
+        super().__init__(**fsspec_options)
+        if store is None or manifest is None:
+            raise ConfigError("fscas:// needs store= (a store URL, folder, filesystem or Store) and manifest= "
+                              "(a key in the store, a local manifest file, or a Manifest)")
+        self.store = store if isinstance(store, Store) else open_store(store, root=root, **store_options)
+        self.cache = cache or ContentCache()
+        self._source = manifest
+        self._tree: tuple[Manifest, dict[str, ManifestPath], dict[str, set[str]]] | None = None
+        self._lock = threading.Lock()
+
+    @property
+    def manifest(self) -> Manifest:
+        """The snapshot's manifest (read on first use: making a filesystem does no I/O)."""
+        return self._index()[0]
+
+    def _index(self) -> tuple[Manifest, dict[str, ManifestPath], dict[str, set[str]]]:
+        with self._lock:
+            if self._tree is None:
+                manifest = _load(self.store, self._source)
+                children: dict[str, set[str]] = {"": set()}
+                for path in manifest.by_path():
+                    parts = path.split("/")
+                    for i in range(1, len(parts) + 1):
+                        children.setdefault("/".join(parts[: i - 1]), set()).add("/".join(parts[:i]))
+                self._tree = manifest, manifest.by_path(), children
+            return self._tree
+
+    @property
+    def _files(self) -> dict[str, ManifestPath]:
+        return self._index()[1]
+
+    @property
+    def _children(self) -> dict[str, set[str]]:
+        return self._index()[2]
+
+    @classmethod
+    def _strip_protocol(cls, path: Any) -> Any:
+        if isinstance(path, list):
+            return [cls._strip_protocol(p) for p in path]
+        path = str(path)
+        path = path.removeprefix("fscas://").removeprefix("fscas::")
+        return path.strip("/")
+
+    # -- reading the tree --------------------------------------------------------------------
+
+    def _entry(self, p: ManifestPath) -> dict[str, Any]:
+        return {"name": p.path, "size": p.size, "type": "file", "mtime": p.mtime / 1e6, "hash": p.hash,
+                "mode": 0o444, "uid": os.getuid(), "gid": os.getgid()}
+
+    def _folder(self, path: str) -> dict[str, Any]:
+        return {"name": path, "size": 0, "type": "directory", "mode": 0o555, "uid": os.getuid(), "gid": os.getgid()}
+
+    def info(self, path: str, **kwargs: Any) -> dict[str, Any]:
+        path = self._strip_protocol(path)
+        if path in self._files:
+            return self._entry(self._files[path])
+        if path in self._children:
+            return self._folder(path)
+        raise FileNotFoundError(path)
+
+    def ls(self, path: str, detail: bool = True, **kwargs: Any) -> list[Any]:
+        path = self._strip_protocol(path)
+        if path in self._files:
+            names: Iterable[str] = [path]
+        elif path in self._children:
+            names = sorted(self._children[path])
+        else:
+            raise FileNotFoundError(path)
+        return [self.info(n) for n in names] if detail else list(names)
+
+    # -- reading bytes -----------------------------------------------------------------------
+
+    def _file(self, path: str) -> ManifestPath:
+        path = self._strip_protocol(path)
+        if path not in self._files:
+            raise FileNotFoundError(path) if path not in self._children else IsADirectoryError(path)
+        return self._files[path]
+
+    def local_path(self, path: str) -> str:
+        """The verified local copy of `path` in the content cache, fetched whole first when absent."""
+        p = self._file(path)
+        return str(run_sync(self.cache.fetch(self.store.aio.backend, p.hash, p.size)))
+
+    def cat_file(self, path: str, start: int | None = None, end: int | None = None, **kwargs: Any) -> bytes:
+        p = self._file(path)
+        whole = (start or 0) == 0 and (end is None or end >= p.size)
+        if whole and p.size <= WHOLE and self.cache.get(p.hash, p.size) is None:
+            return self.store.get_bytes(p.hash)  # verified before it is returned
+        with open(self.local_path(path), "rb") as f:
+            first, last = _span(start, end, p.size)
+            f.seek(first)
+            return f.read(max(0, last - first))
+
+    def _open(self, path: str, mode: str = "rb", block_size: int | None = None, autocommit: bool = True,
+              cache_options: dict[str, Any] | None = None, **kwargs: Any) -> Any:
+        if "r" not in mode or "+" in mode:
+            raise NotSupported(f"fscas://{path}: read-only: a snapshot does not change; push a new one")
+        p = self._file(path)
+        if p.size <= WHOLE and self.cache.get(p.hash, p.size) is None:
+            return io.BytesIO(self.store.get_bytes(p.hash))
+        return open(self.local_path(path), "rb")  # the caller closes it
+
+    # -- everything that would change the snapshot -------------------------------------------
+
+    def _read_only(self, *args: Any, **kwargs: Any) -> Any:
+        raise NotSupported("fscas:// is read-only: a snapshot does not change; push a new one")
+
+    pipe_file = put_file = rm_file = rm = mkdir = makedirs = rmdir = mv = cp_file = touch = _read_only
+
+    def __repr__(self) -> str:
+        source = self._source if isinstance(self._source, (str, os.PathLike)) else "<Manifest>"
+        return f"FscasFileSystem({self.store.url!r}, {os.fspath(source)!r})"
+
+
+def _span(start: int | None, end: int | None, size: int) -> tuple[int, int]:
+    """fsspec's range convention (negative means from the end, None the edge) as absolute offsets."""
+    first = 0 if start is None else (start if start >= 0 else max(0, size + start))
+    last = size if end is None else (end if end >= 0 else max(0, size + end))
+    return min(first, size), min(last, size)
+
+
+def _load(store: Store, manifest: str | os.PathLike[str] | Manifest) -> Manifest:
+    if isinstance(manifest, Manifest):
+        return manifest
+    if os.path.isfile(manifest):
+        with open(manifest, "rb") as f:
+            return decode(f.read())
+    return store.get_manifest(os.fspath(manifest))
+
+
+
+
+def mount(fs: FscasFileSystem, mountpoint: str | os.PathLike[str], *, foreground: bool = True) -> None:
+    """Serve `fs` read-only at `mountpoint` through FUSE (fsspec's bridge, `fusepy`, libfuse 2).
+
+    Files are fetched (verified, into the content cache) on their first read. With `foreground`,
+    this returns once the mount is gone (`fusermount -u MOUNTPOINT`, Ctrl-C or SIGTERM).
+
+    Raises:
+        ConfigError: the mountpoint is not an empty folder, or FUSE is not installed.
+    """
+    target = Path(mountpoint)
+    if not target.is_dir() or any(target.iterdir()):
+        raise ConfigError(f"{target}: a mountpoint must be an empty folder")
+    try:
+        from fsspec.fuse import run
+    except (ImportError, OSError) as e:  # fusepy missing, or it found no libfuse
+        raise ConfigError(f"fscas mount needs fusepy and libfuse 2 ({e}): pip install fusepy (in a checkout of "
+                          "fscas: pip install -e '.[mount]'); Debian: apt-get install fuse3 libfuse2") from e
+    fs.manifest  # noqa: B018 - a bad manifest is an error before anything is mounted
+    run(fs, "", str(target), foreground=foreground, threads=True, ops_class=_read_only_operations())
+
+
+def _read_only_operations() -> type:
+    """fsspec's FUSE operations with every change answered EROFS (a snapshot does not change)."""
+    import errno
+
+    from fsspec.fuse import FUSEr
+    from fuse import FuseOSError
+
+    def refuse(*args: Any, **kwargs: Any) -> Any:
+        raise FuseOSError(errno.EROFS)
+
+    class ReadOnly(FUSEr):  # type: ignore[misc]  # fsspec ships no type information
+        create = write = mkdir = rmdir = unlink = truncate = rename = chmod = chown = symlink = link = refuse
+        _seek = threading.Lock()
+
+        def open(self, path: str, flags: int) -> int:
+            if flags & (os.O_WRONLY | os.O_RDWR | os.O_APPEND | os.O_CREAT | os.O_TRUNC):
+                raise FuseOSError(errno.EROFS)
+            return int(super().open(path, flags))
+
+        def read(self, path: str, size: int, offset: int, fh: int) -> bytes:
+            # FUSE threads read one handle at once; FUSEr's seek-then-read on a shared file races.
+            f = self.cache[fh]
+            try:
+                return os.pread(f.fileno(), size, offset)
+            except (OSError, io.UnsupportedOperation):  # an in-memory file (a small one, read whole)
+                with self._seek:
+                    f.seek(offset)
+                    return bytes(f.read(size))
+
+    return ReadOnly

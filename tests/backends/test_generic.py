@@ -1,0 +1,114 @@
+"""The generic fsspec backend: the whole conformance suite over real SFTP, WebDAV and FTP servers, over
+s3fs, memory and local filesystem instances, and `backend="fsspec"` on a native scheme."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import fsspec
+import pytest
+
+from fscas.conformance.plugin import unique_bucket
+from fscas.conformance.suite import Target
+from fscas.conformance.testing import BackendSuite
+
+
+def _folder(server: Any) -> tuple[Target, dict[str, Any]]:
+    bucket = unique_bucket()
+    server.create_bucket(bucket)
+    return server.store_url(bucket, "shared/prefix"), server.options()
+
+
+class TestSftp(BackendSuite):
+    @pytest.fixture
+    def store_target(self, sftp_server: Any) -> tuple[Target, dict[str, Any]]:
+        return _folder(sftp_server)
+
+
+class TestWebdav(BackendSuite):
+    @pytest.fixture
+    def store_target(self, webdav_server: Any) -> tuple[Target, dict[str, Any]]:
+        return _folder(webdav_server)
+
+
+class TestFtp(BackendSuite):
+    @pytest.fixture
+    def store_target(self, ftp_server: Any) -> tuple[Target, dict[str, Any]]:
+        return _folder(ftp_server)
+
+
+class TestS3fsInstance(BackendSuite):
+    """An s3fs instance the user configured, on moto: used as given, through the generic backend."""
+
+    @pytest.fixture
+    def store_target(self, moto_server: Any) -> tuple[Target, dict[str, Any]]:
+        import s3fs
+
+        bucket = unique_bucket()
+        moto_server.create_bucket(bucket)
+        fs = s3fs.S3FileSystem(key=moto_server.access_key, secret=moto_server.secret_key, skip_instance_cache=True,
+                               endpoint_url=moto_server.endpoint, client_kwargs={"region_name": "us-east-1"})
+        return (fs, f"{bucket}/root"), {}
+
+
+class TestMemoryInstance(BackendSuite):
+    @pytest.fixture
+    def store_target(self) -> tuple[Target, dict[str, Any]]:
+        return (fsspec.filesystem("memory"), f"/{unique_bucket()}"), {}
+
+
+class TestLocalInstance(BackendSuite):
+    @pytest.fixture
+    def store_target(self, tmp_path: Path) -> tuple[Target, dict[str, Any]]:
+        return (fsspec.filesystem("file"), str(tmp_path / "store")), {}
+
+
+class TestS3ForcedGeneric(BackendSuite):
+    """`backend="fsspec"` sends s3:// through the generic backend (s3fs made from the URL's options)."""
+
+    @pytest.fixture
+    def store_target(self, seaweedfs: Any) -> tuple[Target, dict[str, Any]]:
+        bucket = unique_bucket()
+        seaweedfs.create_bucket(bucket)
+        return seaweedfs.store_url(bucket, "p"), {"backend": "fsspec", **seaweedfs.options()}
+
+
+def _instance(kind: str, server: Any) -> Any:
+    if kind == "sftp":
+        import sshfs
+
+        return sshfs.SSHFileSystem("127.0.0.1", port=server.port, username=server.user, password=server.password,
+                                   known_hosts=str(server.known_hosts), skip_instance_cache=True)
+    if kind == "webdav":
+        from webdav4.fsspec import WebdavFileSystem
+
+        return WebdavFileSystem(base_url=server.endpoint, auth=(server.user, server.password), skip_instance_cache=True)
+    from fsspec.implementations.ftp import FTPFileSystem
+
+    return FTPFileSystem("127.0.0.1", port=server.port, username=server.user, password=server.password,
+                         skip_instance_cache=True)
+
+
+@pytest.mark.parametrize("kind", ["sftp", "webdav", "ftp"])
+def test_open_store_on_a_filesystem_the_user_made(kind: str, request: pytest.FixtureRequest, tmp_path: Path) -> None:
+    import fscas
+    from fscas.manifests import snapshot
+
+    server = request.getfixturevalue(f"{kind}_server")
+    bucket = unique_bucket()
+    server.create_bucket(bucket)
+    fs = _instance(kind, server)
+    src = tmp_path / "src"
+    (src / "sub").mkdir(parents=True)
+    (src / "a.txt").write_bytes(b"a" * 1000)
+    (src / "sub" / "b.bin").write_bytes(bytes(range(256)) * 100)
+    m = snapshot(src, hash_cache=False)
+    with fscas.open_store(fs, root=f"/{bucket}/store", existence_cache=False) as store:
+        assert "password" not in repr(store) and server.password not in store.url
+        key, _, summary = store.push(m, src, farm_id="f", queue_id="q")
+        assert summary.files == 2
+        store.download(store.get_manifest(key), tmp_path / "dst")
+    assert (tmp_path / "dst" / "sub" / "b.bin").read_bytes() == bytes(range(256)) * 100
+    assert fs.cat_file(f"/{bucket}/store/Data/{m.by_path()['a.txt'].hash}.xxh128") == b"a" * 1000
+    assert (server.root / bucket / "store" / key).is_file()  # on the server's disk, where it should be

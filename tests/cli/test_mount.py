@@ -1,0 +1,80 @@
+"""`fscas mount`: a snapshot under FUSE, for real (this machine has /dev/fuse): ls -R, cat, cmp, unmount."""
+
+from __future__ import annotations
+
+import filecmp
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+import fscas
+from fscas.manifests import snapshot
+
+REPO = Path(__file__).resolve().parents[2]
+
+
+def _wait_mounted(mountpoint: Path, proc: subprocess.Popen[str], seconds: float = 30) -> None:
+    deadline = time.monotonic() + seconds
+    while time.monotonic() < deadline:
+        if os.path.ismount(mountpoint):
+            return
+        if proc.poll() is not None:
+            pytest.fail(f"fscas mount exited with {proc.returncode}: {proc.stderr.read() if proc.stderr else ''}")
+        time.sleep(0.1)
+    proc.kill()
+    pytest.fail(f"FUSE did not mount within {seconds} s: {proc.stderr.read() if proc.stderr else ''}")
+
+
+def test_mount_lists_reads_and_refuses_writes(tmp_path: Path) -> None:
+    src = tmp_path / "src"
+    for rel, data in {"a.txt": b"alpha\n", "dir/b.bin": os.urandom(300_000), "dir/deep/big.bin": os.urandom(6 * 2**20),
+                      "scène/é.txt": b"accent\n", "empty": b""}.items():
+        (src / rel).parent.mkdir(parents=True, exist_ok=True)
+        (src / rel).write_bytes(data)
+    with fscas.open_store(str(tmp_path / "store")) as store:
+        key, _, _ = store.push(snapshot(src, hash_cache=False), src, farm_id="f", queue_id="q")
+    mnt = tmp_path / "mnt"
+    mnt.mkdir()
+    env = {**os.environ, "XDG_CACHE_HOME": str(tmp_path / "cache")}
+    proc = subprocess.Popen([sys.executable, "-m", "fscas", "mount", str(tmp_path / "store"), key, str(mnt)],
+                            env=env, stderr=subprocess.PIPE, text=True, cwd=REPO)
+    try:
+        _wait_mounted(mnt, proc)
+        listing = subprocess.run(["ls", "-R", str(mnt)], capture_output=True, text=True, check=True).stdout
+        assert "big.bin" in listing and "é.txt" in listing
+        cat = subprocess.run(["cat", str(mnt / "a.txt")], capture_output=True, check=True).stdout
+        assert cat == b"alpha\n"
+        cmp = filecmp.dircmp(src, mnt)
+        assert not cmp.left_only and not cmp.right_only and not cmp.diff_files
+        for rel in ("dir/b.bin", "dir/deep/big.bin", "scène/é.txt", "empty"):
+            assert subprocess.run(["cmp", str(src / rel), str(mnt / rel)]).returncode == 0, rel
+        # mtimes cross FUSE as float seconds: within Deadline's own +-1 us of the manifest's
+        assert abs(os.stat(mnt / "dir/b.bin").st_mtime_ns - os.stat(src / "dir/b.bin").st_mtime_ns) <= 1000
+        with pytest.raises(OSError) as refused:
+            (mnt / "new.txt").write_bytes(b"x")
+        assert refused.value.errno in (30, 13)  # EROFS (or EACCES from the 0444 mode)
+        with pytest.raises(OSError):
+            (mnt / "a.txt").unlink()
+    finally:
+        subprocess.run(["fusermount", "-u", str(mnt)], capture_output=True)
+        try:
+            proc.wait(30)
+        except subprocess.TimeoutExpired:
+            proc.send_signal(signal.SIGKILL)
+            proc.wait(10)
+    assert proc.returncode == 0, proc.stderr.read() if proc.stderr else ""
+    assert not os.path.ismount(mnt) and list(mnt.iterdir()) == []
+
+
+def test_mount_refuses_a_busy_mountpoint_and_a_bad_manifest(tmp_path: Path) -> None:
+    from cli_runner import run_fscas
+
+    (tmp_path / "busy").mkdir()
+    (tmp_path / "busy" / "x").write_text("x")
+    r = run_fscas("mount", str(tmp_path / "store"), "Manifests/nope", str(tmp_path / "busy"), home=tmp_path)
+    assert r.returncode in (1, 2) and "Traceback" not in r.stderr and r.stderr.startswith("fscas: error:"), r.stderr
