@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
+import weakref
 from typing import TYPE_CHECKING, Any, BinaryIO, Literal
 
 from fscas.existence import ExistenceCache
@@ -15,9 +17,15 @@ from fscas.verify import VerifyReport
 if TYPE_CHECKING:
     from fsspec.callbacks import Callback
 
+    from fscas.listing import ManifestKind, StoredManifest
     from fscas.outputs import OutputsSummary
 
 __all__ = ["Store", "open_store"]
+
+
+def _close_quietly(aio: AsyncStore) -> None:
+    with contextlib.suppress(Exception):  # at exit or in a collector: nobody to report to
+        run_sync(aio.aclose())
 
 
 class Store:
@@ -25,6 +33,9 @@ class Store:
 
     def __init__(self, aio: AsyncStore) -> None:
         self.aio = aio
+        # A store dropped or left open at exit still closes its SDK sessions (no "Unclosed client
+        # session" warnings from aiohttp); close() runs the same finaliser, once.
+        self._finalizer = weakref.finalize(self, _close_quietly, aio)
 
     @property
     def url(self) -> str:
@@ -41,8 +52,10 @@ class Store:
         self.close()
 
     def close(self) -> None:
-        """Close the backend's sessions and the caches."""
-        run_sync(self.aio.aclose())
+        """Close the backend's sessions and the caches (also done when the store is garbage-collected,
+        or at interpreter exit)."""
+        if self._finalizer.detach() is not None:
+            run_sync(self.aio.aclose())
 
     def has(self, digest: str) -> bool:
         """See `AsyncStore.has`."""
@@ -78,9 +91,14 @@ class Store:
         return run_sync(self.aio.upload(manifest, root, callback=callback, use_cache=use_cache))
 
     def download(self, manifest: Manifest, dest: str | os.PathLike[str], *, conflict: ConflictMode = "skip",
-                 callback: Callback | None = None) -> TransferSummary:
+                 checksum: bool = False, callback: Callback | None = None) -> TransferSummary:
         """See `AsyncStore.download`."""
-        return run_sync(self.aio.download(manifest, dest, conflict=conflict, callback=callback))
+        return run_sync(self.aio.download(manifest, dest, conflict=conflict, checksum=checksum, callback=callback))
+
+    def manifests(self, *, kind: ManifestKind | None = None, farm_id: str | None = None,
+                  queue_id: str | None = None) -> list[StoredManifest]:
+        """See `AsyncStore.manifests`."""
+        return run_sync(self.aio.manifests(kind=kind, farm_id=farm_id, queue_id=queue_id))
 
     def put_manifest(self, key: str, manifest: Manifest, *, metadata: dict[str, str] | None = None,
                      if_absent: bool = True) -> str:

@@ -23,11 +23,12 @@ from collections.abc import Callable, Sequence
 from concurrent.futures import Executor, ProcessPoolExecutor
 from itertools import groupby
 from pathlib import Path
-from typing import Any, Literal, TypeVar
+from typing import Any, TypeVar
 
 import attrs
 
 from fscas import keys
+from fscas.download import ConflictMode
 from fscas.errors import SnapshotError
 from fscas.manifests import GlobFilter, Manifest, ManifestPath, decode, encode, snapshot_files, walk
 from fscas.paths import check_folder_target, check_layout, safe_join
@@ -36,7 +37,6 @@ from fscas.summary import ShardRun, TransferSummary
 __all__ = ["plan_shards", "process_pool", "pull", "push", "snapshot"]
 
 T = TypeVar("T")
-ConflictMode = Literal["skip", "overwrite", "create-copy"]
 _RETRIES = 2  # a task that raised is tried again this often (Dask; a lost worker is rescheduled anyway)
 
 
@@ -88,6 +88,7 @@ class _Job:
     options: dict[str, Any] = attrs.field(factory=dict, repr=False)
     manifest: bytes = attrs.field(default=b"", repr=False)
     conflict: ConflictMode = "skip"
+    checksum: bool = False
 
 
 @attrs.frozen(kw_only=True)
@@ -132,7 +133,7 @@ def _pull_shard(job: _Job) -> _Result:
 
     started = time.monotonic()
     with open_store(job.store, **job.options) as store:
-        summary = store.download(decode(job.manifest), job.root, conflict=job.conflict)
+        summary = store.download(decode(job.manifest), job.root, conflict=job.conflict, checksum=job.checksum)
     return _Result(index=job.index, worker=_worker_name(), paths=(), skipped=(), summary=summary,
                    seconds=time.monotonic() - started)
 
@@ -230,7 +231,8 @@ def push(root: str | os.PathLike[str], store_url: str, *, farm_id: str, queue_id
 
 
 def pull(manifest_or_key: Manifest | str, dest: str | os.PathLike[str], store_url: str, *, client: Any = None,
-         executor: Executor | None = None, conflict: ConflictMode = "skip", shards: int | None = None,
+         executor: Executor | None = None, conflict: ConflictMode = "skip", checksum: bool = False,
+         shards: int | None = None,
          **store_options: Any) -> TransferSummary:
     """Materialise a manifest (or a manifest key in the store) into `dest` on many workers.
 
@@ -254,6 +256,7 @@ def pull(manifest_or_key: Manifest | str, dest: str | os.PathLike[str], store_ur
     by_path = manifest.by_path()
     plan = plan_shards([(p.path, p.size) for p in manifest.paths], shards or 4 * _parallelism(client, executor))
     jobs = [_Job(index=i, root=dest_path, paths=(), store=store_url, options=store_options, conflict=conflict,
+                 checksum=checksum,
                  manifest=encode(Manifest.from_paths(by_path[x] for x in part))) for i, part in enumerate(plan)]
     return _summary(_run(_pull_shard, jobs, client, executor), started)
 
@@ -264,5 +267,7 @@ def _summary(results: list[_Result], started: float) -> TransferSummary:
     return TransferSummary(files=sum(r.summary.files for r in results), bytes=sum(r.summary.bytes for r in results),
                            skipped_files=sum(r.summary.skipped_files for r in results),
                            skipped_bytes=sum(r.summary.skipped_bytes for r in results),
+                           unchanged_files=sum(r.summary.unchanged_files for r in results),
+                           kept=tuple(sorted(x for r in results for x in r.summary.kept)),
                            seconds=time.monotonic() - started, workers=len({r.worker for r in results}),
                            shards=tuple(runs))

@@ -13,25 +13,25 @@ from typing import TYPE_CHECKING, Any, BinaryIO, Literal
 
 from fscas import keys
 from fscas.backends import Backend, open_backend
+from fscas.download import ConflictMode, first_error
 from fscas.errors import ConfigError, IntegrityError, ManifestError, ObjectNotFound
 from fscas.existence import ExistenceCache
-from fscas.files import remove_stale_temps
 from fscas.manifests import Manifest, OutputManifest, decode, encode, hash_bytes, manifest_hash
-from fscas.paths import check_folder_target, check_layout, safe_join
+from fscas.paths import safe_join
 from fscas.summary import GcReport, TransferSummary
-from fscas.transfer import PART, fetch_to_file, prepare_parent, reserve_copy_name, send_file
+from fscas.transfer import PART, fetch_to_file, send_file
 from fscas.verify import VerifyReport, verify_objects
 
 if TYPE_CHECKING:
     from fsspec.callbacks import Callback
 
+    from fscas.listing import ManifestKind, StoredManifest
     from fscas.outputs import OutputsSummary
 
 __all__ = ["AsyncStore", "ConflictMode", "open_async_store"]
 
-ConflictMode = Literal["skip", "overwrite", "create-copy"]
-_HEAD_OR_LIST = 16  # fewer missing candidates than this: HEAD each; more: consider listing Data/
 _BIG = 2  # files larger than one part transferred at once (each holds a few parts in memory)
+_HEAD_OR_LIST = 16  # fewer missing candidates than this: HEAD each; more: consider listing Data/
 
 
 class AsyncStore:
@@ -216,8 +216,9 @@ class AsyncStore:
             first.setdefault(p.hash, (p.path, p.size))
         todo = await self.missing(first, use_cache=use_cache)
         total = sum(first[d][1] for d in todo)
-        callback = callback or _NoProgress()
-        callback.set_size(total)
+        if callback is not None:
+            callback.set_size(total)
+        progress = callback.relative_update if callback is not None else _ignore
         slots = asyncio.Semaphore(self.concurrency)
         done: list[str] = []
 
@@ -227,7 +228,7 @@ class AsyncStore:
             rel, size = first[digest]
             async with slots, (big if size > PART else contextlib.nullcontext()):
                 await send_file(self.backend, safe_join(root_path, rel), root_real, digest, size,
-                                callback.relative_update)
+                                progress)
             done.append(keys.data_key(digest))
 
         try:
@@ -235,7 +236,7 @@ class AsyncStore:
                 for digest in sorted(todo, key=lambda d: -first[d][1]):  # big files first: better packing
                     group.create_task(one(digest))
         except BaseExceptionGroup as eg:
-            raise _first(eg) from None
+            raise first_error(eg) from None
         finally:
             self._remember(done)
         skipped = len(manifest.paths) - len(todo)
@@ -243,62 +244,41 @@ class AsyncStore:
                                skipped_bytes=manifest.total_size - total, seconds=time.monotonic() - started)
 
     async def download(self, manifest: Manifest, dest: str | os.PathLike[str], *, conflict: ConflictMode = "skip",
-                       callback: Callback | None = None) -> TransferSummary:
+                       checksum: bool = False, callback: Callback | None = None) -> TransferSummary:
         """Materialise `manifest` under `dest`: parallel, verified, one temp file + rename per file.
 
         Every path is checked before anything is written: absolute paths, `..`, backslashes, NUL,
         duplicates and file/folder clashes are refused, as is any folder that resolves out of
         `dest` through a link. mtimes are restored from the manifest.
 
+        A local file that already matches its entry (size and mtime; size and hash with
+        `checksum`) is left alone and counted in `unchanged_files`. Only a file that differs is
+        subject to `conflict`.
+
         Args:
-            conflict: an existing local file is kept (`skip`), replaced (`overwrite`), or the
-                download goes to `name (1).ext` (`create-copy`).
+            conflict: a differing local file is kept and named in the summary's `kept` (`skip`),
+                replaced (`overwrite`), or the download goes to `name (1).ext` (`create-copy`).
+            checksum: compare local files by hash instead of mtime (slower; for trees whose
+                mtimes are not trustworthy).
 
         Raises:
             UnsafePathError: a path would land outside `dest`.
             IntegrityError: an object's size or digest is wrong (its key is named).
-            ObjectNotFound: an object is missing from the store.
+            ObjectNotFound: an object is missing from the store (the file's path is named).
         """
-        if conflict not in ("skip", "overwrite", "create-copy"):
-            raise ValueError(f"conflict must be skip, overwrite or create-copy, not {conflict!r}")
-        started = time.monotonic()
-        dest_path = Path(dest)
-        targets = [(p, safe_join(dest_path, p.path)) for p in manifest.paths]
-        check_layout(p.path for p in manifest.paths)
-        check_folder_target(dest_path)
-        dest_path.mkdir(parents=True, exist_ok=True)
-        for folder in {t.parent for _, t in targets}:  # what a killed earlier download left behind
-            remove_stale_temps(folder)
-        dest_real = os.path.realpath(dest_path)
-        plan = [(p, t) for p, t in targets if not (conflict == "skip" and os.path.lexists(t))]
-        total = sum(p.size for p, _ in plan)
-        callback = callback or _NoProgress()
-        callback.set_size(total)
-        slots = asyncio.Semaphore(self.concurrency)
+        from fscas.download import download
 
-        big = asyncio.Semaphore(_BIG)  # large files in flight at once: bounds memory
-
-        def place(target: Path) -> Path:  # on a worker thread, right before the write
-            prepare_parent(target, dest_real)
-            if conflict == "create-copy" and os.path.lexists(target):
-                return reserve_copy_name(target)
-            return target
-
-        async def one(p: Any, target: Path) -> None:
-            async with slots, (big if p.size > PART else contextlib.nullcontext()):
-                await fetch_to_file(self.backend, p.hash, p.size, lambda: place(target), mtime_us=p.mtime,
-                                    progress=callback.relative_update)
-
-        try:
-            async with asyncio.TaskGroup() as group:
-                for p, target in plan:
-                    group.create_task(one(p, target))
-        except BaseExceptionGroup as eg:
-            raise _first(eg) from None
-        return TransferSummary(files=len(plan), bytes=total, skipped_files=len(targets) - len(plan),
-                               skipped_bytes=manifest.total_size - total, seconds=time.monotonic() - started)
+        return await download(self, manifest, dest, conflict=conflict, checksum=checksum, callback=callback)
 
     # -- manifest objects --------------------------------------------------------------------
+
+    async def manifests(self, *, kind: ManifestKind | None = None, farm_id: str | None = None,
+                        queue_id: str | None = None) -> list[StoredManifest]:
+        """The manifest objects under the store, listed, not read: `kind="input"` gives the input
+        manifests (`Manifests/<farm>/<queue>/Inputs/...`), `"output"` the job outputs."""
+        from fscas.listing import list_manifests
+
+        return [m async for m in list_manifests(self.backend, kind=kind, farm_id=farm_id, queue_id=queue_id)]
 
     async def put_manifest(self, key: str, manifest: Manifest, *, metadata: dict[str, str] | None = None,
                            if_absent: bool = True) -> str:
@@ -400,27 +380,8 @@ class AsyncStore:
         return await verify_objects(self.backend, manifests, concurrency=self.concurrency)
 
 
-class _NoProgress:
-    """The part of `fsspec.callbacks.Callback` the store calls; a no-op (fsspec stays unimported)."""
-
-    def set_size(self, size: int) -> None:
-        pass
-
-    def relative_update(self, inc: int = 1) -> None:
-        pass
-
-
-def _first(eg: BaseExceptionGroup[BaseException]) -> BaseException:
-    """The first real error of a task group (a cancellation only if nothing else failed)."""
-    errors = [e for e in _leaves(eg) if not isinstance(e, asyncio.CancelledError)]
-    return errors[0] if errors else _leaves(eg)[0]
-
-
-def _leaves(eg: BaseExceptionGroup[BaseException]) -> list[BaseException]:
-    out: list[BaseException] = []
-    for e in eg.exceptions:
-        out.extend(_leaves(e) if isinstance(e, BaseExceptionGroup) else [e])
-    return out
+def _ignore(inc: int = 1) -> None:
+    pass
 
 
 def open_async_store(target: str | os.PathLike[str] | Any, *, root: str | None = None,

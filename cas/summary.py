@@ -25,6 +25,10 @@ def _tuple_of_runs(runs: tuple[ShardRun, ...] | list[ShardRun]) -> tuple[ShardRu
     return tuple(runs)
 
 
+def _tuple_of_str(paths: tuple[str, ...] | list[str]) -> tuple[str, ...]:
+    return tuple(paths)
+
+
 @attrs.frozen(kw_only=True)
 class TransferSummary:
     """Counts and timing of one upload or download."""
@@ -36,6 +40,11 @@ class TransferSummary:
     skipped_files: int = 0
     """Files not transferred: content already in the store, or a kept local file."""
     skipped_bytes: int = 0
+    unchanged_files: int = 0
+    """Downloads: local files already identical to their entry, left alone (part of `skipped_files`)."""
+    kept: tuple[str, ...] = attrs.field(factory=tuple, converter=_tuple_of_str)
+    """Downloads: local files that differ from their entry and were kept (`conflict="skip"`);
+    part of `skipped_files`."""
     seconds: float = 0.0
     workers: int = 1
     """Distinct workers (processes or Dask workers) that did the work."""
@@ -51,7 +60,8 @@ class TransferSummary:
         """Plain fields for `--json` output (Deadline's SummaryStatistics names, plus ours)."""
         out: dict[str, Any] = {"files": self.files, "bytes": self.bytes, "skipped_files": self.skipped_files,
                                "skipped_bytes": self.skipped_bytes, "seconds": round(self.seconds, 3),
-                               "rate": round(self.rate, 1)}
+                               "rate": round(self.rate, 1), "unchanged_files": self.unchanged_files,
+                               "kept": list(self.kept)}
         if self.shards:
             out["workers"] = self.workers
             out["shards"] = [{"index": r.index, "worker": r.worker, "files": r.files, "bytes": r.bytes,

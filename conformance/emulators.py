@@ -441,12 +441,15 @@ EMULATORS: dict[str, Callable[[], Emulator]] = {
 }
 
 
-def start_emulator(kind: str) -> Emulator:
+def start_emulator(kind: str, *, port: int | None = None) -> Emulator:
     """Start the emulator named `kind` (`s3`/`moto`, `seaweedfs`, `gcs`, `azure`, `sftp`, `webdav`, `ftp`)
-    and wait for it."""
+    and wait for it; its API on `port` when given (else a free port)."""
     try:
         factory = EMULATORS[kind]
     except KeyError:
         raise EmulatorError(f"unknown emulator {kind!r}; choose one of {sorted(EMULATORS)}") from None
-    return factory().start()
+    emulator = factory()
+    if port is not None:
+        emulator.port = port
+    return emulator.start()
 

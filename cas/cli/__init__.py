@@ -8,13 +8,17 @@ credential in it; `--debug` (or FSCAS_DEBUG=1) adds the traceback, redacted the 
 from __future__ import annotations
 
 import argparse
+import difflib
 import logging
 import os
+import re
 import sys
 import traceback
 from collections.abc import Sequence
+from typing import NoReturn
 
 from fscas import __version__
+from fscas.cli.browse import add_browse_commands
 from fscas.cli.conformance import add_conformance_commands
 from fscas.cli.manifest import add_manifest_commands
 from fscas.cli.output import set_secrets
@@ -29,14 +33,55 @@ _INPUT_ERRORS = (ConfigError, ManifestError, UnsafePathError)
 _SECRET_ENV = ("SECRET", "TOKEN", "PASSWORD", "PASSWD", "ACCOUNT_KEY", "STORAGE_KEY", "CONNECTION_STRING", "SAS")
 
 
+class _Parser(argparse.ArgumentParser):
+    """argparse, plus "did you mean" for a misspelt option or command (subparsers inherit the class)."""
+
+    def error(self, message: str) -> NoReturn:
+        if message.startswith("unrecognized arguments: "):
+            known = sorted(_long_options(self))
+            for word in message.removeprefix("unrecognized arguments: ").split():
+                option = word.split("=", 1)[0]
+                if option.startswith("--") and (close := difflib.get_close_matches(option, known, n=1)):
+                    message += f" (did you mean {close[0]}?)"
+                    break
+        elif m := re.search(r"invalid choice: '([^']*)' \(choose from (.*)\)", message):
+            choices = re.findall(r"'([^']*)'", m[2])
+            if close := difflib.get_close_matches(m[1], choices, n=1):
+                message += f" (did you mean {close[0]}?)"
+        super().error(message)
+
+
+def _long_options(parser: argparse.ArgumentParser) -> set[str]:
+    """Every long option of `parser` and of its subcommands, all the way down."""
+    found: set[str] = set()
+    for action in parser._actions:
+        found.update(o for o in action.option_strings if o.startswith("--"))
+        if isinstance(action, argparse._SubParsersAction):
+            for sub in action.choices.values():
+                found |= _long_options(sub)
+    return found
+
+
+def _check_long_options(parser: argparse.ArgumentParser, argv: Sequence[str]) -> None:
+    """Refuse a misspelt long option before argparse takes its value for a positional argument."""
+    known = _long_options(parser) | {"--help", "--version"}
+    for word in argv:
+        if word == "--":
+            break
+        option = word.split("=", 1)[0]
+        if option.startswith("--") and not any(k.startswith(option) for k in known):
+            parser.error(f"unrecognized arguments: {option}")
+
+
 def build_parser() -> argparse.ArgumentParser:
     """The full argument parser (subcommands register themselves)."""
-    parser = argparse.ArgumentParser(prog="fscas", description=__doc__.splitlines()[0])
+    parser = _Parser(prog="fscas", description=__doc__.splitlines()[0])
     parser.add_argument("--version", action="version", version=f"fscas {__version__}")
     parser.add_argument("--debug", action="store_true",
                         help="on an error, also print the traceback (credentials still masked); env FSCAS_DEBUG=1")
     groups = parser.add_subparsers(dest="group", metavar="COMMAND", required=True)
     add_store_commands(groups, add_manifest_commands(groups))
+    add_browse_commands(groups)
     add_outputs_commands(groups, store_arg)
     add_publish_commands(groups)
     add_conformance_commands(groups)
@@ -64,7 +109,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         args_in.insert(0, "--debug")
     secrets = known_secrets(args_in, os.environ)
     set_secrets(secrets)
-    args = build_parser().parse_args(args_in)
+    parser = build_parser()
+    _check_long_options(parser, args_in)
+    args = parser.parse_args(args_in)
     debug = args.debug or os.environ.get("FSCAS_DEBUG", "") not in ("", "0")
     # gcsfs logs every retry of an unreachable endpoint with a traceback; our error says it once.
     logging.getLogger("gcsfs").setLevel(logging.CRITICAL)

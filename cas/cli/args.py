@@ -6,7 +6,7 @@ import argparse
 import os
 import re
 
-__all__ = ["existing_folder", "existing_path", "non_negative_float", "positive_int", "size"]
+__all__ = ["add_filters", "existing_folder", "existing_path", "non_negative_float", "positive_int", "size"]
 
 
 def existing_folder(value: str) -> str:
@@ -55,3 +55,11 @@ def size(value: str) -> int:
     if not m:
         raise argparse.ArgumentTypeError(f"{value!r} is not a size (examples: 1000, 500M, 3GiB)")
     return int(float(m[1]) * _UNITS[(m[2] or "").lower()])
+
+
+def add_filters(p: argparse.ArgumentParser) -> None:
+    """`-i/--include GLOB` and `-e/--exclude GLOB`, repeatable, as `fscas.manifests.snapshot` takes them."""
+    p.add_argument("-i", "--include", action="append", default=[], metavar="GLOB",
+                   help="only files matching GLOB (relative to ROOT; ** spans folders); repeatable")
+    p.add_argument("-e", "--exclude", action="append", default=[], metavar="GLOB",
+                   help="leave out files matching GLOB; DIR/** prunes a folder; repeatable")

@@ -4,10 +4,12 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import signal
 import sys
 import time
 from typing import Any
 
+from fscas.cli.args import positive_int
 from fscas.cli.output import emit_json
 
 __all__ = ["add_conformance_commands"]
@@ -24,7 +26,7 @@ def add_conformance_commands(groups: Any) -> None:
                         "(plus file:// and memory://)")
     p.add_argument("--backends", action="store_true", help="list the installed backends and where each comes from")
     p.add_argument("--check", action="append", default=[], metavar="NAME", help="run only these checks")
-    p.add_argument("--json", action="store_true")
+    p.add_argument("--json", action="store_true", help="print the results as JSON")
     p.set_defaults(handler=_conformance)
 
     group = groups.add_parser("emulator", help="run a local emulator for trying fscas out")
@@ -32,6 +34,8 @@ def add_conformance_commands(groups: Any) -> None:
     p = sub.add_parser("run", help="start one emulator in the foreground; print its store URL and environment")
     p.add_argument("kind", choices=_EMULATOR_KINDS, help="which server to start")
     p.add_argument("--bucket", default="fscas", help="the bucket (or container, or folder) to create")
+    p.add_argument("--port", type=positive_int, default=None,
+                   help="the port its API listens on, on 127.0.0.1 (default: a free one)")
     p.set_defaults(handler=_emulator_run)
 
 
@@ -116,7 +120,12 @@ def _matrix(results: dict[str, list[Any]]) -> None:
 def _emulator_run(args: argparse.Namespace) -> int:
     from fscas.conformance.emulators import start_emulator
 
-    with start_emulator(args.kind) as emulator:
+    def stop(signum: int, frame: Any) -> None:
+        raise KeyboardInterrupt  # SIGTERM and SIGHUP clean up like Ctrl-C: process stopped, data removed
+
+    for sig in (signal.SIGTERM, signal.SIGHUP):
+        signal.signal(sig, stop)
+    with start_emulator(args.kind, port=args.port) as emulator:
         emulator.create_bucket(args.bucket)
         print(f"store URL: {emulator.cli_url(args.bucket)}")
         for name, value in emulator.env().items():

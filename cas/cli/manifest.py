@@ -7,10 +7,10 @@ import contextlib
 import sys
 from typing import Any
 
-from fscas.cli.args import existing_folder
+from fscas.cli.args import add_filters, existing_folder
 from fscas.cli.output import emit_json, progress_bar, warn
 from fscas.cli.store import add_scale_options, scaled
-from fscas.errors import ManifestError, SnapshotError
+from fscas.errors import ConfigError, ManifestError, SnapshotError
 from fscas.files import atomic_write_bytes
 from fscas.manifests import Manifest, ManifestDiff, decode, diff_tree, encode, manifest_hash, merge, snapshot
 
@@ -25,38 +25,34 @@ def add_manifest_commands(groups: Any) -> Any:
     p = sub.add_parser("snapshot", help="hash a folder into a manifest")
     p.add_argument("root", type=existing_folder, help="the folder to snapshot")
     p.add_argument("-o", "--output", help="write the manifest here (default: stdout)")
-    _add_filters(p)
+    add_filters(p)
     p.add_argument("--no-cache", action="store_true", help="do not use or update the hash cache")
     add_scale_options(p)
-    p.add_argument("--json", action="store_true", help="print a JSON summary only")
+    p.add_argument("--json", action="store_true",
+                   help="print a JSON summary (output file, hash, counts, skipped files); needs -o")
     p.set_defaults(handler=_snapshot)
 
     p = sub.add_parser("diff", help="compare a folder with a manifest")
     p.add_argument("root", type=existing_folder, help="the folder to compare")
     p.add_argument("manifest", help="a local manifest file")
-    _add_filters(p)
+    add_filters(p)
     p.add_argument("--exact", action="store_true", help="compare hashes, not size and mtime")
-    p.add_argument("--json", action="store_true")
+    p.add_argument("--exit-code", action="store_true",
+                   help="exit 1 when there are differences, 0 when there are none (like git diff --exit-code)")
+    p.add_argument("--json", action="store_true", help="print {new, modified, deleted} as JSON")
     p.set_defaults(handler=_diff)
 
     p = sub.add_parser("merge", help="merge manifests, later ones win")
-    p.add_argument("manifests", nargs="+")
-    p.add_argument("-o", "--output", required=True)
-    p.add_argument("--json", action="store_true")
+    p.add_argument("manifests", nargs="+", metavar="MANIFEST", help="local manifest files, earliest first")
+    p.add_argument("-o", "--output", required=True, help="write the merged manifest here")
+    p.add_argument("--json", action="store_true", help="print a JSON summary")
     p.set_defaults(handler=_merge)
 
     p = sub.add_parser("show", help="print a manifest's entries")
-    p.add_argument("file")
-    p.add_argument("--json", action="store_true")
+    p.add_argument("file", metavar="MANIFEST", help="a local manifest file")
+    p.add_argument("--json", action="store_true", help="print the manifest as JSON")
     p.set_defaults(handler=_show)
     return sub
-
-
-def _add_filters(p: argparse.ArgumentParser) -> None:
-    p.add_argument("-i", "--include", action="append", default=[], metavar="GLOB",
-                   help="only files matching GLOB (relative to ROOT; ** spans folders)")
-    p.add_argument("-e", "--exclude", action="append", default=[], metavar="GLOB",
-                   help="leave out files matching GLOB; DIR/** prunes a folder")
 
 
 def read_manifest(path: str) -> Manifest:
@@ -73,6 +69,8 @@ def read_manifest(path: str) -> Manifest:
 
 
 def _snapshot(args: argparse.Namespace) -> int:
+    if args.json and not args.output:
+        raise ConfigError("--json prints a summary; give -o FILE for the manifest itself")
     skipped: list[dict[str, str]] = []
     def on_skip(rel: str, why: str) -> None:
         skipped.append({"path": rel, "reason": why})
@@ -99,8 +97,6 @@ def _snapshot(args: argparse.Namespace) -> int:
     if args.json:
         summary: dict[str, Any] = {"root": args.root, "output": args.output, "hash": manifest_hash(data),
                                    "files": len(m.paths), "total_size": m.total_size, "skipped": skipped}
-        if not args.output:
-            summary["manifest"] = data.decode("ascii")
         emit_json(summary)
     return 0
 
@@ -119,7 +115,7 @@ def _diff(args: argparse.Namespace) -> int:
         for mark, paths in (("+", d.new), ("M", d.modified), ("-", d.deleted)):
             for p in paths:
                 print(f"{mark} {p}")
-    return 0
+    return 1 if args.exit_code and (d.new or d.modified or d.deleted) else 0
 
 
 def _merge(args: argparse.Namespace) -> int:

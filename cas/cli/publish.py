@@ -9,7 +9,7 @@ import sys
 from typing import Any
 
 from fscas.cli.args import existing_path, size
-from fscas.cli.output import emit_json
+from fscas.cli.output import emit_json, warn
 
 __all__ = ["add_publish_commands", "read_spec"]
 
@@ -20,9 +20,9 @@ def add_publish_commands(groups: Any) -> None:
     p.add_argument("path", type=existing_path, help="the result file or folder to publish")
     p.add_argument("url", help="s3://bucket/key-{jobID}-{date}[,opt=endpoint=...,opt=region=...,opt=compress=true]")
     p.add_argument("--compress", action="store_true", default=None, help="one tar.gz object")
-    p.add_argument("--job-id", default="")
-    p.add_argument("--execution-id", default="")
-    p.add_argument("--node-id", default="")
+    p.add_argument("--job-id", default="", help="fills {jobID} in the key template")
+    p.add_argument("--execution-id", default="", help="fills {executionID} in the key template")
+    p.add_argument("--node-id", default="", help="fills {nodeID} in the key template")
     out = p.add_mutually_exclusive_group()
     out.add_argument("--json", action="store_true", help="print the published-result spec as JSON")
     out.add_argument("--yaml", action="store_true", help="print the published-result spec as YAML (the default)")
@@ -34,7 +34,7 @@ def add_publish_commands(groups: Any) -> None:
     p.add_argument("--max-size", type=size, default=None, metavar="SIZE",
                    help="refuse a result that expands past SIZE (500M, 3GiB...); default: the free space of "
                         "DEST's filesystem, minus a margin")
-    p.add_argument("--json", action="store_true")
+    p.add_argument("--json", action="store_true", help="print a JSON summary")
     p.set_defaults(handler=_fetch)
 
 
@@ -68,7 +68,8 @@ def _publish(args: argparse.Namespace) -> int:
     from fscas.results.publisher import publish
 
     result = publish(args.path, args.url, compress=args.compress, job_id=args.job_id,
-                     execution_id=args.execution_id, node_id=args.node_id)
+                     execution_id=args.execution_id, node_id=args.node_id,
+                     on_skip=lambda rel, why: warn(f"skipped {rel}: {why}"))
     if args.json:
         emit_json(result.as_spec())
     else:

@@ -9,7 +9,7 @@ import sys
 from collections.abc import Callable, Iterator
 from typing import TYPE_CHECKING, Any, TypeVar
 
-from fscas.cli.args import existing_folder, non_negative_float, positive_int, size
+from fscas.cli.args import add_filters, existing_folder, non_negative_float, positive_int, size
 from fscas.cli.output import emit_json, progress_bar, warn
 from fscas.cli.outputs import add_location_options, locations_from
 from fscas.files import atomic_write_bytes
@@ -73,15 +73,17 @@ def store_arg(p: argparse.ArgumentParser) -> None:
                    help="s3://bucket/prefix?endpoint_url=..., gs://..., az://..., a folder "
                         "(default: $FSCAS_STORE or a local folder store)")
     p.add_argument("--json", action="store_true", help="print only a JSON summary on stdout")
+    p.add_argument("--concurrency", type=positive_int, default=None, metavar="N",
+                   help="transfers in flight at once (default 32; 8 for a folder store)")
 
 
 def add_store_commands(groups: Any, manifest_group: Any) -> None:
     """Register the store commands; `manifest upload|download` join the `manifest` group."""
     p = groups.add_parser("push", help="snapshot a folder, upload what is missing, write its input manifest")
     p.add_argument("root", type=existing_folder, help="the folder to snapshot and push")
-    p.add_argument("--farm-id", default="farm-local")
-    p.add_argument("--queue-id", default="queue-local")
+    _add_ids(p)
     p.add_argument("-o", "--output", help="also write the manifest file here")
+    add_filters(p)
     add_location_options(p, typed=True)
     add_scale_options(p)
     store_arg(p)
@@ -89,14 +91,14 @@ def add_store_commands(groups: Any, manifest_group: Any) -> None:
 
     p = groups.add_parser("pull", help="materialise a manifest (a store key or a local file) into a folder")
     p.add_argument("manifest", help="a key under the store (Manifests/...) or a local manifest file")
-    p.add_argument("dest")
-    p.add_argument("--conflict", choices=["skip", "overwrite", "create-copy"], default="skip")
+    p.add_argument("dest", help="the folder to write into (created if missing)")
+    _add_sync_options(p)
     add_scale_options(p)
     store_arg(p)
     p.set_defaults(handler=_pull)
 
     p = groups.add_parser("gc", help="list (and with --delete remove) Data objects no manifest references")
-    p.add_argument("--delete", action="store_true")
+    p.add_argument("--delete", action="store_true", help="delete them (default: only list them)")
     p.add_argument("--grace", type=non_negative_float, default=86400.0, metavar="SECONDS",
                    help="keep objects younger than this (uploads write data before manifests)")
     store_arg(p)
@@ -111,16 +113,17 @@ def add_store_commands(groups: Any, manifest_group: Any) -> None:
     group = groups.add_parser("attachment", help="upload or download the files of a manifest")
     sub = group.add_subparsers(dest="command", metavar="COMMAND", required=True)
     p = sub.add_parser("upload", help="upload a manifest's files that the store lacks")
-    p.add_argument("-m", "--manifest", required=True)
-    p.add_argument("-r", "--root", required=True, type=existing_folder)
+    p.add_argument("-m", "--manifest", required=True, help="the local manifest file whose files to upload")
+    p.add_argument("-r", "--root", required=True, type=existing_folder,
+                   help="the folder the manifest's paths are relative to")
     p.add_argument("--force-check", action="store_true", help="ignore the existence cache; ask the server")
     add_location_options(p, typed=True)
     store_arg(p)
     p.set_defaults(handler=_attachment_upload)
     p = sub.add_parser("download", help="download a manifest's files into a folder, verified")
-    p.add_argument("-m", "--manifest", required=True)
-    p.add_argument("-d", "--dest", required=True)
-    p.add_argument("--conflict", choices=["skip", "overwrite", "create-copy"], default="skip")
+    p.add_argument("-m", "--manifest", required=True, help="the local manifest file to materialise")
+    p.add_argument("-d", "--dest", required=True, help="the folder to write into (created if missing)")
+    _add_sync_options(p)
     store_arg(p)
     p.set_defaults(handler=_attachment_download)
 
@@ -135,22 +138,38 @@ def add_store_commands(groups: Any, manifest_group: Any) -> None:
     p.set_defaults(handler=_mount)
 
     p = manifest_group.add_parser("upload", help="put a manifest file at Manifests/[PREFIX/]NAME")
-    p.add_argument("file")
+    p.add_argument("file", help="a local manifest file; its name becomes the key's last part")
     p.add_argument("--prefix", default="", help="folder under Manifests/")
     store_arg(p)
     p.set_defaults(handler=_manifest_upload)
     p = manifest_group.add_parser("download", help="get a manifest object into a file")
-    p.add_argument("key")
-    p.add_argument("-o", "--output", required=True)
+    p.add_argument("key", help="the manifest's key in the store (Manifests/...)")
+    p.add_argument("-o", "--output", required=True, help="the file to write (the stored bytes, unchanged)")
     store_arg(p)
     p.set_defaults(handler=_manifest_download)
+
+
+def _add_ids(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--farm-id", default="farm-local",
+                   help="Deadline farm id: the input manifest's key is Manifests/FARM/QUEUE/Inputs/... "
+                        "(default farm-local)")
+    p.add_argument("--queue-id", default="queue-local", help="Deadline queue id (default queue-local)")
+
+
+def _add_sync_options(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--conflict", choices=["skip", "overwrite", "create-copy"], default="skip",
+                   help="what to do with a local file that differs from the manifest: keep it and name it "
+                        "(skip, the default), replace it (overwrite), or download beside it as 'name (1).ext' "
+                        "(create-copy). Identical files are always left alone")
+    p.add_argument("--checksum", action="store_true",
+                   help="compare local files by hash, not by size and mtime (slower; when mtimes lie)")
 
 
 def open_store_of(args: argparse.Namespace) -> Store:
     """The store `--store` names (or the default local folder store)."""
     from fscas.blocking import open_store  # lazily: the store imports fsspec
 
-    return open_store(args.store or default_store_url())
+    return open_store(args.store or default_store_url(), concurrency=getattr(args, "concurrency", None))
 
 
 def transfer(args: argparse.Namespace, what: str, run: Callable[[Callback | None], T]) -> T:
@@ -160,20 +179,35 @@ def transfer(args: argparse.Namespace, what: str, run: Callable[[Callback | None
         return run(bar)
 
 
-def _report(args: argparse.Namespace, summary: TransferSummary, **extra: Any) -> None:
+_NAMED = 20  # kept files named one by one on stderr; the rest counted (--json lists them all)
+
+
+def _report(args: argparse.Namespace, summary: TransferSummary, *, download: bool = False, **extra: Any) -> None:
     if args.json:
         emit_json({**extra, **summary.as_dict()})
         return
     for name, value in extra.items():
-        print(f"{name}: {value}")
-    print(f"{summary.files} files, {summary.bytes} bytes transferred; {summary.skipped_files} skipped; "
+        if name != "skipped":
+            print(f"{name}: {value}")
+    if download:
+        for path in summary.kept[:_NAMED]:
+            warn(f"kept {path}: it differs from the manifest (--conflict overwrite or create-copy to replace it)")
+        if len(summary.kept) > _NAMED:
+            warn(f"kept {len(summary.kept) - _NAMED} more files that differ from the manifest (--json lists them)")
+        skipped = f"{summary.unchanged_files} unchanged, {len(summary.kept)} kept"
+    else:
+        skipped = f"{summary.skipped_files} already in the store"
+    print(f"{summary.files} files, {summary.bytes} bytes transferred; {skipped}; "
           f"{summary.seconds:.2f} s ({summary.rate / 2**20:.1f} MiB/s)", file=sys.stderr)
 
 
 def _push(args: argparse.Namespace) -> int:
     from fscas.pathmapping import innermost
 
+    skipped: list[dict[str, str]] = []
+
     def on_skip(rel: str, why: str) -> None:
+        skipped.append({"path": rel, "reason": why})
         if not args.json:
             warn(f"skipped {rel}: {why}")
 
@@ -184,7 +218,8 @@ def _push(args: argparse.Namespace) -> int:
         if spread is not None:
             return _push_spread(args, spread)
         with open_store_of(args) as store:  # a bad --store is reported before any hashing
-            m, shared = _without_shared(snapshot(args.root, on_skip=on_skip), args.root, locations, quiet=args.json)
+            m, shared = _without_shared(snapshot(args.root, include=args.include, exclude=args.exclude,
+                                                 on_skip=on_skip), args.root, locations, quiet=args.json)
             if not m.paths:
                 from fscas.errors import SnapshotError
 
@@ -195,7 +230,7 @@ def _push(args: argparse.Namespace) -> int:
             key, digest, summary = transfer(args, "uploading", lambda bar: store.push(
                 m, args.root, farm_id=args.farm_id, queue_id=args.queue_id, metadata=metadata, callback=bar))
             _report(args, summary, store=store.url, key=key, hash=digest, total_files=len(m.paths),
-                    total_size=m.total_size, shared_skipped=shared)
+                    total_size=m.total_size, shared_skipped=shared, skipped=skipped)
     return 0
 
 
@@ -206,7 +241,8 @@ def _push_spread(args: argparse.Namespace, spread: dict[str, Any]) -> int:
     if args.file_system_location or args.file_system_locations:
         raise ConfigError("--file-system-location is not supported with --scheduler or --processes yet")
     url = args.store or default_store_url()
-    key, digest, summary = distributed.push(args.root, url, farm_id=args.farm_id, queue_id=args.queue_id, **spread)
+    key, digest, summary = distributed.push(args.root, url, farm_id=args.farm_id, queue_id=args.queue_id,
+                                            include=args.include, exclude=args.exclude, **spread)
     with open_store_of(args) as store:
         m = store.get_manifest(key)
         if args.output:
@@ -242,9 +278,9 @@ def _pull(args: argparse.Namespace) -> int:
 
         source: Any = read_manifest(args.manifest) if os.path.isfile(args.manifest) else args.manifest
         url = args.store or default_store_url()
-        summary = distributed.pull(source, args.dest, url, conflict=args.conflict, **spread)
+        summary = distributed.pull(source, args.dest, url, conflict=args.conflict, checksum=args.checksum, **spread)
         with open_store_of(args) as store:
-            _report(args, summary, store=store.url, dest=args.dest)
+            _report(args, summary, download=True, store=store.url, dest=args.dest)
     return 0
 
 
@@ -270,8 +306,8 @@ def _download(args: argparse.Namespace, *, from_store: bool) -> int:
     with open_store_of(args) as store:
         m = store.get_manifest(args.manifest) if from_store else read_manifest(args.manifest)
         summary = transfer(args, "downloading", lambda bar: store.download(
-            m, args.dest, conflict=args.conflict, callback=bar))
-        _report(args, summary, store=store.url, dest=args.dest)
+            m, args.dest, conflict=args.conflict, checksum=args.checksum, callback=bar))
+        _report(args, summary, download=True, store=store.url, dest=args.dest)
     return 0
 
 

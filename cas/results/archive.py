@@ -14,7 +14,7 @@ import queue
 import tarfile
 import threading
 import uuid
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from pathlib import Path
 from typing import Any
 
@@ -26,17 +26,30 @@ __all__ = ["extract", "regular_files", "tar_gz_stream"]
 _CHUNK = 8 * 2**20
 
 
-def regular_files(src: Path) -> list[tuple[str, Path]]:
-    """(relative name, path) of the regular files under `src`; links are never followed."""
+def regular_files(src: Path, on_skip: Callable[[str, str], None] | None = None) -> list[tuple[str, Path]]:
+    """(relative name, path) of the regular files under `src`.
+
+    Links are never followed nor published (a link inside the folder could lead anywhere): each
+    one, like any other file that is not a regular file, is reported to `on_skip(rel, why)`.
+    """
     if src.is_file() and not src.is_symlink():
         return [(src.name, src)]
+    skip = on_skip or (lambda rel, why: None)
     out = []
     for folder, dirs, files in os.walk(src):
         dirs.sort()
+        for name in sorted(dirs):
+            if Path(folder, name).is_symlink():  # os.walk lists it but does not enter it
+                skip(Path(folder, name).relative_to(src).as_posix(), "a link to a folder: links are not published")
         for name in sorted(files):
             path = Path(folder, name)
-            if path.is_file() and not path.is_symlink():
-                out.append((path.relative_to(src).as_posix(), path))
+            rel = path.relative_to(src).as_posix()
+            if path.is_symlink():
+                skip(rel, "a link: links are not published (publish its target instead)")
+            elif path.is_file():
+                out.append((rel, path))
+            else:
+                skip(rel, "not a regular file")
     return out
 
 
@@ -59,8 +72,9 @@ class _QueueWriter:
             self.buf.clear()
 
 
-async def tar_gz_stream(src: Path, digest: Any) -> AsyncIterator[bytes]:
-    """The tar.gz of `src`, built on a thread while it uploads: memory stays at a few chunks."""
+async def tar_gz_stream(files: list[tuple[str, Path]], digest: Any) -> AsyncIterator[bytes]:
+    """The tar.gz of `files` (see `regular_files`), built on a thread while it uploads: memory stays
+    at a few chunks."""
     q: queue.Queue[bytes | BaseException | None] = queue.Queue(maxsize=4)
     stop = threading.Event()
 
@@ -68,7 +82,7 @@ async def tar_gz_stream(src: Path, digest: Any) -> AsyncIterator[bytes]:
         try:
             writer = _QueueWriter(q)
             with tarfile.open(fileobj=writer, mode="w|gz", format=tarfile.PAX_FORMAT) as tar:  # type: ignore[call-overload]
-                for rel, path in regular_files(src):
+                for rel, path in files:
                     if stop.is_set():
                         return
                     tar.add(path, arcname=rel, recursive=False)

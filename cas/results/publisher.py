@@ -16,7 +16,7 @@ import hashlib
 import json
 import os
 import re
-from collections.abc import AsyncIterator, Mapping
+from collections.abc import AsyncIterator, Callable, Mapping
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -147,7 +147,7 @@ def parse_publish_url(url: str) -> tuple[str, str, str, dict[str, str], bool]:
 
 async def publish_async(source: str | os.PathLike[str], url: str, *, compress: bool | None = None,
                         job_id: str = "", execution_id: str = "", node_id: str = "", now: datetime | None = None,
-                        **options: Any) -> PublishedResult:
+                        on_skip: Callable[[str, str], None] | None = None, **options: Any) -> PublishedResult:
     """Publish a file or folder to `url`; see `fscas.publish`."""
     base, bucket, template, url_options, url_compress = parse_publish_url(url)
     compress = url_compress if compress is None else compress
@@ -155,14 +155,15 @@ async def publish_async(source: str | os.PathLike[str], url: str, *, compress: b
     src = Path(source)
     if not src.exists():
         raise ConfigError(f"{src}: nothing to publish (no such file or folder)")
+    files = regular_files(src, on_skip)
     backend = open_backend(base, **{**url_options, **options})
     try:
         if compress:
             digest = hashlib.sha256()
-            info = await backend.put(key, tar_gz_stream(src, digest))
+            info = await backend.put(key, tar_gz_stream(files, digest))
             checksum, version = base64.b64encode(digest.digest()).decode(), info.version_id or ""
         else:
-            await _put_plain(backend, src, key)
+            await _put_plain(backend, files, key)
             checksum, version = "", ""
     finally:
         await backend.aclose()
@@ -173,7 +174,7 @@ async def publish_async(source: str | os.PathLike[str], url: str, *, compress: b
                            checksum_sha256=checksum)
 
 
-async def _put_plain(backend: Backend, src: Path, key: str) -> None:
+async def _put_plain(backend: Backend, files: list[tuple[str, Path]], key: str) -> None:
     slots = asyncio.Semaphore(16)
 
     async def one(rel: str, path: Path) -> None:
@@ -181,7 +182,7 @@ async def _put_plain(backend: Backend, src: Path, key: str) -> None:
             await backend.put(key + rel, await asyncio.to_thread(path.read_bytes) if path.stat().st_size <= _CHUNK
                               else _file_chunks(path))
 
-    await asyncio.gather(*(one(rel, path) for rel, path in regular_files(src)))
+    await asyncio.gather(*(one(rel, path) for rel, path in files))
 
 
 async def _file_chunks(path: Path) -> AsyncIterator[bytes]:
@@ -191,7 +192,8 @@ async def _file_chunks(path: Path) -> AsyncIterator[bytes]:
 
 
 def publish(source: str | os.PathLike[str], url: str, *, compress: bool | None = None, job_id: str = "",
-            execution_id: str = "", node_id: str = "", now: datetime | None = None, **options: Any) -> PublishedResult:
+            execution_id: str = "", node_id: str = "", now: datetime | None = None,
+            on_skip: Callable[[str, str], None] | None = None, **options: Any) -> PublishedResult:
     """Publish a file or folder to `url` with Bacalhau's S3 publisher semantics, on any backend.
 
     `url` is `s3://bucket/key-template` (or `gs://`, `az://`, ...), with options in the query string
@@ -199,7 +201,9 @@ def publish(source: str | os.PathLike[str], url: str, *, compress: bool | None =
     use `{jobID}`, `{executionID}`, `{nodeID}`, `{date}` (YYYYMMDD, UTC) and `{time}` (HHMMSS, UTC).
     With `compress`, one tar.gz object (`.tar.gz` appended when missing) is streamed up while its
     SHA-256 is computed; otherwise every regular file is its own object under the key (`/`
-    appended when missing). Links are never followed.
+    appended when missing). Links are never followed nor published: each one is reported to
+    `on_skip(relative_path, why)` (where `fscas.manifests.snapshot` would include a link to a file
+    inside the root, a published result holds regular files only).
 
     Raises:
         ConfigError: an unknown or unfilled placeholder, a bad URL or option, a missing source.
@@ -207,4 +211,4 @@ def publish(source: str | os.PathLike[str], url: str, *, compress: bool | None =
     from fscas.runner import run_sync
 
     return run_sync(publish_async(source, url, compress=compress, job_id=job_id, execution_id=execution_id,
-                                  node_id=node_id, now=now, **options))
+                                  node_id=node_id, now=now, on_skip=on_skip, **options))

@@ -1,0 +1,130 @@
+"""Materialise a manifest into a folder the way `rsync -t` and `aws s3 sync` users expect.
+
+A local file that already matches its manifest entry (same size and mtime, or same hash with
+`checksum=True`) is left alone and counted as unchanged. Only a file that *differs* is subject to
+the conflict mode: kept and reported by name (`skip`), replaced (`overwrite`), or the download goes
+beside it as `name (1).ext` (`create-copy`, Deadline's CREATE_COPY).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import os
+import stat
+import time
+from pathlib import Path
+from typing import TYPE_CHECKING, Literal
+
+from fscas.errors import ObjectNotFound
+from fscas.files import remove_stale_temps
+from fscas.manifests import Manifest, ManifestPath
+from fscas.manifests.hashing import hash_path
+from fscas.paths import check_folder_target, check_layout, safe_join
+from fscas.summary import TransferSummary
+from fscas.transfer import PART, fetch_to_file, prepare_parent, reserve_copy_name
+
+if TYPE_CHECKING:
+    from fsspec.callbacks import Callback
+
+    from fscas.store import AsyncStore
+
+__all__ = ["ConflictMode", "download"]
+
+ConflictMode = Literal["skip", "overwrite", "create-copy"]
+_BIG = 2  # files larger than one part transferred at once (each holds a few parts in memory)
+
+
+def _state(p: ManifestPath, target: Path, checksum: bool) -> Literal["new", "same", "differs"]:
+    """How the local file at `target` compares with its manifest entry (runs on a worker thread)."""
+    try:
+        st = os.lstat(target)
+    except FileNotFoundError:
+        return "new"
+    if not stat.S_ISREG(st.st_mode) or st.st_size != p.size:
+        return "differs"
+    if not checksum:
+        return "same" if st.st_mtime_ns // 1000 == p.mtime else "differs"
+    try:
+        return "same" if hash_path(target, follow_symlinks=False).hash == p.hash else "differs"
+    except OSError:  # unreadable: treat as different, the conflict mode decides
+        return "differs"
+
+
+async def download(store: AsyncStore, manifest: Manifest, dest: str | os.PathLike[str], *,
+                   conflict: ConflictMode = "skip", checksum: bool = False,
+                   callback: Callback | None = None) -> TransferSummary:
+    """See `fscas.AsyncStore.download`."""
+    if conflict not in ("skip", "overwrite", "create-copy"):
+        raise ValueError(f"conflict must be skip, overwrite or create-copy, not {conflict!r}")
+    started = time.monotonic()
+    dest_path = Path(dest)
+    targets = [(p, safe_join(dest_path, p.path)) for p in manifest.paths]
+    check_layout(p.path for p in manifest.paths)
+    check_folder_target(dest_path)
+    dest_path.mkdir(parents=True, exist_ok=True)
+    for folder in {t.parent for _, t in targets}:  # what a killed earlier download left behind
+        if os.path.isdir(folder):
+            remove_stale_temps(folder)
+    dest_real = os.path.realpath(dest_path)
+
+    checks = asyncio.Semaphore(max(4, store.concurrency))
+
+    async def compare(p: ManifestPath, target: Path) -> str:
+        if not checksum:  # a stat: cheaper inline than a thread hop
+            return _state(p, target, False)
+        async with checks:
+            return await asyncio.to_thread(_state, p, target, True)
+
+    states = await asyncio.gather(*(compare(p, t) for p, t in targets))
+    unchanged = [p for (p, _), s in zip(targets, states, strict=True) if s == "same"]
+    kept = [p for (p, _), s in zip(targets, states, strict=True) if s == "differs" and conflict == "skip"]
+    plan = [(p, t) for (p, t), s in zip(targets, states, strict=True)
+            if s == "new" or (s == "differs" and conflict != "skip")]
+    total = sum(p.size for p, _ in plan)
+    if callback is not None:
+        callback.set_size(total)
+    progress = callback.relative_update if callback is not None else _ignore
+    slots = asyncio.Semaphore(store.concurrency)
+    big = asyncio.Semaphore(_BIG)  # large files in flight at once: bounds memory
+
+    def place(target: Path) -> Path:  # on a worker thread, right before the write
+        prepare_parent(target, dest_real)
+        if conflict == "create-copy" and os.path.lexists(target):
+            return reserve_copy_name(target)
+        return target
+
+    async def one(p: ManifestPath, target: Path) -> None:
+        async with slots, (big if p.size > PART else contextlib.nullcontext()):
+            try:
+                await fetch_to_file(store.backend, p.hash, p.size, lambda: place(target), mtime_us=p.mtime,
+                                    progress=progress)
+            except ObjectNotFound as e:
+                raise ObjectNotFound(f"{p.path}: {e}") from None
+
+    try:
+        async with asyncio.TaskGroup() as group:
+            for p, target in plan:
+                group.create_task(one(p, target))
+    except BaseExceptionGroup as eg:
+        raise first_error(eg) from None
+    return TransferSummary(files=len(plan), bytes=total, skipped_files=len(targets) - len(plan),
+                           skipped_bytes=manifest.total_size - total, unchanged_files=len(unchanged),
+                           kept=tuple(p.path for p in kept), seconds=time.monotonic() - started)
+
+
+def _ignore(inc: int = 1) -> None:
+    pass
+
+
+def first_error(eg: BaseExceptionGroup[BaseException]) -> BaseException:
+    """The first real error of a task group (a cancellation only if nothing else failed)."""
+    errors = [e for e in _leaves(eg) if not isinstance(e, asyncio.CancelledError)]
+    return errors[0] if errors else _leaves(eg)[0]
+
+
+def _leaves(eg: BaseExceptionGroup[BaseException]) -> list[BaseException]:
+    out: list[BaseException] = []
+    for e in eg.exceptions:
+        out.extend(_leaves(e) if isinstance(e, BaseExceptionGroup) else [e])
+    return out
