@@ -88,8 +88,12 @@ async def download(store: AsyncStore, manifest: Manifest, dest: str | os.PathLik
     slots = asyncio.Semaphore(store.concurrency)
     big = asyncio.Semaphore(_BIG)  # large files in flight at once: bounds memory
 
+    prepared: set[Path] = set()  # folders made and checked once per download, not once per file
+
     def place(target: Path) -> Path:  # on a worker thread, right before the write
-        prepare_parent(target, dest_real)
+        if target.parent not in prepared:
+            prepare_parent(target, dest_real)
+            prepared.add(target.parent)
         if conflict == "create-copy" and os.path.lexists(target):
             return reserve_copy_name(target)
         return target

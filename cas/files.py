@@ -5,20 +5,40 @@ from __future__ import annotations
 import contextlib
 import errno
 import os
+import secrets
 import socket
 import tempfile
 
 from fscas.errors import ConfigError, FscasError
 
-__all__ = ["TEMP_SUFFIX", "atomic_write_bytes", "cannot_write", "remove_stale_temps", "temp_prefix"]
+__all__ = ["TEMP_SUFFIX", "atomic_write_bytes", "cannot_write", "create_temp", "remove_stale_temps", "temp_prefix"]
 
 TEMP_SUFFIX = ".partial"
+
+
+_HOST = socket.gethostname().replace("-", "_")  # once: a download names one temp file per file
 
 
 def temp_prefix() -> str:
     """`.fscas-<host>-<pid>-`: the prefix of this process's temp files, so a later run can tell a
     dead process's leftovers (a kill -9 mid-write) from a live one's work in progress."""
-    return f".fscas-{socket.gethostname().replace('-', '_')}-{os.getpid()}-"
+    return f".fscas-{_HOST}-{os.getpid()}-"
+
+
+def create_temp(folder: str | os.PathLike[str]) -> tuple[int, str]:
+    """Create and open (write-only) a new temp file of this process in `folder`: (fd, path).
+
+    One `open` with `O_CREAT|O_EXCL|O_NOFOLLOW` and mode 0666 less the umask, the mode the final
+    file should have: no `chmod` after, unlike `tempfile.mkstemp` (0600).
+    """
+    prefix = os.path.join(folder, temp_prefix())
+    flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_CLOEXEC", 0) | getattr(os, "O_NOFOLLOW", 0)
+    while True:
+        path = f"{prefix}{secrets.token_hex(6)}{TEMP_SUFFIX}"
+        try:
+            return os.open(path, flags, 0o666), path
+        except FileExistsError:  # 48 random bits: practically never
+            continue
 
 
 def remove_stale_temps(folder: str | os.PathLike[str]) -> int:
@@ -26,7 +46,7 @@ def remove_stale_temps(folder: str | os.PathLike[str]) -> int:
 
     A temp file of another host, or of a process still running, stays (it may be a write in flight).
     """
-    host = socket.gethostname().replace("-", "_")
+    host = _HOST
     removed = 0
     try:
         entries = list(os.scandir(folder))

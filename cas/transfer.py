@@ -11,7 +11,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import os
-import tempfile
 from collections.abc import AsyncIterator, Callable
 from pathlib import Path
 from typing import BinaryIO
@@ -20,7 +19,7 @@ import xxhash
 
 from fscas.backends import Backend
 from fscas.errors import IntegrityError, ObjectNotFound, SnapshotError, UnsafePathError
-from fscas.files import TEMP_SUFFIX, temp_prefix
+from fscas.files import create_temp
 from fscas.keys import data_key, legacy_data_key
 from fscas.paths import within
 
@@ -133,8 +132,7 @@ async def fetch_to_file(backend: Backend, digest: str, size: int, place: Callabl
         progress(size)
         return
     target = await asyncio.to_thread(place)
-    fd, tmp = await asyncio.to_thread(tempfile.mkstemp, prefix=temp_prefix(), suffix=TEMP_SUFFIX,
-                                          dir=target.parent)
+    fd, tmp = await asyncio.to_thread(create_temp, target.parent)
     try:
         with os.fdopen(fd, "wb") as out:
             await _fetch(backend, digest, size, out, progress)
@@ -155,12 +153,19 @@ async def _get_small(backend: Backend, digest: str) -> tuple[str, bytes]:
 
 
 def _write_file(place: Callable[[], Path], data: bytes, mtime_us: int | None) -> None:
+    """A small file in five syscalls: open (O_EXCL, final mode), write, futimens, close, rename."""
     target = place()
-    fd, tmp = tempfile.mkstemp(prefix=temp_prefix(), suffix=TEMP_SUFFIX, dir=target.parent)
+    fd, tmp = create_temp(target.parent)
     try:
-        with os.fdopen(fd, "wb") as out:
-            out.write(data)
-        _finish(tmp, target, mtime_us)
+        try:
+            view = memoryview(data)
+            while view:
+                view = view[os.write(fd, view):]
+            if mtime_us is not None:
+                os.utime(fd, ns=(mtime_us * 1000, mtime_us * 1000))
+        finally:
+            os.close(fd)
+        os.replace(tmp, target)
     except BaseException:
         with contextlib.suppress(FileNotFoundError):
             os.unlink(tmp)
@@ -168,7 +173,6 @@ def _write_file(place: Callable[[], Path], data: bytes, mtime_us: int | None) ->
 
 
 def _finish(tmp: str, target: Path, mtime_us: int | None) -> None:
-    os.chmod(tmp, 0o666 & ~_UMASK)  # mkstemp made it 0600
     if mtime_us is not None:
         os.utime(tmp, ns=(mtime_us * 1000, mtime_us * 1000))
     os.replace(tmp, target)
@@ -229,15 +233,6 @@ async def read_verified(backend: Backend, digest: str, size: int | None) -> int:
             size = (await backend.head(legacy_data_key(digest))).size
     await _fetch(backend, digest, size, _Discard(), lambda n: None)  # type: ignore[arg-type]
     return size
-
-
-def _read_umask() -> int:
-    mask = os.umask(0)  # the only way to read it; done once, at import, before any thread writes
-    os.umask(mask)
-    return mask
-
-
-_UMASK = _read_umask()
 
 
 def reserve_copy_name(target: Path) -> Path:

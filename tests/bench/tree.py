@@ -12,16 +12,17 @@ LARGE_FILES = 8
 LARGE_SIZE = 128 << 20
 
 
-def make_tree(root: Path, *, small: int = SMALL_FILES, large: int = LARGE_FILES, large_size: int = LARGE_SIZE) -> int:
+def make_tree(root: Path, *, small: int = SMALL_FILES, large: int = LARGE_FILES, large_size: int = LARGE_SIZE,
+              small_size: tuple[int, int] = (1024, 16 * 1024), folders: int = FOLDERS) -> int:
     """Create the tree under `root` (idempotent: an existing complete tree is kept); return total bytes."""
     marker = root.parent / f"{root.name}.complete"  # outside: Deadline skips dotfiles
     rng = random.Random(42)
-    sizes = [rng.randint(1024, 16 * 1024) for _ in range(small)]
+    sizes = [rng.randint(*small_size) for _ in range(small)]
     total = sum(sizes) + large * large_size
     if marker.exists():
         return total
     for i, size in enumerate(sizes):
-        folder = root / "small" / f"dir{i % FOLDERS:03d}"
+        folder = root / "small" / f"dir{i % folders:03d}"
         folder.mkdir(parents=True, exist_ok=True)
         (folder / f"file{i:05d}.bin").write_bytes(rng.randbytes(size))
     (root / "large").mkdir(parents=True, exist_ok=True)

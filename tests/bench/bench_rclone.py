@@ -1,0 +1,124 @@
+"""fscas vs rclone on four tree shapes: upload and download on one SeaweedFS S3 gateway, every run reported.
+
+Trees: (a) 10,000 × 1–16 KiB + 8 × 128 MiB; (b) 5,000 × 1–16 KiB + 4 × 64 MiB; (c) 50,000 × 0–4 KiB;
+(d) 2 × 2 GiB. For each tree and each run, the two tools go in alternating order (fscas first on odd
+runs, rclone first on even ones); every run writes to its own bucket, pre-warmed with one object (a
+SeaweedFS bucket allocates its volumes on the first write). fscas upload = `fscas push` with empty
+caches (it hashes the tree, uploads, writes the manifest); fscas download = `fscas pull` into an empty
+folder (verifies every file, restores mtimes). rclone = `rclone copy --transfers 16` both ways, of the
+tree it uploaded. Speed ratio = rclone seconds / fscas seconds (above 1: fscas is faster).
+
+Run: `python tests/bench/bench_rclone.py [--runs 2] [--trees abcd] [--results tests/bench/RESULTS.md]`.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import shutil
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from bench_distributed import timed
+from bench_snapshot import machine, write_section
+from tree import make_tree
+
+from fscas.conformance.emulators import SeaweedFSEmulator
+
+TREES = {
+    "a": ("10,000 × 1–16 KiB + 8 × 128 MiB", {"small": 10_000, "large": 8, "large_size": 128 << 20}),
+    "b": ("5,000 × 1–16 KiB + 4 × 64 MiB", {"small": 5_000, "large": 4, "large_size": 64 << 20, "folders": 50}),
+    "c": ("50,000 × 0–4 KiB", {"small": 50_000, "large": 0, "small_size": (0, 4096), "folders": 500}),
+    "d": ("2 × 2 GiB", {"small": 0, "large": 2, "large_size": 2 << 30}),
+}
+
+
+def one_run(sw: SeaweedFSEmulator, root: Path, work: Path, tag: str, order: list[str]) -> dict[str, tuple[float, float]]:
+    base = {k: v for k, v in os.environ.items() if k != "AWS_CA_BUNDLE"}  # rclone 1.60 fails on it over http
+    env = {**base, **sw.env(), "HOME": str(work / "home"), "XDG_CACHE_HOME": str(work / f"cache-{tag}"),
+           "RCLONE_CONFIG_SW_TYPE": "s3", "RCLONE_CONFIG_SW_PROVIDER": "Other",
+           "RCLONE_CONFIG_SW_ENDPOINT": sw.endpoint, "RCLONE_CONFIG_SW_ACCESS_KEY_ID": sw.access_key,
+           "RCLONE_CONFIG_SW_SECRET_ACCESS_KEY": sw.secret_key, "RCLONE_CONFIG_SW_REGION": "us-east-1"}
+    (work / "home").mkdir(exist_ok=True)
+    buckets = {tool: f"{tool}-{tag}" for tool in order}
+    for bucket in buckets.values():
+        sw.create_bucket(bucket)
+        import fscas
+
+        with fscas.open_store(sw.store_url(bucket, "warm"), **sw.options()) as s:
+            s.put_bytes(b"warm " + bucket.encode())
+    py = [sys.executable, "-m", "fscas"]
+    store = sw.store_url(buckets.get("fscas", "x"), "root")
+    out: dict[str, tuple[float, float]] = {}
+    key = ""
+    for tool in order:
+        if tool == "fscas":
+            s, rss, j = timed([*py, "push", str(root), "--store", store, "--json"], env)
+            key = str(j["key"])
+        else:
+            s, rss, _ = timed(["rclone", "copy", str(root), f"sw:{buckets['rclone']}/root", "--transfers", "16"], env)
+        out[f"upload {tool}"] = (s, rss)
+    for tool in order:
+        dest = work / f"dest-{tool}"
+        shutil.rmtree(dest, ignore_errors=True)
+        if tool == "fscas":
+            s, rss, _ = timed([*py, "pull", key, str(dest), "--store", store, "--json"], env)
+        else:
+            s, rss, _ = timed(["rclone", "copy", f"sw:{buckets['rclone']}/root", str(dest), "--transfers", "16"], env)
+        shutil.rmtree(dest, ignore_errors=True)
+        out[f"download {tool}"] = (s, rss)
+    return out
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--runs", type=int, default=2)
+    ap.add_argument("--trees", default="abcd")
+    ap.add_argument("--data", type=Path, default=Path(tempfile.gettempdir()) / "fscas-bench")
+    ap.add_argument("--results", type=Path, default=Path(__file__).with_name("RESULTS.md"))
+    args = ap.parse_args()
+    if shutil.which("rclone") is None:
+        raise SystemExit("rclone not found: apt-get install rclone")
+    rows, verdicts = [], []
+    with tempfile.TemporaryDirectory(prefix="fscas-bench-rclone-") as tmp, SeaweedFSEmulator().start() as sw:
+        for name in args.trees:
+            label, shape = TREES[name]
+            root = args.data / ("tree" if name == "a" else f"tree-{name}")
+            make_tree(root, **shape)  # type: ignore[arg-type]
+            ratios: dict[str, list[float]] = {"upload": [], "download": []}
+            for run in range(1, args.runs + 1):
+                order = ["fscas", "rclone"] if run % 2 else ["rclone", "fscas"]
+                r = one_run(sw, root, Path(tmp), f"{name}{run}-{int(time.time())}", order)
+                for step in ("upload", "download"):
+                    f, c = r[f"{step} fscas"], r[f"{step} rclone"]
+                    ratios[step].append(c[0] / f[0])
+                    rows.append(f"| ({name}) | {run} | {step} | {' then '.join(order)} | {f[0]:.2f} | {f[1]:.0f} "
+                                f"| {c[0]:.2f} | {c[1]:.0f} | {c[0] / f[0]:.2f} |")
+            for step, values in ratios.items():
+                need = 1.3 if name == "a" else 1.0
+                verdicts.append(f"| ({name}) {label} | {step} | ≥ {need} | {' / '.join(f'{v:.2f}' for v in values)} "
+                                f"| {'yes' if min(values) >= need else 'NO'} |")
+    section = "\n".join([
+        "## fscas vs rclone on four tree shapes (issue: Speed)",
+        "",
+        f"{machine()} · SeaweedFS S3 gateway on loopback · `rclone copy --transfers 16` · every run reported. "
+        "Ratio = rclone seconds / fscas seconds.",
+        "",
+        "| tree | run | step | order | fscas s | fscas RSS MiB | rclone s | rclone RSS MiB | ratio |",
+        "|---|---:|---|---|---:|---:|---:|---:|---:|",
+        *rows,
+        "",
+        "| tree | step | target | ratios, every run | met |",
+        "|---|---|---|---|---|",
+        *verdicts,
+        "",
+    ])
+    write_section(args.results, section)
+    print(section)
+
+
+if __name__ == "__main__":
+    main()
