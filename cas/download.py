@@ -9,7 +9,6 @@ beside it as `name (1).ext` (`create-copy`, Deadline's CREATE_COPY).
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import os
 import stat
 import time
@@ -22,7 +21,7 @@ from fscas.manifests import Manifest, ManifestPath
 from fscas.manifests.hashing import hash_path
 from fscas.paths import check_folder_target, check_layout, safe_join
 from fscas.summary import TransferSummary
-from fscas.transfer import PART, fetch_to_file, prepare_parent, reserve_copy_name
+from fscas.transfer import PART, fetch_to_file, in_lanes, prepare_parent, reserve_copy_name
 
 if TYPE_CHECKING:
     from fsspec.callbacks import Callback
@@ -85,8 +84,6 @@ async def download(store: AsyncStore, manifest: Manifest, dest: str | os.PathLik
     if callback is not None:
         callback.set_size(total)
     progress = callback.relative_update if callback is not None else _ignore
-    slots = asyncio.Semaphore(store.concurrency)
-    big = asyncio.Semaphore(_BIG)  # large files in flight at once: bounds memory
 
     prepared: set[Path] = set()  # folders made and checked once per download, not once per file
 
@@ -98,20 +95,16 @@ async def download(store: AsyncStore, manifest: Manifest, dest: str | os.PathLik
             return reserve_copy_name(target)
         return target
 
-    async def one(p: ManifestPath, target: Path) -> None:
-        async with slots, (big if p.size > PART else contextlib.nullcontext()):
-            try:
-                await fetch_to_file(store.backend, p.hash, p.size, lambda: place(target), mtime_us=p.mtime,
-                                    progress=progress)
-            except ObjectNotFound as e:
-                raise ObjectNotFound(f"{p.path}: {e}") from None
+    async def one(item: tuple[ManifestPath, Path]) -> None:
+        p, target = item
+        try:
+            await fetch_to_file(store.backend, p.hash, p.size, lambda: place(target), mtime_us=p.mtime,
+                                progress=progress)
+        except ObjectNotFound as e:
+            raise ObjectNotFound(f"{p.path}: {e}") from None
 
-    try:
-        async with asyncio.TaskGroup() as group:
-            for p, target in plan:
-                group.create_task(one(p, target))
-    except BaseExceptionGroup as eg:
-        raise first_error(eg) from None
+    await in_lanes(one, ([x for x in plan if x[0].size <= PART], store.concurrency),
+                   ([x for x in plan if x[0].size > PART], _BIG))  # large files in flight: bounds memory
     return TransferSummary(files=len(plan), bytes=total, skipped_files=len(targets) - len(plan),
                            skipped_bytes=manifest.total_size - total, unchanged_files=len(unchanged),
                            kept=tuple(p.path for p in kept), seconds=time.monotonic() - started)
@@ -119,16 +112,3 @@ async def download(store: AsyncStore, manifest: Manifest, dest: str | os.PathLik
 
 def _ignore(inc: int = 1) -> None:
     pass
-
-
-def first_error(eg: BaseExceptionGroup[BaseException]) -> BaseException:
-    """The first real error of a task group (a cancellation only if nothing else failed)."""
-    errors = [e for e in _leaves(eg) if not isinstance(e, asyncio.CancelledError)]
-    return errors[0] if errors else _leaves(eg)[0]
-
-
-def _leaves(eg: BaseExceptionGroup[BaseException]) -> list[BaseException]:
-    out: list[BaseException] = []
-    for e in eg.exceptions:
-        out.extend(_leaves(e) if isinstance(e, BaseExceptionGroup) else [e])
-    return out

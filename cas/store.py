@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import os
 import tempfile
 import time
@@ -13,13 +12,13 @@ from typing import TYPE_CHECKING, Any, BinaryIO, Literal
 
 from fscas import keys
 from fscas.backends import Backend, open_backend
-from fscas.download import ConflictMode, first_error
+from fscas.download import ConflictMode
 from fscas.errors import ConfigError, IntegrityError, ManifestError, ObjectNotFound
 from fscas.existence import ExistenceCache
 from fscas.manifests import Manifest, OutputManifest, decode, encode, hash_bytes, manifest_hash
 from fscas.paths import safe_join
 from fscas.summary import GcReport, TransferSummary
-from fscas.transfer import PART, fetch_to_file, send_file
+from fscas.transfer import PART, fetch_to_file, in_lanes, send_file
 from fscas.verify import VerifyReport, verify_objects
 
 if TYPE_CHECKING:
@@ -219,24 +218,17 @@ class AsyncStore:
         if callback is not None:
             callback.set_size(total)
         progress = callback.relative_update if callback is not None else _ignore
-        slots = asyncio.Semaphore(self.concurrency)
         done: list[str] = []
-
-        big = asyncio.Semaphore(_BIG)
 
         async def one(digest: str) -> None:
             rel, size = first[digest]
-            async with slots, (big if size > PART else contextlib.nullcontext()):
-                await send_file(self.backend, safe_join(root_path, rel), root_real, digest, size,
-                                progress)
+            await send_file(self.backend, safe_join(root_path, rel), root_real, digest, size, progress)
             done.append(keys.data_key(digest))
 
-        try:
-            async with asyncio.TaskGroup() as group:
-                for digest in sorted(todo, key=lambda d: -first[d][1]):  # big files first: better packing
-                    group.create_task(one(digest))
-        except BaseExceptionGroup as eg:
-            raise first_error(eg) from None
+        try:  # big files first within their lane: better packing
+            order = sorted(todo, key=lambda d: -first[d][1])
+            await in_lanes(one, ([d for d in order if first[d][1] <= PART], self.concurrency),
+                           ([d for d in order if first[d][1] > PART], _BIG))
         finally:
             self._remember(done)
         skipped = len(manifest.paths) - len(todo)

@@ -11,9 +11,9 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import os
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Iterator
 from pathlib import Path
-from typing import BinaryIO
+from typing import BinaryIO, TypeVar
 
 import xxhash
 
@@ -23,16 +23,59 @@ from fscas.files import create_temp
 from fscas.keys import data_key, legacy_data_key
 from fscas.paths import within
 
-__all__ = ["PART", "fetch_to_file", "open_source", "prepare_parent", "read_verified", "reserve_copy_name", "send_file"]
+__all__ = [
+    "PART", "fetch_to_file", "first_error", "in_lanes", "open_source",
+    "prepare_parent", "read_verified", "reserve_copy_name", "send_file",
+]
 
 PART = 16 * 2**20
 """Objects up to this size move in one request; larger ones stream in parts of this size."""
+GET_PART = 8 * 2**20
+"""Downloads of larger objects stream in ranged GETs of this size, two ahead: half the upload part,
+since a GET's body is read whole into memory before it is hashed and written."""
 INLINE = 256 * 2**10
 """Files up to this size are read and written on the event loop itself: a page-cache copy of a few
 KiB costs less than handing the GIL to a worker thread and back, which with thousands of small
 files in flight stalls every socket send and receive (measured: 2.8 s of 14 s in `send`)."""
 
 Progress = Callable[[int], None]
+T = TypeVar("T")
+
+
+async def in_lanes(fn: Callable[[T], Awaitable[None]], *lanes: tuple[Iterable[T], int]) -> None:
+    """Run `fn` on every item of every lane, each lane `(items, workers)` with that many workers.
+
+    A fixed number of tasks, not one per item: a million files would otherwise be a million
+    coroutine frames in memory at once. Separate lanes let small files flow while the few workers
+    of the large-file lane hold their memory-heavy transfers. The first error cancels the rest and
+    is raised as itself.
+    """
+
+    async def worker(items: Iterator[T]) -> None:
+        for item in items:
+            await fn(item)
+
+    try:
+        async with asyncio.TaskGroup() as group:
+            for items, workers in lanes:
+                shared = iter(items)
+                for _ in range(max(1, workers)):
+                    group.create_task(worker(shared))
+    except BaseExceptionGroup as eg:
+        raise first_error(eg) from None
+
+
+def first_error(eg: BaseExceptionGroup[BaseException]) -> BaseException:
+    """The first real error of a task group (a cancellation only if nothing else failed)."""
+    errors = [e for e in _leaves(eg) if not isinstance(e, asyncio.CancelledError)]
+    return errors[0] if errors else _leaves(eg)[0]
+
+
+def _leaves(eg: BaseExceptionGroup[BaseException]) -> list[BaseException]:
+    out: list[BaseException] = []
+    for e in eg.exceptions:
+        out.extend(_leaves(e) if isinstance(e, BaseExceptionGroup) else [e])
+    return out
 
 
 def open_source(path: Path, root_real: str) -> BinaryIO:
@@ -181,7 +224,7 @@ def _finish(tmp: str, target: Path, mtime_us: int | None) -> None:
 async def _fetch(backend: Backend, digest: str, size: int, out: BinaryIO, progress: Progress) -> str:
     h = xxhash.xxh3_128()
     key = data_key(digest)
-    first_end = min(size, PART) if size > PART else None  # small: one GET of the whole object
+    first_end = min(size, GET_PART) if size > PART else None  # small: one GET of the whole object
     try:
         first = await backend.get(key, end=first_end)
     except ObjectNotFound:
@@ -193,12 +236,12 @@ async def _fetch(backend: Backend, digest: str, size: int, out: BinaryIO, progre
     progress(len(first))
     # Larger objects: ranged GETs, a few in flight, consumed in order so the hash streams.
     window: list[asyncio.Task[bytes]] = []
-    offsets = list(range(written, size, PART)) if size > PART else []
+    offsets = list(range(written, size, GET_PART)) if size > PART else []
     try:
         for i in range(len(offsets)):
             while len(window) < 2 and i + len(window) < len(offsets):
                 s = offsets[i + len(window)]
-                window.append(asyncio.create_task(backend.get(key, start=s, end=min(size, s + PART))))
+                window.append(asyncio.create_task(backend.get(key, start=s, end=min(size, s + GET_PART))))
             part = await window.pop(0)
             h.update(part)
             written += len(part)
