@@ -1,0 +1,63 @@
+"""What a re-upload costs in requests: nothing when nothing changed; one object and one manifest
+written when one file changed (the gc-epoch protocol adds reads, never writes)."""
+
+from __future__ import annotations
+
+import asyncio
+from collections import Counter
+from pathlib import Path
+from typing import Any
+
+import fscas
+from fscas.conformance.plugin import unique_bucket
+from fscas.existence import ExistenceCache
+
+
+def _counted(store: fscas.AsyncStore) -> Counter[str]:
+    calls: Counter[str] = Counter()
+    backend = store.backend
+    for name in ("head", "get", "put", "delete"):
+        original = getattr(backend, name)
+
+        async def counted(key: str, *a: Any, _f: Any = original, _n: str = name, **k: Any) -> Any:
+            calls[f"{_n} {key.split('/', 1)[0]}"] += 1
+            return await _f(key, *a, **k)
+
+        setattr(backend, name, counted)
+    listing = backend.list
+
+    def counted_list(prefix: str) -> Any:
+        calls["list"] += 1
+        return listing(prefix)
+
+    backend.list = counted_list  # type: ignore[method-assign]
+    return calls
+
+
+def test_reupload_costs(moto_server: Any, tmp_path: Path) -> None:
+    bucket = unique_bucket()
+    moto_server.create_bucket(bucket)
+    src = tmp_path / "src"
+    src.mkdir()
+    for i in range(40):
+        (src / f"f{i}.txt").write_bytes(f"content {i}".encode() * 50)
+    cache = ExistenceCache(tmp_path / "existence.db")
+
+    async def go() -> tuple[Counter[str], Counter[str]]:
+        url = moto_server.store_url(bucket, "root")
+        async with fscas.open_async_store(url, existence_cache=cache, **moto_server.options()) as store:
+            m = fscas.snapshot(src, hash_cache=False)
+            await store.push(m, src, farm_id="f", queue_id="q")
+            calls = _counted(store)
+            summary = await store.upload(m, src)
+            assert summary.files == 0 and summary.skipped_files == 40
+            unchanged = calls.copy()
+            (src / "f7.txt").write_bytes(b"changed")
+            _, _, pushed = await store.push(fscas.snapshot(src, hash_cache=False), src, farm_id="f", queue_id="q")
+            assert pushed.files == 1
+        return unchanged, calls - unchanged
+
+    unchanged, changed = asyncio.run(go())
+    assert sum(unchanged.values()) == 0, unchanged
+    writes = {k: v for k, v in changed.items() if k.startswith(("put", "delete"))}
+    assert writes == {"put Data": 1, "put Manifests": 1}, changed
