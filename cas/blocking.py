@@ -134,6 +134,10 @@ class Store:
         """See `AsyncStore.download_outputs` (same keyword arguments)."""
         return run_sync(self.aio.download_outputs(farm_id, queue_id, job_id, **options))
 
+    def repair(self, manifest: Manifest, root: str | os.PathLike[str]) -> VerifyReport:
+        """See `AsyncStore.repair`."""
+        return run_sync(self.aio.repair(manifest, root))
+
     def verify(self, manifests: list[Manifest] | None = None) -> VerifyReport:
         """See `AsyncStore.verify`."""
         return run_sync(self.aio.verify(manifests))

@@ -363,6 +363,12 @@ class AsyncStore:
             raise ConfigError(f"gc needs grace_seconds >= 0 and lease >= 1, not {grace_seconds} and {lease}")
         return await collect(self, delete=delete, grace_seconds=grace_seconds, lease=lease)
 
+    async def repair(self, manifest: Manifest, root: str | os.PathLike[str]) -> VerifyReport:
+        """Read back every object of `manifest`; upload again from `root` each missing or corrupt one."""
+        from fscas.verify import repair
+
+        return await repair(self, manifest, root)
+
     async def verify(self, manifests: Iterable[Manifest] | None = None) -> VerifyReport:
         """Read back and hash every object the manifests reference (every Data object when None).
 

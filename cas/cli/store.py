@@ -116,7 +116,9 @@ def add_store_commands(groups: Any, manifest_group: Any) -> None:
     p.add_argument("-m", "--manifest", required=True, help="the local manifest file whose files to upload")
     p.add_argument("-r", "--root", required=True, type=existing_folder,
                    help="the folder the manifest's paths are relative to")
-    p.add_argument("--force-check", action="store_true", help="ignore the existence cache; ask the server")
+    p.add_argument("--force-check", action="store_true",
+                   help="ignore the existence cache and read back every object the manifest references: "
+                        "a missing or corrupt one (bytes not matching its key) is uploaded again")
     add_location_options(p, typed=True)
     store_arg(p)
     p.set_defaults(handler=_attachment_upload)
@@ -187,7 +189,7 @@ def _report(args: argparse.Namespace, summary: TransferSummary, *, download: boo
         emit_json({**extra, **summary.as_dict()})
         return
     for name, value in extra.items():
-        if name != "skipped":
+        if name != "skipped" and value != []:  # skipped files were warned about one by one
             print(f"{name}: {value}")
     if download:
         for path in summary.kept[:_NAMED]:
@@ -289,9 +291,16 @@ def _attachment_upload(args: argparse.Namespace) -> int:
 
     m, shared = _without_shared(read_manifest(args.manifest), args.root, locations_from(args), quiet=args.json)
     with open_store_of(args) as store:
+        repaired: list[str] = []
+        if args.force_check:
+            report = store.repair(m, args.root)
+            repaired = sorted({*report.missing, *report.corrupt_digests})
+            for line in report.corrupt:
+                if not args.json:
+                    warn(f"replaced corrupt object {line}")
         summary = transfer(args, "uploading", lambda bar: store.upload(
             m, args.root, callback=bar, use_cache=not args.force_check))
-        _report(args, summary, store=store.url, shared_skipped=shared)
+        _report(args, summary, store=store.url, shared_skipped=shared, repaired=repaired)
     return 0
 
 

@@ -242,3 +242,22 @@ def test_python_download_counts_unchanged(tmp_path: Path, conflict: str) -> None
         store.download(m, tmp_path / "d")
         summary = store.download(m, tmp_path / "d", conflict=conflict)  # type: ignore[arg-type]
     assert summary.files == 0 and summary.unchanged_files == 5 and summary.kept == ()
+
+
+def test_force_check_replaces_a_corrupt_object(tmp_path: Path) -> None:
+    src, store, _ = _pushed(tmp_path)
+    m = tmp_path / "m.json"
+    assert cli("manifest", "snapshot", str(src), "-o", str(m), home=tmp_path).returncode == 0
+    objects = sorted((tmp_path / "store" / "Data").iterdir())
+    good = objects[0].read_bytes()
+    objects[0].write_bytes(b"X" * len(good))  # same size: only a read-back can tell
+    objects[1].unlink()
+    plain = json.loads(cli("attachment", "upload", "-m", str(m), "-r", str(src), "--store", store, "--json",
+                           home=tmp_path).stdout)
+    assert plain["files"] == 0 and plain["repaired"] == []  # the existence cache vouches for both
+    r = cli("attachment", "upload", "-m", str(m), "-r", str(src), "--store", store, "--force-check", home=tmp_path)
+    assert r.returncode == 0, r.stderr
+    assert "replaced corrupt object" in r.stderr and objects[0].name in r.stderr
+    assert objects[0].read_bytes() == good and objects[1].exists()
+    with fscas.open_store(store) as s:
+        assert s.verify().ok
