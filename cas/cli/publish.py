@@ -20,6 +20,8 @@ def add_publish_commands(groups: Any) -> None:
     p.add_argument("path", type=existing_path, help="the result file or folder to publish")
     p.add_argument("url", help="s3://bucket/key-{jobID}-{date}[,opt=endpoint=...,opt=region=...,opt=compress=true]")
     p.add_argument("--compress", action="store_true", default=None, help="one tar.gz object")
+    p.add_argument("--gzip-level", type=int, choices=range(1, 10), default=9, metavar="1-9",
+                   help="with --compress: 1 is fastest, 9 smallest (the default)")
     p.add_argument("--job-id", default="", help="fills {jobID} in the key template")
     p.add_argument("--execution-id", default="", help="fills {executionID} in the key template")
     p.add_argument("--node-id", default="", help="fills {nodeID} in the key template")
@@ -69,7 +71,7 @@ def _publish(args: argparse.Namespace) -> int:
 
     result = publish(args.path, args.url, compress=args.compress, job_id=args.job_id,
                      execution_id=args.execution_id, node_id=args.node_id,
-                     on_skip=lambda rel, why: warn(f"skipped {rel}: {why}"))
+                     on_skip=lambda rel, why: warn(f"skipped {rel}: {why}"), gzip_level=args.gzip_level)
     if args.json:
         emit_json(result.as_spec())
     else:

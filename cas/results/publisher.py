@@ -147,10 +147,13 @@ def parse_publish_url(url: str) -> tuple[str, str, str, dict[str, str], bool]:
 
 async def publish_async(source: str | os.PathLike[str], url: str, *, compress: bool | None = None,
                         job_id: str = "", execution_id: str = "", node_id: str = "", now: datetime | None = None,
-                        on_skip: Callable[[str, str], None] | None = None, **options: Any) -> PublishedResult:
+                        on_skip: Callable[[str, str], None] | None = None, gzip_level: int = 9,
+                        **options: Any) -> PublishedResult:
     """Publish a file or folder to `url`; see `fscas.publish`."""
     base, bucket, template, url_options, url_compress = parse_publish_url(url)
     compress = url_compress if compress is None else compress
+    if not 1 <= gzip_level <= 9:
+        raise ConfigError(f"gzip level {gzip_level}: give 1 (fastest) to 9 (smallest)")
     key = render_key(template, compress=compress, job_id=job_id, execution_id=execution_id, node_id=node_id, now=now)
     src = Path(source)
     if not src.exists():
@@ -160,7 +163,7 @@ async def publish_async(source: str | os.PathLike[str], url: str, *, compress: b
     try:
         if compress:
             digest = hashlib.sha256()
-            info = await backend.put(key, tar_gz_stream(files, digest))
+            info = await backend.put(key, tar_gz_stream(files, digest, level=gzip_level))
             checksum, version = base64.b64encode(digest.digest()).decode(), info.version_id or ""
         else:
             await _put_plain(backend, files, key)
@@ -193,7 +196,8 @@ async def _file_chunks(path: Path) -> AsyncIterator[bytes]:
 
 def publish(source: str | os.PathLike[str], url: str, *, compress: bool | None = None, job_id: str = "",
             execution_id: str = "", node_id: str = "", now: datetime | None = None,
-            on_skip: Callable[[str, str], None] | None = None, **options: Any) -> PublishedResult:
+            on_skip: Callable[[str, str], None] | None = None, gzip_level: int = 9,
+            **options: Any) -> PublishedResult:
     """Publish a file or folder to `url` with Bacalhau's S3 publisher semantics, on any backend.
 
     `url` is `s3://bucket/key-template` (or `gs://`, `az://`, ...), with options in the query string
@@ -205,10 +209,13 @@ def publish(source: str | os.PathLike[str], url: str, *, compress: bool | None =
     `on_skip(relative_path, why)` (where `fscas.manifests.snapshot` would include a link to a file
     inside the root, a published result holds regular files only).
 
+    `gzip_level` (1 fastest .. 9 smallest, the default) applies with `compress`.
+
     Raises:
-        ConfigError: an unknown or unfilled placeholder, a bad URL or option, a missing source.
+        ConfigError: an unknown or unfilled placeholder, a bad URL or option, a missing source, a
+            gzip level outside 1..9.
     """
     from fscas.runner import run_sync
 
     return run_sync(publish_async(source, url, compress=compress, job_id=job_id, execution_id=execution_id,
-                                  node_id=node_id, now=now, on_skip=on_skip, **options))
+                                  node_id=node_id, now=now, on_skip=on_skip, gzip_level=gzip_level, **options))

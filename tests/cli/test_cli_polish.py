@@ -261,3 +261,22 @@ def test_force_check_replaces_a_corrupt_object(tmp_path: Path) -> None:
     assert objects[0].read_bytes() == good and objects[1].exists()
     with fscas.open_store(store) as s:
         assert s.verify().ok
+
+
+def test_publish_gzip_level(tmp_path: Path) -> None:
+    src = tmp_path / "src"
+    src.mkdir()
+    (src / "log.txt").write_bytes(b"".join(f"line {i} of a compressible log\n".encode() for i in range(20000)))
+    sizes = {}
+    for level in ("1", "9"):
+        r = cli("publish", str(src), f"file://{tmp_path}/pub/l{level}", "--compress", "--gzip-level", level,
+                "--json", home=tmp_path)
+        assert r.returncode == 0, r.stderr
+        sizes[level] = (tmp_path / "pub" / f"l{level}.tar.gz").stat().st_size
+        fetched = tmp_path / f"fetched{level}"
+        r = cli("fetch", f"file://{tmp_path}/pub/l{level}.tar.gz", str(fetched), home=tmp_path)
+        assert r.returncode == 0, r.stderr
+        assert (fetched / "log.txt").read_bytes() == (src / "log.txt").read_bytes()
+    assert sizes["1"] > sizes["9"]
+    assert cli("publish", str(src), f"file://{tmp_path}/pub/x", "--compress", "--gzip-level", "0",
+               home=tmp_path).returncode == 2
