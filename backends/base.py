@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import asyncio
+import random
 import re
 from collections.abc import AsyncIterable, AsyncIterator, Mapping
 from typing import Literal, Protocol, runtime_checkable
@@ -10,7 +12,8 @@ import attrs
 
 from fscas.errors import ConfigError, UnsafePathError
 
-__all__ = ["Backend", "Body", "Capabilities", "ObjectInfo", "check_key", "check_metadata", "chunks_of", "read_part"]
+__all__ = ["Backend", "Body", "Capabilities", "ObjectInfo", "check_key", "check_metadata", "chunks_of", "read_part",
+           "retry_pause"]
 
 Body = bytes | AsyncIterable[bytes]
 """What `Backend.put` takes: the whole object, or its bytes in order.
@@ -143,3 +146,8 @@ async def chunks_of(data: Body) -> AsyncIterator[bytes]:
     else:
         async for chunk in data:
             yield chunk
+
+
+async def retry_pause(attempt: int) -> None:
+    """Wait before retry `attempt + 1` of a request: exponential from 0.1 s, capped at 2 s, jittered ±50 %."""
+    await asyncio.sleep(min(2.0, 0.1 * 2**attempt) * (0.5 + random.random()))

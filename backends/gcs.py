@@ -15,11 +15,9 @@ Quirks handled here and nowhere else:
 
 from __future__ import annotations
 
-import asyncio
 import base64
 import contextlib
 import os
-import random
 import types
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator, Mapping
 from datetime import datetime
@@ -27,7 +25,7 @@ from typing import Any
 
 import attrs
 
-from fscas.backends.base import Body, Capabilities, ObjectInfo, check_metadata, chunks_of, read_part
+from fscas.backends.base import Body, Capabilities, ObjectInfo, check_metadata, chunks_of, read_part, retry_pause
 from fscas.backends.url import Location, build_options
 from fscas.errors import (
     AccessDenied,
@@ -221,7 +219,7 @@ def _retried(request: Callable[..., Awaitable[Any]]) -> Callable[..., Awaitable[
             except (aiohttp.ClientPayloadError, aiohttp.ServerDisconnectedError, TimeoutError):
                 if attempt == _ATTEMPTS - 1:
                     raise
-            await asyncio.sleep(min(2.0, 0.1 * 2**attempt) * (0.5 + random.random()))
+            await retry_pause(attempt)
         raise AssertionError("unreachable")  # the loop returns or raises on its last attempt
 
     return call

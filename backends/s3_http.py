@@ -10,13 +10,13 @@ itself (virtual hosts, region redirects) and every other call stay on botocore.
 
 from __future__ import annotations
 
-import asyncio
-import random
 import re
 import urllib.parse
 from collections.abc import Awaitable, Callable, Mapping
 from email.utils import parsedate_to_datetime
 from typing import Any
+
+from fscas.backends.base import retry_pause
 
 __all__ = ["Credentials", "S3Http"]
 
@@ -89,7 +89,7 @@ class S3Http:
             except (aiohttp.ClientConnectionError, aiohttp.ClientPayloadError, TimeoutError):
                 if attempt == _ATTEMPTS - 1:
                     raise
-            await asyncio.sleep(min(2.0, 0.1 * 2**attempt) * (0.5 + random.random()))
+            await retry_pause(attempt)
         raise AssertionError("unreachable")  # the loop returns or raises on its last attempt
 
 

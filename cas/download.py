@@ -21,7 +21,7 @@ from fscas.manifests import Manifest, ManifestPath
 from fscas.manifests.hashing import hash_path
 from fscas.paths import check_folder_target, check_layout, safe_join
 from fscas.summary import TransferSummary
-from fscas.transfer import PART, fetch_to_file, in_lanes, prepare_parent, reserve_copy_name
+from fscas.transfer import PART, fetch_to_file, in_lanes, prepare_parent, progress_of, reserve_copy_name
 
 if TYPE_CHECKING:
     from fsspec.callbacks import Callback
@@ -81,9 +81,7 @@ async def download(store: AsyncStore, manifest: Manifest, dest: str | os.PathLik
     plan = [(p, t) for (p, t), s in zip(targets, states, strict=True)
             if s == "new" or (s == "differs" and conflict != "skip")]
     total = sum(p.size for p, _ in plan)
-    if callback is not None:
-        callback.set_size(total)
-    progress = callback.relative_update if callback is not None else _ignore
+    progress = progress_of(callback, total)
 
     prepared: set[Path] = set()  # folders made and checked once per download, not once per file
 
@@ -109,6 +107,3 @@ async def download(store: AsyncStore, manifest: Manifest, dest: str | os.PathLik
                            skipped_bytes=manifest.total_size - total, unchanged_files=len(unchanged),
                            kept=tuple(p.path for p in kept), seconds=time.monotonic() - started)
 
-
-def _ignore(inc: int = 1) -> None:
-    pass

@@ -18,7 +18,7 @@ from fscas.existence import ExistenceCache
 from fscas.manifests import Manifest, OutputManifest, decode, encode, hash_bytes, manifest_hash
 from fscas.paths import safe_join
 from fscas.summary import GcReport, TransferSummary
-from fscas.transfer import PART, fetch_to_file, in_lanes, send_file
+from fscas.transfer import PART, fetch_to_file, in_lanes, progress_of, send_file
 from fscas.verify import VerifyReport, verify_objects
 
 if TYPE_CHECKING:
@@ -215,9 +215,7 @@ class AsyncStore:
             first.setdefault(p.hash, (p.path, p.size))
         todo = await self.missing(first, use_cache=use_cache)
         total = sum(first[d][1] for d in todo)
-        if callback is not None:
-            callback.set_size(total)
-        progress = callback.relative_update if callback is not None else _ignore
+        progress = progress_of(callback, total)
         done: list[str] = []
 
         async def one(digest: str) -> None:
@@ -377,9 +375,6 @@ class AsyncStore:
         """
         return await verify_objects(self.backend, manifests, concurrency=self.concurrency)
 
-
-def _ignore(inc: int = 1) -> None:
-    pass
 
 
 def open_async_store(target: str | os.PathLike[str] | Any, *, root: str | None = None,

@@ -13,7 +13,7 @@ import contextlib
 import os
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Iterator
 from pathlib import Path
-from typing import BinaryIO, TypeVar
+from typing import TYPE_CHECKING, BinaryIO, TypeVar
 
 import xxhash
 
@@ -23,9 +23,20 @@ from fscas.files import create_temp
 from fscas.keys import data_key, legacy_data_key
 from fscas.paths import within
 
+if TYPE_CHECKING:
+    from fsspec.callbacks import Callback
+
 __all__ = [
-    "PART", "fetch_to_file", "first_error", "in_lanes", "open_source",
-    "prepare_parent", "read_verified", "reserve_copy_name", "send_file",
+    "PART",
+    "fetch_to_file",
+    "first_error",
+    "in_lanes",
+    "open_source",
+    "prepare_parent",
+    "progress_of",
+    "read_verified",
+    "reserve_copy_name",
+    "send_file",
 ]
 
 PART = 16 * 2**20
@@ -40,6 +51,18 @@ files in flight stalls every socket send and receive (measured: 2.8 s of 14 s in
 
 Progress = Callable[[int], None]
 T = TypeVar("T")
+
+
+def progress_of(callback: Callback | None, total: int) -> Progress:
+    """The progress function of a transfer of `total` bytes: the callback's, sized first; or a no-op."""
+    if callback is None:
+        return _ignore
+    callback.set_size(total)
+    return callback.relative_update  # type: ignore[no-any-return]
+
+
+def _ignore(inc: int = 1) -> None:
+    pass
 
 
 async def in_lanes(fn: Callable[[T], Awaitable[None]], *lanes: tuple[Iterable[T], int]) -> None:
