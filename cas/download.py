@@ -67,19 +67,25 @@ async def download(store: AsyncStore, manifest: Manifest, dest: str | os.PathLik
             remove_stale_temps(folder)
     dest_real = os.path.realpath(dest_path)
 
-    checks = asyncio.Semaphore(max(4, store.concurrency))
+    if checksum:  # hashing: on worker threads, a bounded number at a time
+        states: list[str] = [""] * len(targets)
 
-    async def compare(p: ManifestPath, target: Path) -> str:
-        if not checksum:  # a stat: cheaper inline than a thread hop
-            return _state(p, target, False)
-        async with checks:
-            return await asyncio.to_thread(_state, p, target, True)
+        async def compare(i: int) -> None:
+            states[i] = await asyncio.to_thread(_state, *targets[i], True)
 
-    states = await asyncio.gather(*(compare(p, t) for p, t in targets))
-    unchanged = [p for (p, _), s in zip(targets, states, strict=True) if s == "same"]
-    kept = [p for (p, _), s in zip(targets, states, strict=True) if s == "differs" and conflict == "skip"]
-    plan = [(p, t) for (p, t), s in zip(targets, states, strict=True)
-            if s == "new" or (s == "differs" and conflict != "skip")]
+        await in_lanes(compare, (range(len(targets)), max(4, store.concurrency)))
+    else:  # a stat each: cheaper inline than a thread hop
+        states = [_state(p, t, False) for p, t in targets]
+    unchanged = 0
+    kept: list[str] = []
+    plan: list[tuple[ManifestPath, Path]] = []
+    for (p, target), state in zip(targets, states, strict=True):
+        if state == "same":
+            unchanged += 1
+        elif state == "differs" and conflict == "skip":
+            kept.append(p.path)
+        else:
+            plan.append((p, target))
     total = sum(p.size for p, _ in plan)
     progress = progress_of(callback, total)
 
@@ -104,6 +110,6 @@ async def download(store: AsyncStore, manifest: Manifest, dest: str | os.PathLik
     await in_lanes(one, ([x for x in plan if x[0].size <= PART], store.concurrency),
                    ([x for x in plan if x[0].size > PART], _BIG))  # large files in flight: bounds memory
     return TransferSummary(files=len(plan), bytes=total, skipped_files=len(targets) - len(plan),
-                           skipped_bytes=manifest.total_size - total, unchanged_files=len(unchanged),
-                           kept=tuple(p.path for p in kept), seconds=time.monotonic() - started)
+                           skipped_bytes=manifest.total_size - total, unchanged_files=unchanged,
+                           kept=tuple(kept), seconds=time.monotonic() - started)
 
