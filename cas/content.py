@@ -13,7 +13,7 @@ import os
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from fscas.manifests.hashcache import default_cache_dir
+from fscas.manifests.cachedir import default_cache_dir
 from fscas.transfer import fetch_to_file
 
 if TYPE_CHECKING:

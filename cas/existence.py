@@ -12,7 +12,7 @@ import os
 import time
 from collections.abc import Iterable
 
-from fscas.manifests.hashcache import default_cache_dir
+from fscas.manifests.cachedir import default_cache_dir
 from fscas.manifests.localdb import LocalDB
 
 __all__ = ["ExistenceCache"]

@@ -5,9 +5,6 @@ from __future__ import annotations
 import contextlib
 import errno
 import os
-import secrets
-import socket
-import tempfile
 
 from fscas.errors import ConfigError, FscasError
 
@@ -16,7 +13,15 @@ __all__ = ["TEMP_SUFFIX", "atomic_write_bytes", "cannot_write", "create_temp", "
 TEMP_SUFFIX = ".partial"
 
 
-_HOST = socket.gethostname().replace("-", "_")  # once: a download names one temp file per file
+def _hostname() -> str:
+    if hasattr(os, "uname"):  # POSIX: no `socket` import (the CLI's warm snapshot path counts milliseconds)
+        return os.uname().nodename
+    import socket
+
+    return socket.gethostname()
+
+
+_HOST = _hostname().replace("-", "_")  # once: a download names one temp file per file
 
 
 def temp_prefix() -> str:
@@ -34,7 +39,7 @@ def create_temp(folder: str | os.PathLike[str]) -> tuple[int, str]:
     prefix = os.path.join(folder, temp_prefix())
     flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_CLOEXEC", 0) | getattr(os, "O_NOFOLLOW", 0)
     while True:
-        path = f"{prefix}{secrets.token_hex(6)}{TEMP_SUFFIX}"
+        path = f"{prefix}{os.urandom(6).hex()}{TEMP_SUFFIX}"
         try:
             return os.open(path, flags, 0o666), path
         except FileExistsError:  # 48 random bits: practically never
@@ -84,11 +89,10 @@ def atomic_write_bytes(path: str | os.PathLike[str], data: bytes, *, durable: bo
     target = os.fspath(path)
     folder = os.path.dirname(os.path.abspath(target))
     try:
-        fd, tmp = tempfile.mkstemp(prefix=temp_prefix(), suffix=TEMP_SUFFIX, dir=folder)
+        fd, tmp = create_temp(folder)
     except OSError as e:
         raise cannot_write(target, e) from e
     try:
-        os.fchmod(fd, 0o644)  # mkstemp makes 0600; a manifest is not a secret
         with os.fdopen(fd, "wb") as f:
             f.write(data)
             if durable:

@@ -18,6 +18,7 @@ import os
 import sys
 from collections.abc import Iterable
 
+from fscas.manifests.cachedir import default_cache_dir
 from fscas.manifests.hashing import FileDigest
 from fscas.manifests.localdb import LocalDB
 
@@ -29,12 +30,6 @@ _SCHEMA = (
     " dev INTEGER NOT NULL, hash TEXT NOT NULL) WITHOUT ROWID"
 )
 _Key = tuple[int, int, int, int, int]
-
-
-def default_cache_dir() -> str:
-    """`$XDG_CACHE_HOME/fscas`, or `~/.cache/fscas`."""
-    base = os.environ.get("XDG_CACHE_HOME") or os.path.join(os.path.expanduser("~"), ".cache")
-    return os.path.join(base, "fscas")
 
 
 def _key(d: FileDigest) -> _Key:

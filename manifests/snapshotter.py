@@ -4,14 +4,17 @@ from __future__ import annotations
 
 import os
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
 from typing import Literal, Protocol
 
-from fscas.manifests.hashcache import HashCache, default_cache_dir, stat_key
+from fscas.manifests import snapstate
+from fscas.manifests.cachedir import default_cache_dir
+from fscas.manifests.codec import encode
+from fscas.manifests.hashcache import HashCache, stat_key
 from fscas.manifests.hashing import SMALL, FileDigest, hash_path
 from fscas.manifests.model import Manifest, ManifestPath
-from fscas.manifests.walk import Entry, GlobFilter, SkipHandler, entries_of, walk
+from fscas.manifests.walker import Entry, GlobFilter, SkipHandler, entries_of, walk
 
 __all__ = ["Progress", "snapshot", "snapshot_files"]
 
@@ -77,9 +80,11 @@ def snapshot(
 ) -> Manifest:
     """Snapshot the files under `root` into a manifest (paths in no particular order).
 
-    Files are walked under the policy of `fscas.manifests.walk` (dotfiles included, links never
+    Files are walked under the policy of `fscas.manifests.walker` (dotfiles included, links never
     followed out of the root). Unchanged files take their hash from the SQLite hash cache; the rest
-    are hashed by `workers` threads (xxhash and reads release the GIL).
+    are hashed by `workers` threads (xxhash and reads release the GIL). With a hash cache, the
+    record of the last snapshot of `root` with the same globs (`fscas.manifests.snapstate`) is
+    used when no folder or file under it changed: then nothing is walked, only stat-ed.
 
     Args:
         root: the folder to snapshot.
@@ -98,8 +103,36 @@ def snapshot(
     root_abs = os.path.abspath(os.fspath(root))
     filt = GlobFilter.from_globs(include, exclude)
     skip: SkipHandler = on_skip or (lambda rel, why: None)
-    # Measured: loading the cache on a second thread while walking is slower (GIL contention).
-    return _hash_entries(root_abs, lambda: list(walk(root_abs, filt, skip)), hash_cache, workers, skip, progress)
+    cache, owned = _open_cache(hash_cache)
+    try:
+        record = None if cache is None else snapstate.state_path(os.path.dirname(cache.path), root_abs, include,
+                                                                 exclude)
+        if record is not None and (found := snapstate.load(record, root_abs, include, exclude)) is not None:
+            for rel, why in found.skipped:
+                skip(rel, why)
+            if progress is not None:
+                progress.set_size(0)
+            return Manifest(paths=tuple(ManifestPath(*e) for e in found.entries()), total_size=found.total_size)
+        started = time.time_ns()
+        folders: list[tuple[str, str, os.stat_result]] = []
+        skipped: list[tuple[str, str]] = []
+
+        def noted(rel: str, why: str) -> None:
+            skipped.append((rel, why))
+            skip(rel, why)
+
+        # Measured: loading the cache on a second thread while walking is slower (GIL contention).
+        entries = list(walk(root_abs, filt, noted, folders=folders))
+        files = _hash_entries(root_abs, entries, cache, workers, noted, progress)
+    finally:
+        if owned and cache is not None:
+            cache.close()
+    m = Manifest.from_paths(ManifestPath(rel, digest, key[0], key[1] // 1000) for rel, _, key, digest in files)
+    if record is not None and cache is not None and m.paths:
+        saved = snapstate.Saved(folders, files, skipped, encode(m), m.total_size)
+        snapstate.save(record, root_abs, include, exclude, saved, started_ns=started,
+                       racy_window_ns=cache.racy_window_ns)
+    return m
 
 
 def snapshot_files(root: str | os.PathLike[str], rels: Sequence[str], *, hash_cache: HashCacheArg = None,
@@ -110,40 +143,43 @@ def snapshot_files(root: str | os.PathLike[str], rels: Sequence[str], *, hash_ca
     """
     root_abs = os.path.abspath(os.fspath(root))
     skip: SkipHandler = on_skip or (lambda rel, why: None)
-    return _hash_entries(root_abs, lambda: list(entries_of(root_abs, rels, skip)), hash_cache, workers, skip,
-                         progress)
-
-
-def _hash_entries(root_abs: str, entries: Callable[[], list[Entry]], hash_cache: HashCacheArg, workers: int | None,
-                  skip: SkipHandler, progress: Progress | None) -> Manifest:
     cache, owned = _open_cache(hash_cache)
     try:
-        done, todo = _split_cached(entries(), cache, root_abs)
-        done.extend(_hash_all(todo, cache, workers, skip, progress))
+        files = _hash_entries(root_abs, list(entries_of(root_abs, rels, skip)), cache, workers, skip, progress)
     finally:
         if owned and cache is not None:
             cache.close()
-    return Manifest.from_paths(done)
+    return Manifest.from_paths(ManifestPath(rel, digest, key[0], key[1] // 1000) for rel, _, key, digest in files)
 
 
-def _split_cached(
-    entries: list[Entry], cache: HashCache | None, root_abs: str
-) -> tuple[list[ManifestPath], list[Entry]]:
+_Found = tuple[str, str, tuple[int, int, int, int, int], str]
+"""(manifest path, path opened, stat key the hash belongs to, hash) of one file."""
+
+
+def _hash_entries(root_abs: str, entries: list[Entry], cache: HashCache | None, workers: int | None,
+                  skip: SkipHandler, progress: Progress | None) -> list[_Found]:
+    done, todo = _split_cached(entries, cache, root_abs)
+    done.extend(_hash_all(todo, cache, workers, skip, progress))
+    return done
+
+
+def _split_cached(entries: list[Entry], cache: HashCache | None, root_abs: str) -> tuple[list[_Found], list[Entry]]:
     if cache is None:
         return [], entries
     known = cache.load_under(root_abs)
     root_real = os.path.realpath(root_abs)
     if root_real != root_abs:
         known.update(cache.load_under(root_real))
-    done: list[ManifestPath] = []
+    done: list[_Found] = []
     todo: list[Entry] = []
     for e in entries:
         hit = known.get(e.path)
         if hit is None and e.path != os.path.join(root_abs, e.rel):  # a link's target elsewhere
             cached = cache.get(e.path, e.stat)
             hit = (stat_key(e.stat), cached) if cached is not None else None
-        if hit is not None and hit[0] == stat_key(e.stat):
-            done.append(ManifestPath(e.rel, hit[1], e.stat.st_size, e.stat.st_mtime_ns // 1000))
+        key = stat_key(e.stat)
+        if hit is not None and hit[0] == key:
+            done.append((e.rel, e.path, key, hit[1]))
         else:
             todo.append(e)
     return done, todo
@@ -155,10 +191,10 @@ def _hash_all(
     workers: int | None,
     skip: SkipHandler,
     progress: Progress | None,
-) -> list[ManifestPath]:
+) -> list[_Found]:
     if progress is not None:
         progress.set_size(sum(e.stat.st_size for e in todo))
-    out: list[ManifestPath] = []
+    out: list[_Found] = []
     fresh: list[tuple[str, FileDigest]] = []
     n = workers or min(32, 2 * (os.cpu_count() or 1))
     large, small = _batches(todo)
@@ -175,7 +211,7 @@ def _hash_all(
                     if d is None:
                         skip(e.rel, "vanished during the snapshot")
                         continue
-                    out.append(ManifestPath(e.rel, d.hash, d.size, d.mtime_ns // 1000))
+                    out.append((e.rel, e.path, (d.size, d.mtime_ns, d.ctime_ns, d.inode, d.dev), d.hash))
                     if cache is not None and cache.cacheable(d, read_at):
                         fresh.append((e.path, d))
         except BaseException:

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import argparse
 import sys
-from datetime import UTC, datetime
 from typing import Any
 
 from fscas.cli.output import emit_json
@@ -35,6 +34,8 @@ def add_browse_commands(groups: Any) -> None:
 
 
 def _when(seconds: float | None) -> str:
+    from datetime import UTC, datetime
+
     return datetime.fromtimestamp(seconds, UTC).strftime("%Y-%m-%d %H:%M:%S") if seconds else "-"
 
 

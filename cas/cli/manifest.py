@@ -4,15 +4,18 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import os
 import sys
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from fscas.cli.args import add_filters, existing_folder
 from fscas.cli.output import emit_json, progress_bar, warn
 from fscas.cli.store import add_scale_options, scaled
 from fscas.errors import ConfigError, ManifestError, SnapshotError
 from fscas.files import atomic_write_bytes
-from fscas.manifests import Manifest, ManifestDiff, decode, diff_tree, encode, manifest_hash, merge, snapshot
+
+if TYPE_CHECKING:
+    from fscas.manifests import Manifest, ManifestDiff
 
 __all__ = ["add_manifest_commands", "read_manifest"]
 
@@ -30,7 +33,7 @@ def add_manifest_commands(groups: Any) -> Any:
     add_scale_options(p)
     p.add_argument("--json", action="store_true",
                    help="print a JSON summary (output file, hash, counts, skipped files); needs -o")
-    p.set_defaults(handler=_snapshot)
+    p.set_defaults(handler=_snapshot, local=True)
 
     p = sub.add_parser("diff", help="compare a folder with a manifest")
     p.add_argument("root", type=existing_folder, help="the folder to compare")
@@ -40,23 +43,25 @@ def add_manifest_commands(groups: Any) -> Any:
     p.add_argument("--exit-code", action="store_true",
                    help="exit 1 when there are differences, 0 when there are none (like git diff --exit-code)")
     p.add_argument("--json", action="store_true", help="print {new, modified, deleted} as JSON")
-    p.set_defaults(handler=_diff)
+    p.set_defaults(handler=_diff, local=True)
 
     p = sub.add_parser("merge", help="merge manifests, later ones win")
     p.add_argument("manifests", nargs="+", metavar="MANIFEST", help="local manifest files, earliest first")
     p.add_argument("-o", "--output", required=True, help="write the merged manifest here")
     p.add_argument("--json", action="store_true", help="print a JSON summary")
-    p.set_defaults(handler=_merge)
+    p.set_defaults(handler=_merge, local=True)
 
     p = sub.add_parser("show", help="print a manifest's entries")
     p.add_argument("file", metavar="MANIFEST", help="a local manifest file")
     p.add_argument("--json", action="store_true", help="print the manifest as JSON")
-    p.set_defaults(handler=_show)
+    p.set_defaults(handler=_show, local=True)
     return sub
 
 
 def read_manifest(path: str) -> Manifest:
     """Read and decode a local manifest file; errors name the file."""
+    from fscas.manifests import decode
+
     try:
         with open(path, "rb") as f:
             data = f.read()
@@ -76,6 +81,10 @@ def _snapshot(args: argparse.Namespace) -> int:
         skipped.append({"path": rel, "reason": why})
         if not args.json:
             warn(f"skipped {rel}: {why}")
+    if not (args.no_cache or args.scheduler or args.processes) and (warm := _unchanged(args, on_skip)) is not None:
+        return _snapshot_written(args, *warm, skipped)
+    from fscas.manifests import encode, manifest_hash, snapshot
+
     with scaled(args) as spread:
         if spread is not None:
             from fscas import distributed
@@ -89,14 +98,35 @@ def _snapshot(args: argparse.Namespace) -> int:
     if not m.paths:
         raise SnapshotError(f"{args.root}: no files to snapshot (an empty manifest cannot be read back)")
     data = encode(m)
+    return _snapshot_written(args, data, manifest_hash(data), len(m.paths), m.total_size, skipped)
+
+
+def _unchanged(args: argparse.Namespace, on_skip: Any) -> tuple[bytes, str, int, int] | None:
+    """The stored manifest bytes when nothing under the root changed since its last snapshot
+    (`fscas.manifests.snapstate`): no attrs, no hash cache, no walk; else None."""
+    from fscas.manifests import snapstate
+    from fscas.manifests.cachedir import default_cache_dir
+
+    root_abs = os.path.abspath(args.root)
+    path = snapstate.state_path(default_cache_dir(), root_abs, args.include, args.exclude)
+    found = snapstate.load(path, root_abs, args.include, args.exclude)
+    if found is None:
+        return None
+    for rel, why in found.skipped:
+        on_skip(rel, why)
+    return found.data, found.hash, found.files, found.total_size
+
+
+def _snapshot_written(args: argparse.Namespace, data: bytes, digest: str, files: int, total_size: int,
+                      skipped: list[dict[str, str]]) -> int:
     if args.output:
         atomic_write_bytes(args.output, data, durable=False)  # re-made by running snapshot again
     elif not args.json:
         sys.stdout.buffer.write(data)
         sys.stdout.buffer.flush()
     if args.json:
-        summary: dict[str, Any] = {"root": args.root, "output": args.output, "hash": manifest_hash(data),
-                                   "files": len(m.paths), "total_size": m.total_size, "skipped": skipped}
+        summary: dict[str, Any] = {"root": args.root, "output": args.output, "hash": digest,
+                                   "files": files, "total_size": total_size, "skipped": skipped}
         emit_json(summary)
     return 0
 
@@ -106,6 +136,8 @@ def _diff_json(d: ManifestDiff) -> dict[str, list[str]]:
 
 
 def _diff(args: argparse.Namespace) -> int:
+    from fscas.manifests import diff_tree
+
     m = read_manifest(args.manifest)
     d = diff_tree(args.root, m, exact=args.exact, include=args.include, exclude=args.exclude,
                   on_skip=None if args.json else (lambda rel, why: warn(f"skipped {rel}: {why}")))
@@ -119,6 +151,8 @@ def _diff(args: argparse.Namespace) -> int:
 
 
 def _merge(args: argparse.Namespace) -> int:
+    from fscas.manifests import encode, manifest_hash, merge
+
     m = merge(*(read_manifest(p) for p in args.manifests))
     data = encode(m)
     atomic_write_bytes(args.output, data)

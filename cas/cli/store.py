@@ -12,18 +12,16 @@ from typing import TYPE_CHECKING, Any, TypeVar
 from fscas.cli.args import add_filters, existing_folder, non_negative_float, positive_int, size
 from fscas.cli.output import emit_json, progress_bar, warn
 from fscas.cli.outputs import add_location_options, locations_from
-from fscas.files import atomic_write_bytes
-from fscas.keys import MANIFESTS
-from fscas.manifests import Manifest, encode, manifest_hash, snapshot
-from fscas.summary import TransferSummary
 
 if TYPE_CHECKING:
     from fsspec.callbacks import Callback
 
     from fscas.blocking import Store
+    from fscas.manifests import Manifest
+    from fscas.summary import TransferSummary
 
-__all__ = ["add_scale_options", "add_store_commands", "default_store_url", "open_store_of", "scaled", "store_arg",
-           "transfer"]
+__all__ = ["add_manifest_transfer_commands", "add_scale_options", "add_store_commands", "default_store_url",
+           "open_store_of", "scaled", "store_arg", "transfer"]
 
 T = TypeVar("T")
 
@@ -77,8 +75,8 @@ def store_arg(p: argparse.ArgumentParser) -> None:
                    help="transfers in flight at once (default 32; 8 for a folder store)")
 
 
-def add_store_commands(groups: Any, manifest_group: Any) -> None:
-    """Register the store commands; `manifest upload|download` join the `manifest` group."""
+def add_store_commands(groups: Any) -> None:
+    """Register the store commands (`fscas.cli.COMMANDS["store"]`)."""
     p = groups.add_parser("push", help="snapshot a folder, upload what is missing, write its input manifest")
     p.add_argument("root", type=existing_folder, help="the folder to snapshot and push")
     _add_ids(p)
@@ -139,6 +137,9 @@ def add_store_commands(groups: Any, manifest_group: Any) -> None:
                    help="budget of the object cache, least recently used first out (default 10GiB)")
     p.set_defaults(handler=_mount)
 
+
+def add_manifest_transfer_commands(manifest_group: Any) -> None:
+    """Register `manifest upload|download` in the `manifest` group."""
     p = manifest_group.add_parser("upload", help="put a manifest file at Manifests/[PREFIX/]NAME")
     p.add_argument("file", help="a local manifest file; its name becomes the key's last part")
     p.add_argument("--prefix", default="", help="folder under Manifests/")
@@ -204,6 +205,8 @@ def _report(args: argparse.Namespace, summary: TransferSummary, *, download: boo
 
 
 def _push(args: argparse.Namespace) -> int:
+    from fscas.files import atomic_write_bytes
+    from fscas.manifests import encode, snapshot
     from fscas.pathmapping import innermost
 
     skipped: list[dict[str, str]] = []
@@ -239,6 +242,8 @@ def _push(args: argparse.Namespace) -> int:
 def _push_spread(args: argparse.Namespace, spread: dict[str, Any]) -> int:
     from fscas import distributed
     from fscas.errors import ConfigError
+    from fscas.files import atomic_write_bytes
+    from fscas.manifests import encode
 
     if args.file_system_location or args.file_system_locations:
         raise ConfigError("--file-system-location is not supported with --scheduler or --processes yet")
@@ -255,6 +260,7 @@ def _push_spread(args: argparse.Namespace, spread: dict[str, Any]) -> int:
 
 def _without_shared(m: Manifest, root: str, locations: list[Any], *, quiet: bool) -> tuple[Manifest, list[str]]:
     """`m` without the files under SHARED locations (on shared storage: Deadline does not upload them)."""
+    from fscas.manifests import Manifest
     from fscas.pathmapping import innermost
 
     shared = [loc for loc in locations if loc.type == "SHARED"]
@@ -322,6 +328,7 @@ def _download(args: argparse.Namespace, *, from_store: bool) -> int:
 
 def _manifest_upload(args: argparse.Namespace) -> int:
     from fscas.cli.manifest import read_manifest
+    from fscas.keys import MANIFESTS
 
     m = read_manifest(args.file)
     name = os.path.basename(args.file)
@@ -336,7 +343,8 @@ def _manifest_upload(args: argparse.Namespace) -> int:
 
 
 def _manifest_download(args: argparse.Namespace) -> int:
-    from fscas.manifests import decode
+    from fscas.files import atomic_write_bytes
+    from fscas.manifests import decode, manifest_hash
     from fscas.runner import run_sync
 
     with open_store_of(args) as store:

@@ -60,7 +60,20 @@ def best(runs: list[tuple[float, float]]) -> tuple[float, float]:
 RUNS: dict[str, list[float]] = {}  # every run's seconds, by row: the targets hold on every run
 
 
+def compile_fscas() -> None:
+    """Byte-compile fscas's modules, as `pip install` does for Deadline's: an editable checkout run
+    with PYTHONDONTWRITEBYTECODE=1 would otherwise compile every module from source on every start."""
+    import compileall
+
+    import fscas
+
+    package = Path(fscas.__file__).resolve().parent.parent
+    for folder in ("cas", "manifests", "backends", "conformance"):
+        compileall.compile_dir(str(package / folder), quiet=1)
+
+
 def measure(root: Path, work: Path, reps: int) -> dict[str, tuple[float, float]]:
+    compile_fscas()
     env = dict(os.environ)
     py = sys.executable
     bare = [py, "-c", BARE, str(root)]
@@ -129,10 +142,11 @@ def report(r: dict[str, tuple[float, float]], files: int, total: int) -> str:
         "",
         "Notes: the two-thread bare loop is slower than the one-thread loop on this tree (10,000",
         "small files make two threads hand the GIL back and forth on every tiny read), so fscas",
-        "hashes small files on one thread and large files on the others. A warm run is mostly",
-        "fixed cost: about 0.07 s interpreter start, 0.05 s imports (attrs alone 0.03 s), 0.09 s",
-        "walking and lstat-ing 10,008 files, 0.03 s reading the hash cache, 0.03 s encoding;",
-        "profiles in the issue's closing note.",
+        "hashes small files on one thread and large files on the others. A warm run reads the",
+        "root's last-snapshot record (`fscas.manifests.snapstate`): about 0.03 s interpreter start,",
+        "0.02 s imports (no attrs, no SQLite), 0.02 s stat-ing 100 folders and 10,008 files against",
+        "it, 0.005 s loading it, then the stored manifest bytes are written. Both tools run with",
+        "their modules byte-compiled.",
         "",
     ]
     return "\n".join(lines)

@@ -280,3 +280,20 @@ def test_publish_gzip_level(tmp_path: Path) -> None:
     assert sizes["1"] > sizes["9"]
     assert cli("publish", str(src), f"file://{tmp_path}/pub/x", "--compress", "--gzip-level", "0",
                home=tmp_path).returncode == 2
+
+
+def test_one_command_parser_is_the_full_parser_cut_to_that_command() -> None:
+    import argparse
+
+    from fscas.cli import COMMANDS
+
+    def commands(parser: argparse.ArgumentParser) -> dict[str, argparse.ArgumentParser]:
+        sub = next(a for a in parser._actions if isinstance(a, argparse._SubParsersAction))
+        return dict(sub.choices)
+
+    full = commands(build_parser())
+    assert list(full) == [c for names in COMMANDS.values() for c in names]  # the table lists every command, in order
+    for command in full:
+        alone = commands(build_parser(command))
+        assert command in alone and len(alone) <= len(full)
+        assert alone[command].format_help() == full[command].format_help()

@@ -114,7 +114,7 @@ def test_an_unexpected_exception_is_one_redacted_line(monkeypatch: pytest.Monkey
 
     monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", SECRET)
     parser = cli.build_parser()
-    monkeypatch.setattr(cli, "build_parser", lambda: parser)
+    monkeypatch.setattr(cli, "build_parser", lambda command=None: parser)
     monkeypatch.setattr(parser, "parse_args", lambda argv: _namespace(boom))
     assert cli.main(["gc"]) == 1
     err = capsys.readouterr().err

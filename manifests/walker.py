@@ -177,21 +177,28 @@ def walk(
     root: str | os.PathLike[str],
     filt: GlobFilter | None = None,
     on_skip: SkipHandler | None = None,
+    *,
+    folders: list[tuple[str, str, os.stat_result]] | None = None,
 ) -> Iterator[Entry]:
     """Yield every file under `root` that the policy and globs admit, in no particular order.
+
+    `folders`, if given, receives (path, relative prefix, stat) of every folder listed, the root
+    first, each stat taken before the folder is listed (`fscas.manifests.snapstate` keys on them).
 
     Raises:
         SnapshotError: `root` is not a folder, or a folder under it cannot be listed.
     """
     root_s = os.fsdecode(os.fspath(root))  # str in, str names out of scandir (surrogateescape)
     try:
-        is_dir = stat_mod.S_ISDIR(os.stat(root_s).st_mode)
+        root_st = os.stat(root_s)
     except FileNotFoundError:
         raise SnapshotError(f"{root_s}: snapshot root does not exist (not a folder)") from None
     except OSError as e:
         raise SnapshotError(f"{root_s}: cannot access snapshot root: {e.strerror}") from e
-    if not is_dir:
+    if not stat_mod.S_ISDIR(root_st.st_mode):
         raise SnapshotError(f"{root_s}: snapshot root is not a folder")
+    if folders is not None:
+        folders.append((root_s, "", root_st))
     root_real = os.path.realpath(root_s)
     skip: SkipHandler = on_skip or (lambda rel, why: None)
     filt = filt or GlobFilter(None, None, None)
@@ -216,6 +223,8 @@ def walk(
             if stat_mod.S_ISDIR(st.st_mode):
                 if not filt.prunes(rel):
                     stack.append((de.path, rel + "/"))
+                    if folders is not None:
+                        folders.append((de.path, rel + "/", st))
             elif not filt.wants(rel):
                 continue
             elif stat_mod.S_ISREG(st.st_mode):

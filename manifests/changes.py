@@ -9,7 +9,7 @@ import attrs
 
 from fscas.manifests.model import Manifest
 from fscas.manifests.snapshotter import HashCacheArg, snapshot
-from fscas.manifests.walk import GlobFilter, SkipHandler, walk
+from fscas.manifests.walker import GlobFilter, SkipHandler, walk
 
 __all__ = ["ManifestDiff", "diff", "diff_tree"]
 
