@@ -6,14 +6,15 @@ import asyncio
 import random
 import re
 from collections.abc import AsyncIterable, AsyncIterator, Mapping
+from contextlib import AbstractAsyncContextManager
 from typing import Literal, Protocol, runtime_checkable
 
 import attrs
 
 from fscas.errors import ConfigError, UnsafePathError
 
-__all__ = ["Backend", "Body", "Capabilities", "ObjectInfo", "check_key", "check_metadata", "chunks_of", "read_part",
-           "retry_pause"]
+__all__ = ["Backend", "Body", "Capabilities", "ObjectInfo", "StreamingGet", "check_key", "check_metadata", "chunks_of",
+           "read_part", "retry_pause"]
 
 Body = bytes | AsyncIterable[bytes]
 """What `Backend.put` takes: the whole object, or its bytes in order.
@@ -84,6 +85,18 @@ class Backend(Protocol):
     """Remove `key`; removing an absent key is not an error (S3 semantics, on every backend)."""
 
     async def aclose(self) -> None: ...
+
+
+@runtime_checkable
+class StreamingGet(Protocol):
+    """Optional: one object's bytes from `start` to its end in one request, read as they arrive.
+
+    The store downloads large objects through it when a backend has it (one GET instead of a ranged
+    GET per few MiB: less work for the server, no part held whole in memory), and resumes from the
+    offset reached if the stream breaks. Errors are `get`'s, raised on entry or while iterating.
+    """
+
+    def stream(self, key: str, *, start: int = 0) -> AbstractAsyncContextManager[AsyncIterator[bytes]]: ...
 
 
 # S3 lowercases names, Azure takes only identifiers: one lowercase grammar that every backend can

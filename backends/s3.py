@@ -20,7 +20,7 @@ from typing import Any
 import attrs
 
 from fscas.backends.base import Body, Capabilities, ObjectInfo, check_metadata, chunks_of, read_part
-from fscas.backends.s3_http import Credentials, S3Http, error_code, last_modified
+from fscas.backends.s3_http import Credentials, S3Http, error_code, last_modified, signer_available
 from fscas.backends.url import Location, build_options
 from fscas.errors import (
     AccessDenied,
@@ -64,8 +64,9 @@ class S3Options:
     part_concurrency: int = 4
     """Parts of one object in flight at once (memory: part_size x this, per object)."""
     fast_path: bool = True
-    """With a custom endpoint, sign single-object GET/HEAD/PUT ourselves (`s3_http`): botocore's
-    per-request CPU cost bounds small-object transfers. AWS itself always goes through botocore."""
+    """With a custom endpoint, send single-object GET/HEAD/PUT over aiohttp signed by awscrt (`s3_http`;
+    awscrt comes with the `s3` extra): botocore's per-request CPU cost bounds small-object transfers.
+    AWS itself always goes through botocore; without awscrt, so does everything."""
 
     def resolved_endpoint(self) -> str | None:
         return self.endpoint_url or os.environ.get("AWS_ENDPOINT_URL_S3") or os.environ.get("AWS_ENDPOINT_URL")
@@ -85,6 +86,8 @@ class S3Backend:
         self.capabilities = Capabilities(create_only=True, integrity=frozenset({"md5"}))
         self._fs: Any = None
         self._http: S3Http | None = None
+        self._http_decided = False
+        self._opening = asyncio.Lock()  # one s3fs session and one fast client, however many first calls race
 
     @classmethod
     def from_location(cls, location: Location, options: Mapping[str, object]) -> S3Backend:
@@ -98,7 +101,9 @@ class S3Backend:
 
     async def _call(self, method: str, key: str, **kwargs: Any) -> Any:
         if self._fs is None:
-            self._fs = await self._connect()
+            async with self._opening:
+                if self._fs is None:
+                    self._fs = await self._connect()
         with _translated(self.url, key):
             return await self._fs._call_s3(method, Bucket=self.bucket, **kwargs)
 
@@ -107,9 +112,8 @@ class S3Backend:
 
         o = self.options
         config: dict[str, Any] = {}
-        region = o.region or os.environ.get("AWS_REGION") or os.environ.get("AWS_DEFAULT_REGION")
+        region = self._region()
         if self.endpoint:
-            region = region or "us-east-1"
             config["s3"] = {"addressing_style": o.addressing_style or "path"}
             config["request_checksum_calculation"] = "when_required"
             config["response_checksum_validation"] = "when_required"
@@ -121,18 +125,40 @@ class S3Backend:
             client_kwargs={"region_name": region} if region else {}, use_listings_cache=False)
         with _translated(self.url, ""):
             await fs.set_session()
-        if self.endpoint and o.fast_path and not o.anon:
-            self._http = S3Http(self.endpoint, self.bucket, region or "us-east-1", self._credentials_of(fs))
         return fs
 
-    def _credentials_of(self, fs: Any) -> Callable[[], Awaitable[Credentials]]:
+    def _region(self) -> str | None:
         o = self.options
-        if o.key and o.secret:
-            static = (o.key, o.secret, o.token)
+        region = o.region or os.environ.get("AWS_REGION") or os.environ.get("AWS_DEFAULT_REGION")
+        return region or ("us-east-1" if self.endpoint else None)
 
-            async def fixed() -> Credentials:
-                return static
-            return fixed
+    async def _fast_client(self) -> S3Http | None:
+        """The fast path's client, made on first use; None where botocore must carry every request.
+
+        Static credentials (options, or the environment's keys with no profile asked for) need no
+        s3fs at all: a download from MinIO or SeaweedFS then never imports it (0.5-0.7 s of imports).
+        Any other credential source is resolved by s3fs/aiobotocore's chain, refreshed as it expires.
+        """
+        if self._http_decided:
+            return self._http
+        async with self._opening:
+            if self._http_decided:
+                return self._http
+            o = self.options
+            if self.endpoint and o.fast_path and not o.anon and signer_available():
+                static = _static_credentials(o)
+                if static is None:
+                    if self._fs is None:
+                        self._fs = await self._connect()
+                    credentials = self._credentials_of(self._fs)
+                else:
+                    async def credentials() -> Credentials:
+                        return static
+                self._http = S3Http(self.endpoint, self.bucket, self._region() or "us-east-1", credentials)
+            self._http_decided = True
+        return self._http
+
+    def _credentials_of(self, fs: Any) -> Callable[[], Awaitable[Credentials]]:
         chain: list[Any] = []
 
         async def from_chain() -> Credentials:  # the SDK's chain (env, profile, IMDS), refreshed as it expires
@@ -150,12 +176,10 @@ class S3Backend:
     async def _fast(self, method: str, key: str, *, body: bytes = b"",
                     headers: Mapping[str, str] | None = None) -> tuple[Mapping[str, str], bytes] | None:
         """The request through `S3Http` when it applies (None: use botocore)."""
-        if self._fs is None:
-            self._fs = await self._connect()
-        if self._http is None:
+        if (http := await self._fast_client()) is None:
             return None
         with _translated(self.url, key):
-            status, answer, data = await self._http.request(method, self._key(key), body=body, headers=headers)
+            status, answer, data = await http.request(method, self._key(key), body=body, headers=headers)
         if status >= 300:
             _raise_status(self.url, key, status, data)
         return answer, data
@@ -177,6 +201,23 @@ class S3Backend:
             async with r["Body"] as body:
                 data: bytes = await body.read()
         return data
+
+    @contextlib.asynccontextmanager
+    async def stream(self, key: str, *, start: int = 0) -> AsyncIterator[AsyncIterator[bytes]]:
+        headers = {"Range": f"bytes={start}-"} if start else {}
+        async with contextlib.AsyncExitStack() as stack:
+            if (http := await self._fast_client()) is not None:
+                with _translated(self.url, key):
+                    status, _, body = await stack.enter_async_context(http.streamed(self._key(key), headers=headers))
+                    error = await body.read() if status >= 300 else b""
+                if status >= 300:
+                    _raise_status(self.url, key, status, error)
+                chunks = body.iter_any()
+            else:
+                r = await self._call("get_object", key, Key=self._key(key), **{k: v for k, v in headers.items()})
+                chunks = (await stack.enter_async_context(r["Body"])).iter_chunks(1 << 20)
+            # Outside `_translated`: an error of the caller's own (a full disk) must not become a StoreError.
+            yield _chunks(self.url, key, chunks)
 
     async def put(self, key: str, data: Body, *, metadata: Mapping[str, str] | None = None,
                   if_absent: bool = False) -> ObjectInfo:
@@ -268,10 +309,29 @@ class S3Backend:
         if self._http is not None:
             await self._http.close()
             self._http = None
+        self._http_decided = False
         fs, self._fs = self._fs, None
         if fs is not None and getattr(fs, "_s3", None) is not None:
             await fs._s3.close()
 
+
+
+async def _chunks(url: str, key: str, chunks: AsyncIterator[bytes]) -> AsyncIterator[bytes]:
+    """A body's chunks, a connection that breaks off mid-body raised as the fscas error."""
+    with _translated(url, key):
+        async for chunk in chunks:
+            yield chunk
+
+
+def _static_credentials(o: S3Options) -> Credentials | None:
+    """Keys given as options, or in the environment when no profile is asked for (botocore's chain
+    looks at the environment first too); None when only the SDK's chain can tell."""
+    if o.key and o.secret:
+        return (o.key, o.secret, o.token)
+    env = os.environ
+    if o.profile is None and env.get("AWS_ACCESS_KEY_ID") and env.get("AWS_SECRET_ACCESS_KEY"):
+        return (env["AWS_ACCESS_KEY_ID"], env["AWS_SECRET_ACCESS_KEY"], env.get("AWS_SESSION_TOKEN") or None)
+    return None
 
 
 def _info(key: str, r: Mapping[str, Any], size: int, metadata: Mapping[str, str] | None = None) -> ObjectInfo:

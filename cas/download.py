@@ -19,7 +19,7 @@ from fscas.errors import ObjectNotFound
 from fscas.files import remove_stale_temps
 from fscas.manifests import Manifest, ManifestPath
 from fscas.manifests.hashing import hash_path
-from fscas.paths import check_folder_target, check_layout, safe_join
+from fscas.paths import check_folder_target, check_layout, safe_path
 from fscas.summary import TransferSummary
 from fscas.transfer import PART, fetch_to_file, in_lanes, prepare_parent, progress_of, reserve_copy_name
 
@@ -34,7 +34,7 @@ ConflictMode = Literal["skip", "overwrite", "create-copy"]
 _BIG = 2  # files larger than one part transferred at once (each holds a few parts in memory)
 
 
-def _state(p: ManifestPath, target: Path, checksum: bool) -> Literal["new", "same", "differs"]:
+def _state(p: ManifestPath, target: str, checksum: bool) -> Literal["new", "same", "differs"]:
     """How the local file at `target` compares with its manifest entry (runs on a worker thread)."""
     try:
         st = os.lstat(target)
@@ -57,15 +57,15 @@ async def download(store: AsyncStore, manifest: Manifest, dest: str | os.PathLik
     if conflict not in ("skip", "overwrite", "create-copy"):
         raise ValueError(f"conflict must be skip, overwrite or create-copy, not {conflict!r}")
     started = time.monotonic()
-    dest_path = Path(dest)
-    targets = [(p, safe_join(dest_path, p.path)) for p in manifest.paths]
+    dest_s = os.fspath(dest)
+    targets = [(p, safe_path(dest_s, p.path)) for p in manifest.paths]  # strings: pathlib costs µs per file
     check_layout(p.path for p in manifest.paths)
-    check_folder_target(dest_path)
-    dest_path.mkdir(parents=True, exist_ok=True)
-    for folder in {t.parent for _, t in targets}:  # what a killed earlier download left behind
+    check_folder_target(Path(dest_s))
+    os.makedirs(dest_s, exist_ok=True)
+    for folder in {os.path.dirname(t) for _, t in targets}:  # what a killed earlier download left behind
         if os.path.isdir(folder):
             remove_stale_temps(folder)
-    dest_real = os.path.realpath(dest_path)
+    dest_real = os.path.realpath(dest_s)
 
     if checksum:  # hashing: on worker threads, a bounded number at a time
         states: list[str] = [""] * len(targets)
@@ -78,7 +78,7 @@ async def download(store: AsyncStore, manifest: Manifest, dest: str | os.PathLik
         states = [_state(p, t, False) for p, t in targets]
     unchanged = 0
     kept: list[str] = []
-    plan: list[tuple[ManifestPath, Path]] = []
+    plan: list[tuple[ManifestPath, str]] = []
     for (p, target), state in zip(targets, states, strict=True):
         if state == "same":
             unchanged += 1
@@ -89,17 +89,18 @@ async def download(store: AsyncStore, manifest: Manifest, dest: str | os.PathLik
     total = sum(p.size for p, _ in plan)
     progress = progress_of(callback, total)
 
-    prepared: set[Path] = set()  # folders made and checked once per download, not once per file
+    prepared: set[str] = set()  # folders made and checked once per download, not once per file
 
-    def place(target: Path) -> Path:  # on a worker thread, right before the write
-        if target.parent not in prepared:
+    def place(target: str) -> str | Path:  # on a worker thread, right before the write
+        folder = os.path.dirname(target)
+        if folder not in prepared:
             prepare_parent(target, dest_real)
-            prepared.add(target.parent)
+            prepared.add(folder)
         if conflict == "create-copy" and os.path.lexists(target):
             return reserve_copy_name(target)
         return target
 
-    async def one(item: tuple[ManifestPath, Path]) -> None:
+    async def one(item: tuple[ManifestPath, str]) -> None:
         p, target = item
         try:
             await fetch_to_file(store.backend, p.hash, p.size, lambda: place(target), mtime_us=p.mtime,

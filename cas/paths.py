@@ -8,26 +8,39 @@ from pathlib import Path
 
 from fscas.errors import ConfigError, UnsafePathError
 
-__all__ = ["check_folder_target", "check_layout", "safe_join", "within"]
+__all__ = ["check_folder_target", "check_layout", "contains", "safe_join", "safe_path", "within"]
 
 
-def safe_join(root: Path, rel: str) -> Path:
-    """`root / rel` for a manifest path that stays below `root`.
+def safe_path(root: str, rel: str) -> str:
+    """`root/rel` as a string for a manifest path that stays below `root` (the per-file form of the
+    transfers, where pathlib's objects cost more than the syscalls they lead to).
 
     Raises:
         UnsafePathError: `rel` is empty, absolute, has `.`/`..`/empty segments, a backslash or a NUL.
     """
-    parts = rel.split("/")
-    if (not rel or rel.startswith("/") or "\\" in rel or "\x00" in rel
-            or any(p in ("", ".", "..") for p in parts)):
+    if (not rel or rel[0] == "/" or "\\" in rel or "\x00" in rel or "//" in rel or rel[-1] == "/"
+            or any(p in (".", "..") for p in rel.split("/"))):
         raise UnsafePathError(f"{rel!r}: manifest path would leave {root} (absolute, '..', '\\\\' or NUL)")
-    return root.joinpath(*parts)
+    return os.path.join(root, rel if os.sep == "/" else rel.replace("/", os.sep))
+
+
+def safe_join(root: Path, rel: str) -> Path:
+    """`root / rel` for a manifest path that stays below `root` (`safe_path` as a Path).
+
+    Raises:
+        UnsafePathError: `rel` is empty, absolute, has `.`/`..`/empty segments, a backslash or a NUL.
+    """
+    return Path(safe_path(os.fspath(root), rel))
+
+
+def contains(root_real: str, real: str) -> bool:
+    """True when the resolved path `real` is the resolved `root_real` or below it."""
+    return real == root_real or real.startswith(root_real.rstrip(os.sep) + os.sep)
 
 
 def within(path: str | os.PathLike[str], root_real: str) -> bool:
     """True when the real location of `path` (links resolved) is `root_real` or below it."""
-    real = os.path.realpath(path)
-    return real == root_real or real.startswith(root_real.rstrip(os.sep) + os.sep)
+    return contains(root_real, os.path.realpath(path))
 
 
 def check_layout(paths: Iterable[str]) -> None:

@@ -16,7 +16,7 @@ from fscas.download import ConflictMode
 from fscas.errors import ConfigError, IntegrityError, ManifestError, ObjectNotFound
 from fscas.existence import ExistenceCache
 from fscas.manifests import Manifest, OutputManifest, decode, encode, hash_bytes, manifest_hash
-from fscas.paths import safe_join
+from fscas.paths import safe_path
 from fscas.summary import GcReport, TransferSummary
 from fscas.transfer import PART, fetch_to_file, in_lanes, progress_of, send_file
 from fscas.verify import VerifyReport, verify_objects
@@ -207,20 +207,20 @@ class AsyncStore:
             SnapshotError: a file is missing or unreadable.
         """
         started = time.monotonic()
-        root_path = Path(root)
-        root_real = os.path.realpath(root_path)
-        first: dict[str, tuple[str, int]] = {}
+        root_s = os.fspath(root)
+        root_real = os.path.realpath(root_s)
+        first: dict[str, tuple[str, int]] = {}  # digest -> (the first file with it, its size)
         for p in manifest.paths:
-            safe_join(root_path, p.path)
-            first.setdefault(p.hash, (p.path, p.size))
+            path = safe_path(root_s, p.path)
+            first.setdefault(p.hash, (path, p.size))
         todo = await self.missing(first, use_cache=use_cache)
         total = sum(first[d][1] for d in todo)
         progress = progress_of(callback, total)
         done: list[str] = []
 
         async def one(digest: str) -> None:
-            rel, size = first[digest]
-            await send_file(self.backend, safe_join(root_path, rel), root_real, digest, size, progress)
+            path, size = first[digest]
+            await send_file(self.backend, path, root_real, digest, size, progress)
             done.append(keys.data_key(digest))
 
         try:  # big files first within their lane: better packing

@@ -11,6 +11,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import os
+import stat as stat_mod
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Iterator
 from pathlib import Path
 from typing import TYPE_CHECKING, BinaryIO, TypeVar
@@ -18,10 +19,11 @@ from typing import TYPE_CHECKING, BinaryIO, TypeVar
 import xxhash
 
 from fscas.backends import Backend
-from fscas.errors import IntegrityError, ObjectNotFound, SnapshotError, UnsafePathError
+from fscas.backends.base import StreamingGet, retry_pause
+from fscas.errors import IntegrityError, ObjectNotFound, SnapshotError, Unreachable, UnsafePathError
 from fscas.files import create_temp
 from fscas.keys import data_key, legacy_data_key
-from fscas.paths import within
+from fscas.paths import contains, within
 
 if TYPE_CHECKING:
     from fsspec.callbacks import Callback
@@ -42,8 +44,12 @@ __all__ = [
 PART = 16 * 2**20
 """Objects up to this size move in one request; larger ones stream in parts of this size."""
 GET_PART = 8 * 2**20
-"""Downloads of larger objects stream in ranged GETs of this size, two ahead: half the upload part,
-since a GET's body is read whole into memory before it is hashed and written."""
+"""On a backend without `StreamingGet`, larger objects come in ranged GETs of this size, two ahead:
+half the upload part, since a GET's body is read whole into memory before it is hashed and written."""
+STREAM_BUFFER = 4 * 2**20
+"""A streamed download is hashed and written in buffers of this size, on a worker thread."""
+_RESUMES = 5
+"""How often a broken download stream is resumed from where it stopped before the error counts."""
 INLINE = 256 * 2**10
 """Files up to this size are read and written on the event loop itself: a page-cache copy of a few
 KiB costs less than handing the GIL to a worker thread and back, which with thousands of small
@@ -101,24 +107,46 @@ def _leaves(eg: BaseExceptionGroup[BaseException]) -> list[BaseException]:
     return out
 
 
-def open_source(path: Path, root_real: str) -> BinaryIO:
+def open_source(path: str | os.PathLike[str], root_real: str) -> BinaryIO:
     """Open a file to upload, refusing one whose real location is outside the root.
+
+    The check is on the file actually opened (its `/proc/self/fd` link where the system has one,
+    else `realpath` first): a link inside the root is read through, one out of it is refused, and
+    a folder swapped for a link between a check and the open cannot slip a file in.
 
     Raises:
         UnsafePathError: the path resolves outside the root (a link out).
         SnapshotError: the file cannot be opened (missing, unreadable, not a regular file).
     """
-    real = os.path.realpath(path)
-    if not within(real, root_real):
-        raise UnsafePathError(f"{path}: resolves to {real}, outside the upload root")
+    fd = -1
     try:
-        fd = os.open(real, os.O_RDONLY | getattr(os, "O_NOFOLLOW", 0))
+        if not _PROC_FD:
+            real = os.path.realpath(path)
+            if not contains(root_real, real):
+                raise UnsafePathError(f"{os.fspath(path)}: resolves to {real}, outside the upload root")
+            path = real
+        fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK | getattr(os, "O_CLOEXEC", 0))  # a fifo must not block
+        if _PROC_FD and not contains(root_real, real := os.readlink(f"/proc/self/fd/{fd}")):
+            raise UnsafePathError(f"{os.fspath(path)}: resolves to {real}, outside the upload root")
+        if not stat_mod.S_ISREG(os.fstat(fd).st_mode):
+            raise SnapshotError(f"{os.fspath(path)}: cannot be read for upload: not a regular file")
     except OSError as e:
-        raise SnapshotError(f"{path}: cannot be read for upload: {e.strerror}") from e
+        if fd >= 0:
+            os.close(fd)
+        if isinstance(e, SnapshotError):
+            raise
+        raise SnapshotError(f"{os.fspath(path)}: cannot be read for upload: {e.strerror}") from e
+    except BaseException:
+        if fd >= 0:
+            os.close(fd)
+        raise
     return os.fdopen(fd, "rb", buffering=0)
 
 
-async def send_file(backend: Backend, path: Path, root_real: str, digest: str, size: int,
+_PROC_FD = os.path.isdir("/proc/self/fd")
+
+
+async def send_file(backend: Backend, path: str | os.PathLike[str], root_real: str, digest: str, size: int,
                     progress: Progress) -> None:
     """Upload the file at `path` as `Data/<digest>.xxh128`, refusing it if its bytes do not hash to `digest`.
 
@@ -138,14 +166,14 @@ async def send_file(backend: Backend, path: Path, root_real: str, digest: str, s
         f.close()
 
 
-def _read_checked(path: Path, root_real: str, digest: str, size: int) -> bytes:
+def _read_checked(path: str | os.PathLike[str], root_real: str, digest: str, size: int) -> bytes:
     with open_source(path, root_real) as f:
         data = f.read(size + 1)
     _check(path, digest, size, len(data), xxhash.xxh3_128_hexdigest(data))
     return data
 
 
-async def _verified_chunks(f: BinaryIO, path: Path, digest: str, size: int, progress: Progress
+async def _verified_chunks(f: BinaryIO, path: str | os.PathLike[str], digest: str, size: int, progress: Progress
                            ) -> AsyncIterator[bytes]:
     # One chunk of read-ahead: the last chunk is only yielded once the whole file hashed right,
     # so a backend that sees this iterator raise never commits the object.
@@ -168,14 +196,18 @@ async def _verified_chunks(f: BinaryIO, path: Path, digest: str, size: int, prog
         chunk = following
 
 
-def _check(path: Path | str, digest: str, size: int, got_size: int, got_digest: str) -> None:
+def _check(path: str | os.PathLike[str], digest: str, size: int, got_size: int, got_digest: str) -> None:
     if got_size != size:
         raise IntegrityError(f"{path}: {got_size} bytes, the manifest says {size}: changed since its snapshot")
     if got_digest != digest:
         raise IntegrityError(f"{path}: hashes to {got_digest}, the manifest says {digest}: changed since its snapshot")
 
 
-async def fetch_to_file(backend: Backend, digest: str, size: int, place: Callable[[], Path], *,
+Place = Callable[[], "str | os.PathLike[str]"]
+"""Names the file a download goes to, right before its first write (on a worker thread)."""
+
+
+async def fetch_to_file(backend: Backend, digest: str, size: int, place: Place, *,
                         mtime_us: int | None, progress: Progress) -> None:
     """Download `Data/<digest>.xxh128` (or the legacy `Data/<digest>`), verified, into the file `place()` names.
 
@@ -198,7 +230,7 @@ async def fetch_to_file(backend: Backend, digest: str, size: int, place: Callabl
         progress(size)
         return
     target = await asyncio.to_thread(place)
-    fd, tmp = await asyncio.to_thread(create_temp, target.parent)
+    fd, tmp = await asyncio.to_thread(create_temp, os.path.dirname(target))
     try:
         with os.fdopen(fd, "wb") as out:
             await _fetch(backend, digest, size, out, progress)
@@ -218,10 +250,10 @@ async def _get_small(backend: Backend, digest: str) -> tuple[str, bytes]:
         return key, await backend.get(key)
 
 
-def _write_file(place: Callable[[], Path], data: bytes, mtime_us: int | None) -> None:
+def _write_file(place: Place, data: bytes, mtime_us: int | None) -> None:
     """A small file in five syscalls: open (O_EXCL, final mode), write, futimens, close, rename."""
     target = place()
-    fd, tmp = create_temp(target.parent)
+    fd, tmp = create_temp(os.path.dirname(target))
     try:
         try:
             view = memoryview(data)
@@ -238,13 +270,18 @@ def _write_file(place: Callable[[], Path], data: bytes, mtime_us: int | None) ->
         raise
 
 
-def _finish(tmp: str, target: Path, mtime_us: int | None) -> None:
+def _finish(tmp: str, target: str | os.PathLike[str], mtime_us: int | None) -> None:
     if mtime_us is not None:
         os.utime(tmp, ns=(mtime_us * 1000, mtime_us * 1000))
     os.replace(tmp, target)
 
 
 async def _fetch(backend: Backend, digest: str, size: int, out: BinaryIO, progress: Progress) -> str:
+    if size > PART and isinstance(backend, StreamingGet):
+        try:
+            return await _fetch_streamed(backend, backend.url, data_key(digest), digest, size, out, progress)
+        except ObjectNotFound:  # Deadline PR #167: read the pre-suffix name as a fallback
+            return await _fetch_streamed(backend, backend.url, legacy_data_key(digest), digest, size, out, progress)
     h = xxhash.xxh3_128()
     key = data_key(digest)
     first_end = min(size, GET_PART) if size > PART else None  # small: one GET of the whole object
@@ -280,6 +317,84 @@ async def _fetch(backend: Backend, digest: str, size: int, out: BinaryIO, progre
     return key
 
 
+async def _fetch_streamed(backend: StreamingGet, url: str, key: str, digest: str, size: int, out: BinaryIO,
+                          progress: Progress) -> str:
+    """One GET for the whole object, its bytes hashed and written as they arrive (`_Sink`); a stream
+    that breaks off is resumed from the last byte written, at most `_RESUMES` times."""
+    sink = _Sink(out)
+    written = breaks = 0
+    try:
+        while True:
+            try:
+                async with backend.stream(key, start=written) as chunks:
+                    buf: list[bytes] = []
+                    held = 0
+                    async for chunk in chunks:
+                        buf.append(chunk)
+                        held += len(chunk)
+                        if held >= STREAM_BUFFER:
+                            written = await _put(sink, buf, held, written, size, url, key, progress)
+                            buf, held = [], 0
+                    written = await _put(sink, buf, held, written, size, url, key, progress)
+                break
+            except Unreachable:
+                breaks += 1
+                if breaks > _RESUMES:
+                    raise
+                await retry_pause(breaks)
+        got = await sink.digest()
+    finally:
+        await sink.settle()
+    if written != size or got != digest:
+        raise IntegrityError(f"{url}: {key}: {written} bytes hashing to {got}, expected {size} bytes "
+                             f"hashing to {digest}")
+    return key
+
+
+async def _put(sink: _Sink, buf: list[bytes], held: int, written: int, size: int, url: str, key: str,
+               progress: Progress) -> int:
+    if held:
+        if written + held > size:
+            raise IntegrityError(f"{url}: {key}: longer than the {size} bytes the manifest says")
+        await sink.put(buf)
+        progress(held)
+    return written + held
+
+
+class _Sink:
+    """Hashes and writes chunks on a worker thread, a batch at a time, in order, one batch behind the
+    network: the next batch arrives while the last one is written (memory: two batches of about
+    `STREAM_BUFFER` per download). Chunks are written as they came, never joined (one copy less)."""
+
+    def __init__(self, out: BinaryIO) -> None:
+        self._out = out
+        self._hash = xxhash.xxh3_128()
+        self._pending: asyncio.Future[None] | None = None
+
+    def _write(self, chunks: list[bytes]) -> None:
+        for chunk in chunks:
+            self._hash.update(chunk)
+            self._out.write(chunk)
+
+    async def put(self, chunks: list[bytes]) -> None:
+        await self._wait()
+        self._pending = asyncio.ensure_future(asyncio.to_thread(self._write, chunks))
+
+    async def _wait(self) -> None:
+        if self._pending is not None:
+            pending, self._pending = self._pending, None
+            await pending
+
+    async def digest(self) -> str:
+        await self._wait()
+        return self._hash.hexdigest()
+
+    async def settle(self) -> None:
+        """Let a write still running finish before the file is closed (also when cancelled)."""
+        if self._pending is not None:
+            await asyncio.wait([self._pending])
+
+
 class _Discard:
     def write(self, data: bytes) -> int:
         return len(data)
@@ -301,8 +416,9 @@ async def read_verified(backend: Backend, digest: str, size: int | None) -> int:
     return size
 
 
-def reserve_copy_name(target: Path) -> Path:
+def reserve_copy_name(target: str | os.PathLike[str]) -> Path:
     """Deadline's CREATE_COPY naming, `name (1).ext`, reserved with O_EXCL across processes."""
+    target = Path(target)
     n = 1
     while True:
         candidate = target.with_name(f"{target.stem} ({n}){target.suffix}")
@@ -313,12 +429,13 @@ def reserve_copy_name(target: Path) -> Path:
             n += 1
 
 
-def prepare_parent(target: Path, dest_real: str) -> None:
+def prepare_parent(target: str | os.PathLike[str], dest_real: str) -> None:
     """Create `target`'s folder, refusing any folder on the way that is a link leading out of dest.
 
     Raises:
         UnsafePathError: a folder of the path resolves outside the destination.
     """
-    target.parent.mkdir(parents=True, exist_ok=True)
-    if not within(target.parent, dest_real):
+    folder = os.path.dirname(target)
+    os.makedirs(folder, exist_ok=True)
+    if not within(folder, dest_real):
         raise UnsafePathError(f"{target}: its folder resolves outside the destination {dest_real}")

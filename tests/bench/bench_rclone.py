@@ -6,7 +6,8 @@ runs, rclone first on even ones); every run writes to its own bucket, pre-warmed
 SeaweedFS bucket allocates its volumes on the first write). fscas upload = `fscas push` with empty
 caches (it hashes the tree, uploads, writes the manifest); fscas download = `fscas pull` into an empty
 folder (verifies every file, restores mtimes). rclone = `rclone copy --transfers 16` both ways, of the
-tree it uploaded. Speed ratio = rclone seconds / fscas seconds (above 1: fscas is faster).
+tree it uploaded. Both keep 16 transfers in flight (fscas `--concurrency 16`). Speed ratio = rclone
+seconds / fscas seconds (above 1: fscas is faster). Modules are byte-compiled first, as pip does.
 
 Run: `python tests/bench/bench_rclone.py [--runs 2] [--trees abcd] [--results tests/bench/RESULTS.md]`.
 """
@@ -23,7 +24,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from bench_distributed import timed
-from bench_snapshot import machine, write_section
+from bench_snapshot import compile_fscas, machine, write_section
 from tree import make_tree
 
 from fscas.conformance.emulators import SeaweedFSEmulator
@@ -56,7 +57,7 @@ def one_run(sw: SeaweedFSEmulator, root: Path, work: Path, tag: str, order: list
     key = ""
     for tool in order:
         if tool == "fscas":
-            s, rss, j = timed([*py, "push", str(root), "--store", store, "--json"], env)
+            s, rss, j = timed([*py, "push", str(root), "--store", store, "--json", "--concurrency", "16"], env)
             key = str(j["key"])
         else:
             s, rss, _ = timed(["rclone", "copy", str(root), f"sw:{buckets['rclone']}/root", "--transfers", "16"], env)
@@ -65,7 +66,7 @@ def one_run(sw: SeaweedFSEmulator, root: Path, work: Path, tag: str, order: list
         dest = work / f"dest-{tool}"
         shutil.rmtree(dest, ignore_errors=True)
         if tool == "fscas":
-            s, rss, _ = timed([*py, "pull", key, str(dest), "--store", store, "--json"], env)
+            s, rss, _ = timed([*py, "pull", key, str(dest), "--store", store, "--json", "--concurrency", "16"], env)
         else:
             s, rss, _ = timed(["rclone", "copy", f"sw:{buckets['rclone']}/root", str(dest), "--transfers", "16"], env)
         shutil.rmtree(dest, ignore_errors=True)
@@ -82,6 +83,7 @@ def main() -> None:
     args = ap.parse_args()
     if shutil.which("rclone") is None:
         raise SystemExit("rclone not found: apt-get install rclone")
+    compile_fscas()
     rows, verdicts = [], []
     with tempfile.TemporaryDirectory(prefix="fscas-bench-rclone-") as tmp, SeaweedFSEmulator().start() as sw:
         for name in args.trees:
@@ -104,7 +106,7 @@ def main() -> None:
     section = "\n".join([
         "## fscas vs rclone on four tree shapes (issue: Speed)",
         "",
-        f"{machine()} · SeaweedFS S3 gateway on loopback · `rclone copy --transfers 16` · every run reported. "
+        f"{machine()} · SeaweedFS S3 gateway on loopback · `rclone copy --transfers 16`, `fscas --concurrency 16` · every run reported. "
         "Ratio = rclone seconds / fscas seconds.",
         "",
         "| tree | run | step | order | fscas s | fscas RSS MiB | rclone s | rclone RSS MiB | ratio |",
