@@ -62,11 +62,12 @@ class S3Options:
     part_size: int = 8 * 2**20
     """Multipart part size; streams shorter than one part go as a single PUT."""
     part_concurrency: int = 4
-    """Parts of one object in flight at once (memory: part_size x this, per object)."""
+    """Multipart parts in flight at once, over all the objects being uploaded (memory: about
+    part_size x this)."""
     fast_path: bool = True
-    """With a custom endpoint, send single-object GET/HEAD/PUT over aiohttp signed by awscrt (`s3_http`;
-    awscrt comes with the `s3` extra): botocore's per-request CPU cost bounds small-object transfers.
-    AWS itself always goes through botocore; without awscrt, so does everything."""
+    """With a custom endpoint, send single-object GET/HEAD/PUT signed by awscrt over `http11` (`s3_http`;
+    awscrt and httptools come with the `s3` extra): botocore's per-request CPU cost bounds small-object
+    transfers. AWS itself always goes through botocore; without those two, so does everything."""
 
     def resolved_endpoint(self) -> str | None:
         return self.endpoint_url or os.environ.get("AWS_ENDPOINT_URL_S3") or os.environ.get("AWS_ENDPOINT_URL")
@@ -88,6 +89,7 @@ class S3Backend:
         self._http: S3Http | None = None
         self._http_decided = False
         self._opening = asyncio.Lock()  # one s3fs session and one fast client, however many first calls race
+        self._parts = asyncio.Semaphore(max(1, self.options.part_concurrency))  # shared: bounds memory
 
     @classmethod
     def from_location(cls, location: Location, options: Mapping[str, object]) -> S3Backend:
@@ -208,11 +210,10 @@ class S3Backend:
         async with contextlib.AsyncExitStack() as stack:
             if (http := await self._fast_client()) is not None:
                 with _translated(self.url, key):
-                    status, _, body = await stack.enter_async_context(http.streamed(self._key(key), headers=headers))
-                    error = await body.read() if status >= 300 else b""
+                    status, _, chunks = await stack.enter_async_context(http.streamed(self._key(key), headers=headers))
+                    error = b"".join([c async for c in chunks]) if status >= 300 else b""
                 if status >= 300:
                     _raise_status(self.url, key, status, error)
-                chunks = body.iter_any()
             else:
                 r = await self._call("get_object", key, Key=self._key(key), **{k: v for k, v in headers.items()})
                 chunks = (await stack.enter_async_context(r["Body"])).iter_chunks(1 << 20)
@@ -257,22 +258,21 @@ class S3Backend:
         part_size = max(self.options.part_size, _MIN_PART)
         mpu = await self._call("create_multipart_upload", key, Key=self._key(key), Metadata=meta)
         upload = {"Key": self._key(key), "UploadId": mpu["UploadId"]}
-        slots = asyncio.Semaphore(self.options.part_concurrency)
+        slots = self._parts
         etags: dict[int, str] = {}
 
         async def send(number: int, body: bytes) -> None:
-            try:
-                r = await self._call("upload_part", key, PartNumber=number, Body=body, **upload)
-                etags[number] = r["ETag"]
-            finally:
-                slots.release()
+            r = await self._call("upload_part", key, PartNumber=number, Body=body, **upload)
+            etags[number] = r["ETag"]
 
         tasks: set[asyncio.Task[None]] = set()
         size, part, number = 0, first, 1
         try:
             while part:
                 await slots.acquire()
-                tasks.add(asyncio.create_task(send(number, part)))
+                task = asyncio.create_task(send(number, part))
+                task.add_done_callback(lambda _: slots.release())  # also when cancelled before it ran
+                tasks.add(task)
                 size += len(part)
                 number += 1
                 part = await read_part(chunks, part_size)
@@ -344,10 +344,9 @@ def _info(key: str, r: Mapping[str, Any], size: int, metadata: Mapping[str, str]
 
 def _info_from_headers(key: str, h: Mapping[str, str], *, size: int | None = None,
                        metadata: Mapping[str, str] | None = None) -> ObjectInfo:
-    """ObjectInfo from the raw response headers of the signed fast path."""
-    meta = metadata if metadata is not None else {k[11:].lower(): v for k, v in h.items()
-                                                   if k.lower().startswith("x-amz-meta-")}
-    return _object_info(key, size if size is not None else int(h.get("Content-Length", 0)), h.get("ETag"),
+    """ObjectInfo from the raw response headers of the signed fast path (names lowercase)."""
+    meta = metadata if metadata is not None else {k[11:]: v for k, v in h.items() if k.startswith("x-amz-meta-")}
+    return _object_info(key, size if size is not None else int(h.get("content-length", 0)), h.get("etag"),
                         h.get("x-amz-version-id"),
                         {n: h.get(f"x-amz-checksum-{n}") for n in ("crc32", "crc32c", "sha256", "sha1", "crc64nvme")},
                         meta, last_modified(h))

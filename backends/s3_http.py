@@ -1,10 +1,11 @@
-"""Single-object GET, HEAD and PUT on an S3-compatible endpoint over aiohttp, signed by awscrt's SigV4.
+"""Single-object GET, HEAD and PUT on an S3-compatible endpoint, signed by awscrt's SigV4, sent by `http11`.
 
 Why: botocore spends about 3 ms of CPU on every request (user-agent assembly, event hooks, date
 parsing) — with thousands of small objects that, not the network, bounds a transfer (profiled:
 10 of 14 s downloading 3,000 objects from SeaweedFS). Signing is AWS's own C signer (`awscrt`, what
 botocore's CRT mode and the AWS SDKs use): 0.03 ms a request, where botocore's pure-Python
-`S3SigV4Auth` took 0.17-0.37 ms and was a third of a small-file download's CPU (tests/bench/RESULTS.md).
+`S3SigV4Auth` took 0.17-0.37 ms. The bytes go over `fscas.backends.http11` (llhttp's parser, one
+write per request), where aiohttp's session cost 0.25 ms a request (tests/bench/RESULTS.md).
 Used only for path-style custom endpoints (MinIO, SeaweedFS, Ceph, moto) with credentials; AWS
 itself (virtual hosts, region redirects) and every other call stay on botocore.
 """
@@ -13,13 +14,16 @@ from __future__ import annotations
 
 import contextlib
 import hashlib
+import os
 import re
+import ssl
 import urllib.parse
 from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
 from email.utils import parsedate_to_datetime
 from typing import Any
 
 from fscas.backends.base import retry_pause
+from fscas.backends.http11 import CannotConnect, HttpClient
 
 __all__ = ["Credentials", "S3Http", "signer_available"]
 
@@ -32,14 +36,19 @@ Credentials = tuple[str, str, str | None]
 
 
 def signer_available() -> bool:
-    """True when awscrt (the `s3` extra) is installed; without it every request goes through botocore."""
+    """True when awscrt and httptools (the `s3` extra) are installed; else botocore carries every request."""
     import importlib.util
 
-    return importlib.util.find_spec("awscrt") is not None
+    return all(importlib.util.find_spec(m) is not None for m in ("awscrt", "httptools"))
 
 
 class S3Http:
-    """Signed single-object requests against `endpoint/bucket/key` (path style)."""
+    """Signed single-object requests against `endpoint/bucket/key` (path style).
+
+    Answers' header names are lowercase. Connection errors and 5xx answers are retried with backoff
+    (a refused connection or an unknown host once only); what is left raises `ConnectionError` or
+    `TimeoutError`, which the backend maps.
+    """
 
     def __init__(self, endpoint: str, bucket: str, region: str,
                  credentials: Callable[[], Awaitable[Credentials]], *, connections: int = 64) -> None:
@@ -48,16 +57,17 @@ class S3Http:
         self.host = parts.netloc
         self.bucket, self.region = bucket, region
         self._credentials = credentials
-        self._connections = connections
-        self._session: Any = None
+        tls = None
+        if parts.scheme == "https":  # botocore's rule: AWS_CA_BUNDLE names the trust store, else the system's
+            tls = ssl.create_default_context(cafile=os.environ.get("AWS_CA_BUNDLE") or None)
+        self._client = HttpClient(parts.scheme, parts.hostname or "", parts.port or (443 if tls else 80),
+                                  connections=connections, ssl_context=tls)
         self._signing: tuple[Credentials, Any] | None = None  # the awscrt config of the last credentials
 
     async def close(self) -> None:
-        if self._session is not None:
-            await self._session.close()
-            self._session = None
+        await self._client.close()
 
-    async def _signed(self, method: str, path: str, headers: Mapping[str, str], body: bytes) -> dict[str, str]:
+    async def _signed(self, method: str, path: str, headers: Mapping[str, str], body: bytes) -> list[tuple[str, str]]:
         """The headers of `method path` (already percent-encoded) signed with SigV4 for S3 by awscrt, the
         payload hashed as boto3 does on plain HTTP; every header given is signed too."""
         from awscrt.auth import aws_sign_request
@@ -68,7 +78,7 @@ class S3Http:
             config = config.replace(signed_body_value=hashlib.sha256(body).hexdigest())
         request = HttpRequest(method, path, HttpHeaders([("host", self.host), *headers.items()]))
         aws_sign_request(request, config).result()  # static credentials: done before it returns
-        return dict(request.headers)
+        return list(request.headers)
 
     async def _config(self) -> Any:
         """The signing config for the current credentials (rebuilt when a refreshing chain rotates them)."""
@@ -92,79 +102,56 @@ class S3Http:
                 use_double_uri_encode=False, should_normalize_uri_path=False))  # S3's rules for paths
         return self._signing[1]
 
-    def _client(self) -> Any:
-        import aiohttp
+    def _path(self, key: str) -> str:
+        return "/" + urllib.parse.quote(f"{self.bucket}/{key}", safe="/~")
 
-        if self._session is None:
-            self._session = aiohttp.ClientSession(
-                connector=aiohttp.TCPConnector(limit=self._connections),
-                timeout=aiohttp.ClientTimeout(total=None, sock_connect=30, sock_read=120),
-                auto_decompress=False, skip_auto_headers=("User-Agent", "Content-Type", "Accept-Encoding"))
-        return self._session
-
-    async def _answer(self, method: str, key: str, body: bytes, headers: Mapping[str, str] | None) -> Any:
-        """The response to one signed request whose answer has started (its body not read yet),
-        retrying connection errors and 5xx answers.
-
-        Raises:
-            aiohttp.ClientError, TimeoutError: after the last attempt (the backend maps them).
-        """
-        import aiohttp
-        import yarl
-
-        session = self._client()
-        path = "/" + urllib.parse.quote(f"{self.bucket}/{key}", safe="/~")
-        url = yarl.URL(self.endpoint + path, encoded=True)
+    async def request(self, method: str, key: str, *, body: bytes = b"", headers: Mapping[str, str] | None = None
+                      ) -> tuple[int, Mapping[str, str], bytes]:
+        """Send one signed request; (status, headers, body) of its answer."""
+        path = self._path(key)
         for attempt in range(_ATTEMPTS):
             signed = await self._signed(method, path, headers or {}, body)
             try:
-                r = await session.request(method, url, data=body if method == "PUT" else None, headers=signed)
-                if r.status not in _RETRY_STATUS or attempt == _ATTEMPTS - 1:
-                    return r
-                r.release()
-            except aiohttp.ClientConnectorError:  # refused, unknown host: not transient, one retry only
+                answer, data = await self._client.request(method, path, signed, body)
+                if answer.status not in _RETRY_STATUS or attempt == _ATTEMPTS - 1:
+                    return answer.status, answer.headers, data
+            except CannotConnect:  # refused, unknown host: not transient, one retry only
                 if attempt >= 1:
                     raise
-            except (aiohttp.ClientConnectionError, aiohttp.ClientPayloadError, TimeoutError):
+            except (ConnectionError, TimeoutError):
                 if attempt == _ATTEMPTS - 1:
                     raise
             await retry_pause(attempt)
         raise AssertionError("unreachable")  # the loop returns or raises on its last attempt
 
-    async def request(self, method: str, key: str, *, body: bytes = b"", headers: Mapping[str, str] | None = None
-                      ) -> tuple[int, Mapping[str, str], bytes]:
-        """Send one signed request, retrying connection errors and 5xx answers; (status, headers, body).
-
-        Raises:
-            aiohttp.ClientError, TimeoutError: after the last attempt (the backend maps them).
-        """
-        import aiohttp
-
-        for attempt in range(_ATTEMPTS):
-            r = await self._answer(method, key, body, headers)
-            try:
-                return r.status, r.headers, await r.read()
-            except (aiohttp.ClientConnectionError, aiohttp.ClientPayloadError, TimeoutError):
-                if attempt == _ATTEMPTS - 1:  # the answer broke off: the request is repeatable
-                    raise
-            finally:
-                r.release()
-            await retry_pause(attempt)
-        raise AssertionError("unreachable")
-
     @contextlib.asynccontextmanager
     async def streamed(self, key: str, *, headers: Mapping[str, str] | None = None
-                       ) -> AsyncIterator[tuple[int, Mapping[str, str], Any]]:
-        """One signed GET whose body is read as it arrives: (status, headers, aiohttp stream).
+                       ) -> AsyncIterator[tuple[int, Mapping[str, str], AsyncIterator[bytes]]]:
+        """One signed GET whose body is read as it arrives: (status, headers, chunks).
 
         Retried until the answer starts; a body that breaks off later raises while it is read (the
         caller resumes with a Range).
         """
-        r = await self._answer("GET", key, b"", headers)
-        try:
-            yield r.status, r.headers, r.content
-        finally:
-            r.release()
+        path = self._path(key)
+        for attempt in range(_ATTEMPTS):
+            signed = await self._signed("GET", path, headers or {}, b"")
+            stack = contextlib.AsyncExitStack()
+            try:
+                answer, chunks = await stack.enter_async_context(self._client.stream("GET", path, signed))
+            except CannotConnect:
+                if attempt >= 1:
+                    raise
+            except (ConnectionError, TimeoutError):
+                if attempt == _ATTEMPTS - 1:
+                    raise
+            else:
+                if answer.status not in _RETRY_STATUS or attempt == _ATTEMPTS - 1:
+                    async with stack:
+                        yield answer.status, answer.headers, chunks
+                    return
+                await stack.aclose()
+            await retry_pause(attempt)
+        raise AssertionError("unreachable")
 
 
 def error_code(body: bytes) -> str:
@@ -174,5 +161,6 @@ def error_code(body: bytes) -> str:
 
 
 def last_modified(headers: Mapping[str, str]) -> float | None:
-    value = headers.get("Last-Modified")
+    """`Last-Modified` of an answer whose header names are lowercase, as seconds since the epoch."""
+    value = headers.get("last-modified")
     return parsedate_to_datetime(value).timestamp() if value else None

@@ -46,6 +46,8 @@ PART = 16 * 2**20
 GET_PART = 8 * 2**20
 """On a backend without `StreamingGet`, larger objects come in ranged GETs of this size, two ahead:
 half the upload part, since a GET's body is read whole into memory before it is hashed and written."""
+READ_CHUNK = 8 * 2**20
+"""Larger files are read for upload in chunks of this size (S3's default part), one chunk ahead."""
 STREAM_BUFFER = 4 * 2**20
 """A streamed download is hashed and written in buffers of this size, on a worker thread."""
 _RESUMES = 5
@@ -180,7 +182,7 @@ async def _verified_chunks(f: BinaryIO, path: str | os.PathLike[str], digest: st
     h = xxhash.xxh3_128()
 
     def read() -> bytes:
-        chunk = f.read(PART)
+        chunk = f.read(READ_CHUNK)
         h.update(chunk)
         return chunk
 

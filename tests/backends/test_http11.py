@@ -1,0 +1,205 @@
+"""The lean HTTP/1.1 client of the S3 fast path, against a scripted server on 127.0.0.1.
+
+The S3 suites (moto, SeaweedFS, the fault proxy) exercise it with real object stores; here each
+test makes the server answer one way that those servers rarely do: chunked bodies, interim
+answers, a HEAD that declares a length, a connection closed while idle, silence, garbage.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator, Awaitable, Callable
+
+import pytest
+
+from fscas.backends.http11 import CannotConnect, HttpClient
+
+Script = Callable[[asyncio.StreamReader, asyncio.StreamWriter], Awaitable[None]]
+
+
+async def _request_head(reader: asyncio.StreamReader) -> bytes:
+    head = await reader.readuntil(b"\r\n\r\n")
+    length = next((int(line.split(b":")[1]) for line in head.split(b"\r\n") if line.lower().startswith(b"content-length")), 0)
+    if length:
+        await reader.readexactly(length)
+    return head
+
+
+class Server:
+    """Accepts connections on 127.0.0.1 and runs `script` on each; counts connections and requests."""
+
+    def __init__(self, script: Script) -> None:
+        self.script, self.connections, self.heads = script, 0, []
+        self.server: asyncio.AbstractServer | None = None
+
+    async def _handle(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        self.connections += 1
+        try:
+            await self.script(reader, writer)
+        except (ConnectionError, asyncio.IncompleteReadError):
+            pass
+        finally:
+            writer.close()
+
+    async def __aenter__(self) -> HttpClient:
+        self.server = await asyncio.start_server(self._handle, "127.0.0.1", 0)
+        port = self.server.sockets[0].getsockname()[1]
+        self.client = HttpClient("http", "127.0.0.1", port, connections=4, read_timeout=1.0)
+        return self.client
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self.client.close()
+        assert self.server is not None
+        self.server.close()
+
+
+def run(coro: Awaitable[None]) -> None:
+    asyncio.run(coro)  # type: ignore[arg-type]
+
+
+def test_keep_alive_content_length_and_chunked_bodies() -> None:
+    async def script(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        while True:
+            head = await _request_head(reader)
+            if head.startswith(b"GET /chunked"):
+                writer.write(b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\nX-Amz-Meta-A: 1\r\n\r\n"
+                             b"5\r\nhello\r\n6\r\n world\r\n0\r\n\r\n")
+            else:
+                writer.write(b"HTTP/1.1 200 OK\r\nContent-Length: 3\r\nETag: \"e\"\r\n\r\nabc")
+            await writer.drain()
+
+    async def main() -> None:
+        server = Server(script)
+        async with server as client:
+            for _ in range(5):
+                answer, body = await client.request("GET", "/plain", [("host", "x")])
+                assert (answer.status, body, answer.headers["etag"]) == (200, b"abc", '"e"')
+            answer, body = await client.request("GET", "/chunked", [("host", "x")])
+            assert body == b"hello world" and answer.headers["x-amz-meta-a"] == "1"
+        assert server.connections == 1, "answers read to their end must leave the connection for the next request"
+
+    run(main())
+
+
+def test_head_and_no_content_answers_carry_no_body() -> None:
+    async def script(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        while True:
+            head = await _request_head(reader)
+            if head.startswith(b"HEAD"):  # declares the length a GET would have, sends none
+                writer.write(b"HTTP/1.1 200 OK\r\nContent-Length: 1000\r\n\r\n")
+            elif head.startswith(b"DELETE"):
+                writer.write(b"HTTP/1.1 204 No Content\r\n\r\n")
+            else:
+                writer.write(b"HTTP/1.1 100 Continue\r\n\r\nHTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok")
+            await writer.drain()
+
+    async def main() -> None:
+        server = Server(script)
+        async with server as client:
+            answer, body = await client.request("HEAD", "/k", [("host", "x")])
+            assert (answer.status, body, answer.headers["content-length"]) == (200, b"", "1000")
+            answer, body = await client.request("DELETE", "/k", [("host", "x")])
+            assert (answer.status, body) == (204, b"")
+            answer, body = await client.request("PUT", "/k", [("host", "x")], b"data")
+            assert (answer.status, body) == (200, b"ok"), "an interim 100 answer is not the answer"
+        assert server.connections == 1
+
+    run(main())
+
+
+def test_a_connection_the_server_closed_while_idle_is_replaced_once() -> None:
+    async def script(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        await _request_head(reader)
+        writer.write(b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok")
+        await writer.drain()  # then close, as a server's keep-alive timeout does
+
+    async def main() -> None:
+        server = Server(script)
+        async with server as client:
+            for _ in range(3):
+                assert (await client.request("GET", "/k", [("host", "x")]))[1] == b"ok"
+        assert server.connections == 3
+
+    run(main())
+
+
+def test_a_kept_connection_dropped_under_a_new_request_is_retried_on_a_fresh_one() -> None:
+    seen: list[int] = []
+
+    async def script(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        seen.append(len(seen))
+        await _request_head(reader)
+        writer.write(b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok")
+        await writer.drain()
+        if len(seen) == 1:
+            await _request_head(reader)  # the second request on this connection: dropped unanswered
+
+    async def main() -> None:
+        server = Server(script)
+        async with server as client:
+            assert (await client.request("GET", "/a", [("host", "x")]))[1] == b"ok"
+            assert (await client.request("GET", "/b", [("host", "x")]))[1] == b"ok"
+        assert server.connections == 2
+
+    run(main())
+
+
+def test_silence_is_a_timeout_and_garbage_a_connection_error() -> None:
+    async def script(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        head = await _request_head(reader)
+        if head.startswith(b"GET /garbage"):
+            writer.write(b"SMTP ready\r\n\r\n")
+            await writer.drain()
+        await asyncio.sleep(5)
+
+    async def main() -> None:
+        async with Server(script) as client:
+            with pytest.raises(TimeoutError):
+                await client.request("GET", "/silent", [("host", "x")])
+            with pytest.raises(ConnectionError, match="malformed"):
+                await client.request("GET", "/garbage", [("host", "x")])
+
+    run(main())
+
+
+def test_a_streamed_body_arrives_in_order_and_a_cut_raises() -> None:
+    payload = bytes(range(256)) * 40_000  # 10 MB: above the pause threshold
+
+    async def script(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        head = await _request_head(reader)
+        if head.startswith(b"GET /cut"):
+            writer.write(b"HTTP/1.1 200 OK\r\nContent-Length: %d\r\n\r\n" % len(payload) + payload[:1000])
+            await writer.drain()
+            return
+        writer.write(b"HTTP/1.1 200 OK\r\nContent-Length: %d\r\n\r\n" % len(payload))
+        for i in range(0, len(payload), 1 << 16):
+            writer.write(payload[i:i + (1 << 16)])
+            await writer.drain()
+
+    async def chunks_of(client: HttpClient, target: str) -> AsyncIterator[bytes]:
+        async with client.stream("GET", target, [("host", "x")]) as (answer, chunks):
+            assert answer.status == 200
+            async for chunk in chunks:
+                await asyncio.sleep(0)  # a slow reader: the socket must pause, not buffer it all
+                yield chunk
+
+    async def main() -> None:
+        async with Server(script) as client:
+            got = b"".join([c async for c in chunks_of(client, "/whole")])
+            assert got == payload
+            with pytest.raises(ConnectionError):
+                _ = [c async for c in chunks_of(client, "/cut")]
+
+    run(main())
+
+
+def test_refused_unknown_host_and_header_injection() -> None:
+    async def main() -> None:
+        with pytest.raises(CannotConnect):
+            await HttpClient("http", "127.0.0.1", 9, read_timeout=1).request("GET", "/", [("host", "x")])
+        with pytest.raises(CannotConnect):
+            await HttpClient("http", "no-such-host.invalid", 80, read_timeout=1).request("GET", "/", [("host", "x")])
+        with pytest.raises(ValueError, match="line break"):
+            await HttpClient("http", "127.0.0.1", 9).request("GET", "/", [("x-amz-meta-a", "v\r\nEvil: 1")])
+
+    run(main())
