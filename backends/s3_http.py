@@ -62,7 +62,7 @@ class S3Http:
             tls = ssl.create_default_context(cafile=os.environ.get("AWS_CA_BUNDLE") or None)
         self._client = HttpClient(parts.scheme, parts.hostname or "", parts.port or (443 if tls else 80),
                                   connections=connections, ssl_context=tls)
-        self._signing: tuple[Credentials, Any] | None = None  # the awscrt config of the last credentials
+        self._signing: tuple[Credentials, Any, dict[str, Any]] | None = None  # config of the last credentials
 
     async def close(self) -> None:
         await self._client.close()
@@ -73,15 +73,16 @@ class S3Http:
         from awscrt.auth import aws_sign_request
         from awscrt.http import HttpHeaders, HttpRequest
 
-        config = await self._config()
-        if body:
-            config = config.replace(signed_body_value=hashlib.sha256(body).hexdigest())
+        config, settings = await self._config()
+        if body:  # a fresh config, not `replace` (which reads back every field through C: 3x the cost)
+            config = type(config)(**settings, signed_body_value=hashlib.sha256(body).hexdigest())
         request = HttpRequest(method, path, HttpHeaders([("host", self.host), *headers.items()]))
         aws_sign_request(request, config).result()  # static credentials: done before it returns
         return list(request.headers)
 
-    async def _config(self) -> Any:
-        """The signing config for the current credentials (rebuilt when a refreshing chain rotates them)."""
+    async def _config(self) -> tuple[Any, dict[str, Any]]:
+        """The signing config for the current credentials (rebuilt when a refreshing chain rotates them),
+        and its settings but the body's hash."""
         credentials = await self._credentials()
         if self._signing is None or self._signing[0] != credentials:
             from awscrt.auth import (
@@ -93,14 +94,14 @@ class S3Http:
                 AwsSigningConfig,
             )
 
-            provider = AwsCredentialsProvider.new_static(*credentials)
-            self._signing = (credentials, AwsSigningConfig(
-                algorithm=AwsSigningAlgorithm.V4, signature_type=AwsSignatureType.HTTP_REQUEST_HEADERS,
-                credentials_provider=provider, region=self.region, service="s3",
-                signed_body_value=AwsSignedBodyValue.EMPTY_SHA256,
-                signed_body_header_type=AwsSignedBodyHeaderType.X_AMZ_CONTENT_SHA_256,
-                use_double_uri_encode=False, should_normalize_uri_path=False))  # S3's rules for paths
-        return self._signing[1]
+            settings: dict[str, Any] = {
+                "algorithm": AwsSigningAlgorithm.V4, "signature_type": AwsSignatureType.HTTP_REQUEST_HEADERS,
+                "credentials_provider": AwsCredentialsProvider.new_static(*credentials), "region": self.region,
+                "service": "s3", "signed_body_header_type": AwsSignedBodyHeaderType.X_AMZ_CONTENT_SHA_256,
+                "use_double_uri_encode": False, "should_normalize_uri_path": False}  # S3's rules for paths
+            config = AwsSigningConfig(**settings, signed_body_value=AwsSignedBodyValue.EMPTY_SHA256)
+            self._signing = (credentials, config, settings)
+        return self._signing[1], self._signing[2]
 
     def _path(self, key: str) -> str:
         return "/" + urllib.parse.quote(f"{self.bucket}/{key}", safe="/~")
