@@ -6,7 +6,8 @@ runs, rclone first on even ones); every run writes to its own bucket, pre-warmed
 SeaweedFS bucket allocates its volumes on the first write). fscas upload = `fscas push` with empty
 caches (it hashes the tree, uploads, writes the manifest); fscas download = `fscas pull` into an empty
 folder (verifies every file, restores mtimes). rclone = `rclone copy --transfers 16` both ways, of the
-tree it uploaded. Both keep 16 transfers in flight (fscas `--concurrency 16`). Speed ratio = rclone
+tree it uploaded. Both keep 16 transfers in flight (fscas `--concurrency 16`). Every timed step
+starts after `sync` and 45 s of idle (see PAUSE). Speed ratio = rclone
 seconds / fscas seconds (above 1: fscas is faster). Modules are byte-compiled first, as pip does.
 
 Run: `python tests/bench/bench_rclone.py [--runs 2] [--trees abcd] [--results tests/bench/RESULTS.md]`.
@@ -37,6 +38,18 @@ TREES = {
 }
 
 
+PAUSE = 45.0
+"""Seconds of idle before every timed step. This 2-core VM runs the same download at 16 s of CPU
+after a minute of idle and at 40 s after a few minutes of load (measured); without the pause,
+whichever tool runs second in a pair inherits the slow state."""
+
+
+def settle() -> None:
+    """Flush the page cache's dirty pages and let the machine go idle before a timed step."""
+    os.sync()
+    time.sleep(PAUSE)
+
+
 def one_run(sw: SeaweedFSEmulator, root: Path, work: Path, tag: str, order: list[str]) -> dict[str, tuple[float, float]]:
     base = {k: v for k, v in os.environ.items() if k != "AWS_CA_BUNDLE"}  # rclone 1.60 fails on it over http
     env = {**base, **sw.env(), "HOME": str(work / "home"), "XDG_CACHE_HOME": str(work / f"cache-{tag}"),
@@ -56,6 +69,7 @@ def one_run(sw: SeaweedFSEmulator, root: Path, work: Path, tag: str, order: list
     out: dict[str, tuple[float, float]] = {}
     key = ""
     for tool in order:
+        settle()
         if tool == "fscas":
             s, rss, j = timed([*py, "push", str(root), "--store", store, "--json", "--concurrency", "16"], env)
             key = str(j["key"])
@@ -65,6 +79,7 @@ def one_run(sw: SeaweedFSEmulator, root: Path, work: Path, tag: str, order: list
     for tool in order:
         dest = work / f"dest-{tool}"
         shutil.rmtree(dest, ignore_errors=True)
+        settle()
         if tool == "fscas":
             s, rss, _ = timed([*py, "pull", key, str(dest), "--store", store, "--json", "--concurrency", "16"], env)
         else:
@@ -106,8 +121,8 @@ def main() -> None:
     section = "\n".join([
         "## fscas vs rclone on four tree shapes (issue: Speed)",
         "",
-        f"{machine()} · SeaweedFS S3 gateway on loopback · `rclone copy --transfers 16`, `fscas --concurrency 16` · every run reported. "
-        "Ratio = rclone seconds / fscas seconds.",
+        f"{machine()} · SeaweedFS S3 gateway on loopback · `rclone copy --transfers 16`, `fscas --concurrency 16` · "
+        f"each step after `sync` and {PAUSE:.0f} s idle · every run reported. Ratio = rclone seconds / fscas seconds.",
         "",
         "| tree | run | step | order | fscas s | fscas RSS MiB | rclone s | rclone RSS MiB | ratio |",
         "|---|---:|---|---|---:|---:|---:|---:|---:|",
