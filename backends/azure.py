@@ -27,7 +27,7 @@ from typing import Any
 
 import attrs
 
-from fscas.backends.base import Body, Capabilities, ObjectInfo, check_metadata, chunks_of, read_part
+from fscas.backends.base import Body, Capabilities, ObjectInfo, at, check_metadata, chunks_of, read_part
 from fscas.backends.url import Location, build_options
 from fscas.errors import (
     AccessDenied,
@@ -289,7 +289,7 @@ def _denied(url: str, key: str, code: object) -> AccessDenied:
     """The key or token itself refused (or not even usable to sign), or a permission refused."""
     if code in (None, "AuthenticationFailed", "InvalidAuthenticationInfo", 401):
         return CredentialsRefused(f"{url}: credentials refused ({code or 'the request could not be signed'})")
-    return AccessDenied(f"{url}: {key}: access denied ({code})")
+    return AccessDenied(f"{at(url, key)}: access denied ({code})")
 
 
 @contextlib.contextmanager
@@ -304,13 +304,13 @@ def _translated(url: str, key: str, missing: type[ObjectNotFound] = ObjectNotFou
     except ax.ResourceNotFoundError as e:
         if getattr(e, "error_code", None) == "ContainerNotFound" or missing is BucketNotFound:
             raise BucketNotFound(f"{url}: container does not exist") from e
-        raise ObjectNotFound(f"{url}: {key}: not found") from e
+        raise ObjectNotFound(f"{at(url, key)}: not found") from e
     except (ax.ResourceExistsError, ax.ResourceModifiedError) as e:
-        raise ObjectExists(f"{url}: {key}: already exists") from e
+        raise ObjectExists(f"{at(url, key)}: already exists") from e
     except ax.ClientAuthenticationError as e:
         raise _denied(url, key, getattr(e, "error_code", None) or e.status_code) from e
     except (ax.ServiceRequestError, ax.ServiceResponseError, ConnectionError) as e:
-        raise Unreachable(f"{url}: {key}: endpoint unreachable ({type(e).__name__})") from e
+        raise Unreachable(f"{at(url, key)}: endpoint unreachable ({type(e).__name__})") from e
     except ax.HttpResponseError as e:
         if e.status_code in (401, 403):
             code = getattr(e, "error_code", None) or e.status_code
@@ -319,8 +319,8 @@ def _translated(url: str, key: str, missing: type[ObjectNotFound] = ObjectNotFou
                 code = "AuthenticationFailed"
             raise _denied(url, key, code) from e
         code = getattr(e, "error_code", None) or ""
-        raise StoreError(f"{url}: {key}: HTTP {e.status_code} {code}".rstrip()) from e
+        raise StoreError(f"{at(url, key)}: HTTP {e.status_code} {code}".rstrip()) from e
     except ValueError as e:  # azure-core: a malformed connection string or account URL
         raise ConfigError(f"{url}: invalid Azure configuration: {redact(str(e)).splitlines()[0]}") from e
     except ax.AzureError as e:  # the rest of azure-core's errors
-        raise StoreError(f"{url}: {key}: {type(e).__name__}") from e
+        raise StoreError(f"{at(url, key)}: {type(e).__name__}") from e

@@ -13,8 +13,8 @@ import attrs
 
 from fscas.errors import ConfigError, UnsafePathError
 
-__all__ = ["Backend", "Body", "Capabilities", "ObjectInfo", "StreamingGet", "check_key", "check_metadata", "chunks_of",
-           "read_part", "retry_pause"]
+__all__ = ["Backend", "Body", "Capabilities", "ObjectInfo", "StreamingGet", "at", "check_key", "check_metadata",
+           "chunks_of", "read_part", "retry_pause"]
 
 Body = bytes | AsyncIterable[bytes]
 """What `Backend.put` takes: the whole object, or its bytes in order.
@@ -159,6 +159,11 @@ async def chunks_of(data: Body) -> AsyncIterator[bytes]:
     else:
         async for chunk in data:
             yield chunk
+
+
+def at(url: str, key: str) -> str:
+    """`url: key` for an error message, or the URL alone when the error is not about one key."""
+    return f"{url}: {key}" if key else url
 
 
 async def retry_pause(attempt: int) -> None:

@@ -25,7 +25,7 @@ from typing import Any
 
 import attrs
 
-from fscas.backends.base import Body, Capabilities, ObjectInfo, check_metadata, chunks_of, read_part, retry_pause
+from fscas.backends.base import Body, Capabilities, ObjectInfo, at, check_metadata, chunks_of, read_part, retry_pause
 from fscas.backends.url import Location, build_options
 from fscas.errors import (
     AccessDenied,
@@ -260,7 +260,7 @@ def _translated(url: str, key: str, missing: type[ObjectNotFound] = ObjectNotFou
         what = "bucket does not exist" if missing is BucketNotFound else f"{key}: not found"
         raise missing(f"{url}: {what}") from e
     except FileExistsError as e:
-        raise ObjectExists(f"{url}: {key}: already exists") from e
+        raise ObjectExists(f"{at(url, key)}: already exists") from e
     except GoogleAuthError as e:
         raise AccessDenied(f"{url}: no usable Google credentials: give token= (see GCSOptions.token) or set "
                            f"GOOGLE_APPLICATION_CREDENTIALS ({type(e).__name__})") from e
@@ -268,13 +268,13 @@ def _translated(url: str, key: str, missing: type[ObjectNotFound] = ObjectNotFou
         if e.code == 401:
             raise CredentialsRefused(f"{url}: credentials refused (401: the token is not valid or has expired)") from e
         if e.code == 403:
-            raise AccessDenied(f"{url}: {key}: access denied ({e.code})") from e
-        raise StoreError(f"{url}: {key}: HTTP {e.code}: {e.message}") from e
+            raise AccessDenied(f"{at(url, key)}: access denied ({e.code})") from e
+        raise StoreError(f"{at(url, key)}: HTTP {e.code}: {e.message}") from e
     except (TimeoutError, aiohttp.ClientError, ConnectionError) as e:
-        raise Unreachable(f"{url}: {key}: endpoint unreachable ({type(e).__name__})") from e
+        raise Unreachable(f"{at(url, key)}: endpoint unreachable ({type(e).__name__})") from e
     except OSError as e:
         if str(e).startswith("Forbidden"):
-            raise AccessDenied(f"{url}: {key}: access denied") from e
-        raise StoreError(f"{url}: {key}: {type(e).__name__}") from e
+            raise AccessDenied(f"{at(url, key)}: access denied") from e
+        raise StoreError(f"{at(url, key)}: {type(e).__name__}") from e
     except ValueError as e:
-        raise StoreError(f"{url}: {key}: {str(e).splitlines()[0]}") from e
+        raise StoreError(f"{at(url, key)}: {str(e).splitlines()[0]}") from e

@@ -35,7 +35,7 @@ from collections.abc import AsyncIterator, Callable, Iterator, Mapping
 from datetime import UTC, datetime
 from typing import Any
 
-from fscas.backends.base import Body, Capabilities, ObjectInfo, check_key, check_metadata
+from fscas.backends.base import Body, Capabilities, ObjectInfo, at, check_key, check_metadata
 from fscas.backends.url import Location
 from fscas.errors import (
     AccessDenied,
@@ -535,13 +535,13 @@ def _ours(url: str, key: str, e: Exception) -> StoreError | ConfigError:
             return CredentialsRefused(f"{url}: credentials refused ({code})")
         cause = cause.__cause__
     if isinstance(e, FileNotFoundError):
-        return ObjectNotFound(f"{url}: {key}: not found")
+        return ObjectNotFound(f"{at(url, key)}: not found")
     if isinstance(e, FileExistsError):
-        return ObjectExists(f"{url}: {key}: already exists")
+        return ObjectExists(f"{at(url, key)}: already exists")
     if isinstance(e, PermissionError):
-        return AccessDenied(f"{url}: {key}: permission denied")
+        return AccessDenied(f"{at(url, key)}: permission denied")
     if isinstance(e, (ConnectionError, TimeoutError)):
-        return Unreachable(f"{url}: {key}: endpoint unreachable ({type(e).__name__})")
+        return Unreachable(f"{at(url, key)}: endpoint unreachable ({type(e).__name__})")
     return _sdk_error(url, key, e)
 
 
@@ -554,27 +554,27 @@ def _sdk_error(url: str, key: str, e: Exception) -> StoreError | ConfigError:
             return cls(f"{url}: {'credentials refused' if name == 'PermissionDenied' else 'host key not trusted'}"
                        f" ({text})")
         if name in ("ConnectionLost", "DisconnectError"):
-            return Unreachable(f"{url}: {key}: connection lost ({text})")
+            return Unreachable(f"{at(url, key)}: connection lost ({text})")
     if module == "httpx" and name in ("ConnectError", "ConnectTimeout", "ReadTimeout", "RemoteProtocolError"):
-        return Unreachable(f"{url}: {key}: endpoint unreachable ({name})")
+        return Unreachable(f"{at(url, key)}: endpoint unreachable ({name})")
     if module == "botocore" and name in ("EndpointConnectionError", "ConnectTimeoutError", "ConnectionClosedError",
                                           "ReadTimeoutError"):
-        return Unreachable(f"{url}: {key}: endpoint unreachable ({name})")
+        return Unreachable(f"{at(url, key)}: endpoint unreachable ({name})")
     status = getattr(getattr(e, "response", None), "status_code", None)
     if status == 401:
         return CredentialsRefused(f"{url}: credentials refused (401)")
     if status == 403:
-        return AccessDenied(f"{url}: {key}: access denied (403)")
+        return AccessDenied(f"{at(url, key)}: access denied (403)")
     if module == "ftplib" or name.startswith("error_"):
         code = text[:3]
         if code == "530":
             return CredentialsRefused(f"{url}: credentials refused ({text})")
         if code == "550":
-            return ObjectNotFound(f"{url}: {key}: not found ({text})")
+            return ObjectNotFound(f"{at(url, key)}: not found ({text})")
     if isinstance(e, OSError) and e.errno in _UNREACHABLE_ERRNOS:
-        return Unreachable(f"{url}: {key}: endpoint unreachable ({e.strerror or name})")
+        return Unreachable(f"{at(url, key)}: endpoint unreachable ({e.strerror or name})")
     if isinstance(e, (ValueError, TypeError)) and key == "":
         return ConfigError(f"{url}: cannot open this filesystem: {text}")
     if isinstance(e, NotImplementedError):
-        return StoreError(f"{url}: {key}: the filesystem does not support this ({text})")
-    return StoreError(f"{url}: {key}: {name}: {text}")
+        return StoreError(f"{at(url, key)}: the filesystem does not support this ({text})")
+    return StoreError(f"{at(url, key)}: {name}: {text}")

@@ -19,7 +19,7 @@ from typing import Any
 
 import attrs
 
-from fscas.backends.base import Body, Capabilities, ObjectInfo, check_metadata, chunks_of, read_part
+from fscas.backends.base import Body, Capabilities, ObjectInfo, at, check_metadata, chunks_of, read_part
 from fscas.backends.s3_http import Credentials, S3Http, error_code, last_modified, signer_available
 from fscas.backends.url import Location, build_options
 from fscas.errors import (
@@ -370,12 +370,12 @@ def _raise_status(url: str, key: str, status: int, body: bytes) -> None:
     if code == "NoSuchBucket":
         raise BucketNotFound(f"{url}: bucket does not exist")
     if status == 404 or code in _NOT_FOUND:
-        raise ObjectNotFound(f"{url}: {key}: not found")
+        raise ObjectNotFound(f"{at(url, key)}: not found")
     if status == 403 or code in _DENIED:
         raise _denied(url, key, code)
     if status in (409, 412) or code in _EXISTS:
-        raise ObjectExists(f"{url}: {key}: already exists")
-    raise StoreError(f"{url}: {key}: HTTP {status} {code}".rstrip())
+        raise ObjectExists(f"{at(url, key)}: already exists")
+    raise StoreError(f"{at(url, key)}: HTTP {status} {code}".rstrip())
 
 
 _NOT_FOUND = {"NoSuchKey", "404", "NotFound"}
@@ -391,7 +391,7 @@ def _denied(url: str, key: str, code: str) -> AccessDenied:
     """Bad credentials and a refused permission are different mistakes; say which one it is."""
     if code in _CREDENTIALS_REFUSED:
         return CredentialsRefused(f"{url}: credentials refused: {_CREDENTIALS_REFUSED[code]} ({code})")
-    return AccessDenied(f"{url}: {key}: access denied ({code})")
+    return AccessDenied(f"{at(url, key)}: access denied ({code})")
 
 
 _DENIED = {"AccessDenied", "403", "InvalidAccessKeyId", "SignatureDoesNotMatch", "ExpiredToken",
@@ -416,7 +416,7 @@ def _translated(url: str, key: str) -> Iterator[None]:
         raise ConfigError(f"{url}: AWS profile {e.kwargs.get('profile')!r} not found in the shared config") from e
     except (TimeoutError, bx.EndpointConnectionError, bx.ConnectTimeoutError, bx.ReadTimeoutError,
             bx.HTTPClientError, ConnectionError, aiohttp.ClientError) as e:
-        raise Unreachable(f"{url}: {key}: endpoint unreachable ({type(e).__name__})") from e
+        raise Unreachable(f"{at(url, key)}: endpoint unreachable ({type(e).__name__})") from e
     except (bx.ClientError, OSError) as e:
         cause = e if isinstance(e, bx.ClientError) else e.__cause__
         response = getattr(cause, "response", None) or {}
@@ -425,17 +425,17 @@ def _translated(url: str, key: str) -> Iterator[None]:
         if code == "NoSuchBucket":
             raise BucketNotFound(f"{url}: bucket does not exist") from e
         if code in _NOT_FOUND:
-            raise ObjectNotFound(f"{url}: {key}: not found") from e
+            raise ObjectNotFound(f"{at(url, key)}: not found") from e
         if code in _DENIED:
             raise _denied(url, key, code) from e
         if code in _EXISTS:
-            raise ObjectExists(f"{url}: {key}: already exists") from e
+            raise ObjectExists(f"{at(url, key)}: already exists") from e
         if isinstance(e, FileNotFoundError):
-            raise ObjectNotFound(f"{url}: {key}: not found") from e
+            raise ObjectNotFound(f"{at(url, key)}: not found") from e
         if isinstance(e, PermissionError):
-            raise AccessDenied(f"{url}: {key}: access denied") from e
+            raise AccessDenied(f"{at(url, key)}: access denied") from e
         if isinstance(e, ConnectionError):
-            raise Unreachable(f"{url}: {key}: endpoint unreachable") from e
-        raise StoreError(f"{url}: {key}: {message}") from e
+            raise Unreachable(f"{at(url, key)}: endpoint unreachable") from e
+        raise StoreError(f"{at(url, key)}: {message}") from e
     except bx.BotoCoreError as e:  # the rest of botocore's own errors (a response it could not parse...)
-        raise StoreError(f"{url}: {key}: {type(e).__name__}") from e
+        raise StoreError(f"{at(url, key)}: {type(e).__name__}") from e

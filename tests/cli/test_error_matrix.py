@@ -44,6 +44,8 @@ def _case(kind: str, slot: str, request: pytest.FixtureRequest) -> tuple[str, di
                                           f"BlobEndpoint={DEAD}/dev;"}, "endpoint unreachable", 1),
         ("az-nokey", "query"): (f"az://c/p?account_name=dev&account_key={SECRET}!", {}, "not base64", 2),
         ("az", "none"): ("az://c/p", {}, "no Azure storage account", 2),
+        ("sftp-dead", "userinfo"): (f"sftp://user:{SECRET}@127.0.0.1:{DEAD.rsplit(':', 1)[1]}/p", {},
+                                    "endpoint unreachable", 1),  # the generic fsspec backend
     }
     if sw is not None:
         sw.create_bucket(bucket)
@@ -71,6 +73,7 @@ def _case(kind: str, slot: str, request: pytest.FixtureRequest) -> tuple[str, di
 
 CASES = [("s3-dead", "query"), ("s3-dead", "env"), ("s3", "userinfo"), ("gs-dead", "query"), ("gs", "userinfo"),
          ("az-dead", "query"), ("az-dead", "env"), ("az-nokey", "query"), ("az", "none"),
+         ("sftp-dead", "userinfo"),
          ("seaweedfs-badkey", "query"), ("seaweedfs-badkey", "env"), ("seaweedfs-nobucket", "env"),
          ("azurite-badkey", "query"), ("azurite-badkey", "env"), ("azurite-nocontainer", "env")]
 
@@ -89,6 +92,7 @@ def test_push_errors_name_the_cause_and_never_a_secret(kind: str, slot: str, req
         assert r.returncode == code, printed
         last = r.stderr.strip().splitlines()[-1]
         assert last.startswith("fscas: error: ") and cause in last, printed
+        assert ": : " not in last, f"an empty key slot in the message: {last}"
         if not debug:
             assert len(r.stderr.strip().splitlines()) == 1 and "Traceback" not in printed, printed
         else:
