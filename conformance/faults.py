@@ -57,6 +57,7 @@ class FaultProxy:
         self._rng = random.Random(seed)
         self.injected: Counter[str] = Counter()
         self.requests = 0
+        self.heads: list[bytes] = []  # every request's head as received, for tests that check what was asked
         self._loop = asyncio.new_event_loop()
         self._server: asyncio.AbstractServer | None = None
         self._thread = threading.Thread(target=self._loop.run_forever, name="fscas-fault-proxy", daemon=True)
@@ -112,6 +113,7 @@ class FaultProxy:
         except (asyncio.IncompleteReadError, asyncio.LimitOverrunError, ConnectionError):
             writer.close()
             return
+        self.heads.append(head)
         fault = self._draw()
         try:
             if fault == "error":
