@@ -50,12 +50,17 @@ def settle() -> None:
     time.sleep(PAUSE)
 
 
-def one_run(sw: SeaweedFSEmulator, root: Path, work: Path, tag: str, order: list[str]) -> dict[str, tuple[float, float]]:
+def tool_env(sw: SeaweedFSEmulator, home: Path, cache: Path) -> dict[str, str]:
+    """Environment for fscas, aws and rclone (remote `sw:`) against `sw`, with their own home and cache."""
     base = {k: v for k, v in os.environ.items() if k != "AWS_CA_BUNDLE"}  # rclone 1.60 fails on it over http
-    env = {**base, **sw.env(), "HOME": str(work / "home"), "XDG_CACHE_HOME": str(work / f"cache-{tag}"),
-           "RCLONE_CONFIG_SW_TYPE": "s3", "RCLONE_CONFIG_SW_PROVIDER": "Other",
-           "RCLONE_CONFIG_SW_ENDPOINT": sw.endpoint, "RCLONE_CONFIG_SW_ACCESS_KEY_ID": sw.access_key,
-           "RCLONE_CONFIG_SW_SECRET_ACCESS_KEY": sw.secret_key, "RCLONE_CONFIG_SW_REGION": "us-east-1"}
+    return {**base, **sw.env(), "HOME": str(home), "XDG_CACHE_HOME": str(cache),
+            "RCLONE_CONFIG_SW_TYPE": "s3", "RCLONE_CONFIG_SW_PROVIDER": "Other",
+            "RCLONE_CONFIG_SW_ENDPOINT": sw.endpoint, "RCLONE_CONFIG_SW_ACCESS_KEY_ID": sw.access_key,
+            "RCLONE_CONFIG_SW_SECRET_ACCESS_KEY": sw.secret_key, "RCLONE_CONFIG_SW_REGION": "us-east-1"}
+
+
+def one_run(sw: SeaweedFSEmulator, root: Path, work: Path, tag: str, order: list[str]) -> dict[str, tuple[float, float]]:
+    env = tool_env(sw, work / "home", work / f"cache-{tag}")
     (work / "home").mkdir(exist_ok=True)
     buckets = {tool: f"{tool}-{tag}" for tool in order}
     for bucket in buckets.values():

@@ -22,7 +22,8 @@ from pathlib import Path
 from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from bench_snapshot import machine, run, runs_table, write_section
+from bench_rclone import tool_env
+from bench_snapshot import compile_fscas, machine, run, runs_table, write_section
 from tree import make_tree
 
 from fscas.conformance.emulators import SeaweedFSEmulator
@@ -91,11 +92,7 @@ def measure(root: Path, work: Path, big: Path) -> dict[str, tuple[float, float]]
     py = sys.executable
     r: dict[str, tuple[float, float]] = {}
     with SeaweedFSEmulator() as sw:
-        base = {k: v for k, v in os.environ.items() if k != "AWS_CA_BUNDLE"}  # rclone 1.60 fails on it over http
-        env = {**base, **sw.env(), "HOME": str(work / "home"), "XDG_CACHE_HOME": str(work / "cache"),
-               "RCLONE_CONFIG_SW_TYPE": "s3", "RCLONE_CONFIG_SW_PROVIDER": "Other",
-               "RCLONE_CONFIG_SW_ENDPOINT": sw.endpoint, "RCLONE_CONFIG_SW_ACCESS_KEY_ID": "fscas",
-               "RCLONE_CONFIG_SW_SECRET_ACCESS_KEY": "fscas", "RCLONE_CONFIG_SW_REGION": "us-east-1"}
+        env = tool_env(sw, work / "home", work / "cache")
         (work / "home").mkdir()
         for b in ("fscas-b", "deadline-b", "rclone-b", "aws-b", "big-b"):
             sw.create_bucket(b)
@@ -195,6 +192,7 @@ def main() -> None:
     for tool in ("rclone", "aws"):
         if shutil.which(tool) is None:
             raise SystemExit(f"{tool} not found: apt-get install rclone; pip install awscli")
+    compile_fscas()
     total = make_tree(args.root)
     big = make_big(args.root.parent / "big")
     time.sleep(2.5)
