@@ -116,11 +116,8 @@ class S3Http:
                 answer, data = await self._client.request(method, path, signed, body)
                 if answer.status not in _RETRY_STATUS or attempt == _ATTEMPTS - 1:
                     return answer.status, answer.headers, data
-            except CannotConnect:  # refused, unknown host: not transient, one retry only
-                if attempt >= 1:
-                    raise
-            except (ConnectionError, TimeoutError):
-                if attempt == _ATTEMPTS - 1:
+            except (ConnectionError, TimeoutError) as e:
+                if not _retryable(e, attempt):
                     raise
             await retry_pause(attempt)
         raise AssertionError("unreachable")  # the loop returns or raises on its last attempt
@@ -139,11 +136,8 @@ class S3Http:
             stack = contextlib.AsyncExitStack()
             try:
                 answer, chunks = await stack.enter_async_context(self._client.stream("GET", path, signed))
-            except CannotConnect:
-                if attempt >= 1:
-                    raise
-            except (ConnectionError, TimeoutError):
-                if attempt == _ATTEMPTS - 1:
+            except (ConnectionError, TimeoutError) as e:
+                if not _retryable(e, attempt):
                     raise
             else:
                 if answer.status not in _RETRY_STATUS or attempt == _ATTEMPTS - 1:
@@ -153,6 +147,12 @@ class S3Http:
                 await stack.aclose()
             await retry_pause(attempt)
         raise AssertionError("unreachable")
+
+
+def _retryable(error: BaseException, attempt: int) -> bool:
+    """Whether a failed attempt is tried again: a connection that could not be opened (refused, unknown
+    host: not transient) once only, a broken or silent one until the last attempt."""
+    return attempt < 1 if isinstance(error, CannotConnect) else attempt < _ATTEMPTS - 1
 
 
 def error_code(body: bytes) -> str:
