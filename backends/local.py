@@ -13,7 +13,7 @@ from pathlib import Path
 
 import attrs
 
-from fscas.backends.base import Body, Capabilities, ObjectInfo, check_key, check_metadata
+from fscas.backends.base import Body, Capabilities, ObjectInfo, at, check_key, check_metadata
 from fscas.backends.url import Location, build_options
 from fscas.errors import AccessDenied, BucketNotFound, ConfigError, ObjectExists, ObjectNotFound, StoreError
 
@@ -166,16 +166,16 @@ def _translated(backend: FileBackend, key: str) -> Iterator[None]:
     try:
         yield
     except FileExistsError as e:
-        raise ObjectExists(f"{url}: {key}: already exists") from e
+        raise ObjectExists(f"{at(url, key)}: already exists") from e
     except FileNotFoundError as e:
         if not backend.root.is_dir():
             raise BucketNotFound(f"{url}: the store folder does not exist") from e
-        raise ObjectNotFound(f"{url}: {key}: not found") from e
+        raise ObjectNotFound(f"{at(url, key)}: not found") from e
     except PermissionError as e:
-        raise AccessDenied(f"{url}: {key}: permission denied") from e
+        raise AccessDenied(f"{at(url, key)}: permission denied") from e
     except NotADirectoryError as e:
-        raise ObjectNotFound(f"{url}: {key}: not found (a parent is a file)") from e
+        raise ObjectNotFound(f"{at(url, key)}: not found (a parent is a file)") from e
     except OSError as e:
         if e.errno == errno.ENOENT:
             raise BucketNotFound(f"{url}: root folder is missing") from e
-        raise StoreError(f"{url}: {key}: {e.strerror or e}") from e
+        raise StoreError(f"{at(url, key)}: {e.strerror or e}") from e
