@@ -229,7 +229,8 @@ class HttpClient:
     """Requests to one `scheme://host:port`, at most `connections` at once, connections kept alive.
 
     Args:
-        endpoint: `http://host:port` or `https://host:port`.
+        scheme: `http` or `https`.
+        host, port: the server.
         connections: requests in flight at once (and connections kept).
         connect_timeout: seconds to open a connection (TLS handshake included).
         read_timeout: seconds of silence after which an answer is given up.
