@@ -25,6 +25,15 @@ async def _request_head(reader: asyncio.StreamReader) -> bytes:
     return head
 
 
+def _answering(reply: Callable[[bytes], bytes]) -> Script:
+    """A script that answers every request on its connection with `reply(request head)`."""
+    async def script(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        while True:
+            writer.write(reply(await _request_head(reader)))
+            await writer.drain()
+    return script
+
+
 class Server:
     """Accepts connections on 127.0.0.1 and runs `script` on each; counts connections and requests."""
 
@@ -58,18 +67,14 @@ def run(coro: Awaitable[None]) -> None:
 
 
 def test_keep_alive_content_length_and_chunked_bodies() -> None:
-    async def script(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-        while True:
-            head = await _request_head(reader)
-            if head.startswith(b"GET /chunked"):
-                writer.write(b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\nX-Amz-Meta-A: 1\r\n\r\n"
-                             b"5\r\nhello\r\n6\r\n world\r\n0\r\n\r\n")
-            else:
-                writer.write(b"HTTP/1.1 200 OK\r\nContent-Length: 3\r\nETag: \"e\"\r\n\r\nabc")
-            await writer.drain()
+    def reply(head: bytes) -> bytes:
+        if head.startswith(b"GET /chunked"):
+            return (b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\nX-Amz-Meta-A: 1\r\n\r\n"
+                    b"5\r\nhello\r\n6\r\n world\r\n0\r\n\r\n")
+        return b"HTTP/1.1 200 OK\r\nContent-Length: 3\r\nETag: \"e\"\r\n\r\nabc"
 
     async def main() -> None:
-        server = Server(script)
+        server = Server(_answering(reply))
         async with server as client:
             for _ in range(5):
                 answer, body = await client.request("GET", "/plain", [("host", "x")])
@@ -82,19 +87,15 @@ def test_keep_alive_content_length_and_chunked_bodies() -> None:
 
 
 def test_head_and_no_content_answers_carry_no_body() -> None:
-    async def script(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-        while True:
-            head = await _request_head(reader)
-            if head.startswith(b"HEAD"):  # declares the length a GET would have, sends none
-                writer.write(b"HTTP/1.1 200 OK\r\nContent-Length: 1000\r\n\r\n")
-            elif head.startswith(b"DELETE"):
-                writer.write(b"HTTP/1.1 204 No Content\r\n\r\n")
-            else:
-                writer.write(b"HTTP/1.1 100 Continue\r\n\r\nHTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok")
-            await writer.drain()
+    def reply(head: bytes) -> bytes:
+        if head.startswith(b"HEAD"):  # declares the length a GET would have, sends none
+            return b"HTTP/1.1 200 OK\r\nContent-Length: 1000\r\n\r\n"
+        if head.startswith(b"DELETE"):
+            return b"HTTP/1.1 204 No Content\r\n\r\n"
+        return b"HTTP/1.1 100 Continue\r\n\r\nHTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok"
 
     async def main() -> None:
-        server = Server(script)
+        server = Server(_answering(reply))
         async with server as client:
             answer, body = await client.request("HEAD", "/k", [("host", "x")])
             assert (answer.status, body, answer.headers["content-length"]) == (200, b"", "1000")

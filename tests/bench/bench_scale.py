@@ -27,6 +27,9 @@ from tree import make_tree
 
 from fscas.conformance.emulators import SeaweedFSEmulator
 
+BASELINE = 100
+"""Files in the run that measures each step's fixed cost."""
+
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
@@ -35,7 +38,7 @@ def main() -> None:
     ap.add_argument("--results", type=Path, default=Path(__file__).with_name("RESULTS.md"))
     args = ap.parse_args()
     compile_fscas()
-    sizes = [100, *(int(x) for x in args.sizes.split(","))]
+    sizes = [BASELINE, *(int(x) for x in args.sizes.split(","))]
     rows: list[tuple[int, str, float, float]] = []
     with SeaweedFSEmulator().start() as sw:
         for n in sizes:
@@ -64,8 +67,8 @@ def main() -> None:
 
 
 def report(rows: list[tuple[int, str, float, float]]) -> str:
-    fixed = {st: (s, rss) for n, st, s, rss in rows if n == 100}
-    measured = [r for r in rows if r[0] != 100]
+    fixed = {st: (s, rss) for n, st, s, rss in rows if n == BASELINE}
+    measured = [r for r in rows if r[0] != BASELINE]
     steps = sorted({r[1] for r in measured}, key=[r[1] for r in measured].index)
     spread = []
     for step in steps:
