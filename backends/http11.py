@@ -6,7 +6,8 @@ small objects was half of a download's client CPU (tests/bench/RESULTS.md). Here
 bytes write and its answer is parsed by httptools (llhttp, the parser of Node.js and uvicorn):
 about 0.1 ms a request. Only what an object store needs: one request at a time per connection,
 no redirects, no cookies, no proxies; `Content-Length` and chunked answers; HEAD and 204/304
-without a body. Used by the S3 fast path (`s3_http`) for single-object GET, HEAD and PUT.
+without a body; request bodies whole or streamed with a declared length (`Streamed`). Used by the
+S3 fast path (`s3_http`) for single-object GET, HEAD and PUT.
 
 Errors: `CannotConnect` (refused, unknown host), `ConnectionError` (reset, closed mid-answer, a
 malformed answer) and `TimeoutError` (no connection within `connect_timeout`, no byte sent or
@@ -19,10 +20,10 @@ import asyncio
 import collections
 import contextlib
 import ssl
-from collections.abc import AsyncIterator, Iterable
+from collections.abc import AsyncIterator, Callable, Iterable
 from typing import Any
 
-__all__ = ["Answer", "CannotConnect", "HttpClient"]
+__all__ = ["Answer", "CannotConnect", "HttpClient", "Streamed"]
 
 _HIGH, _LOW = 1 << 20, 256 << 10  # a streamed body pauses the socket above _HIGH buffered, resumes below _LOW
 _NO_BODY = {204, 304}
@@ -30,6 +31,23 @@ _NO_BODY = {204, 304}
 
 class CannotConnect(ConnectionError):
     """No connection could be opened: refused, unknown host, unreachable network (not transient)."""
+
+
+class Streamed:
+    """A request body of `length` bytes sent as `chunks()` yields them (called again for each attempt).
+
+    If `chunks()` raises, the connection is aborted before the body is complete, so the server never
+    takes a truncated or unverified body as whole: the upload store's rule of holding a file's last
+    chunk back until its hash checks out relies on this.
+    """
+
+    __slots__ = ("chunks", "length")
+
+    def __init__(self, length: int, chunks: Callable[[], AsyncIterator[bytes]]) -> None:
+        self.length, self.chunks = length, chunks
+
+
+Body = bytes | Streamed
 
 
 class Answer:
@@ -65,6 +83,7 @@ class _Connection(asyncio.Protocol):
         self._sending = 0  # the write buffer's size when it last looked
         self._watchdog: asyncio.TimerHandle | None = None
         self._quiet = 0.0
+        self._drained: asyncio.Future[None] | None = None  # set while the transport's write buffer is full
 
     # -- asyncio.Protocol
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
@@ -87,6 +106,17 @@ class _Connection(asyncio.Protocol):
     def connection_lost(self, exc: Exception | None) -> None:
         self.closed = True
         self._fail(ConnectionError("connection closed by the server" + (f" ({exc})" if exc else "")))
+
+    def pause_writing(self) -> None:
+        self._drained = self.loop.create_future()
+
+    def resume_writing(self) -> None:
+        self._release_writer()
+
+    def _release_writer(self) -> None:
+        if self._drained is not None and not self._drained.done():
+            self._drained.set_result(None)
+        self._drained = None
 
     # -- httptools callbacks
     def on_header(self, name: bytes, value: bytes) -> None:
@@ -140,6 +170,34 @@ class _Connection(asyncio.Protocol):
         self.transport.write(head)
         if body:
             self.transport.write(body)
+
+    async def send_body(self, chunks: AsyncIterator[bytes], length: int) -> None:
+        """Write a streamed body after `send`'s head, as fast as the socket takes it. Stops early when
+        the answer has already come (an error the server sent before reading it all: the connection is
+        then not reused); aborts the connection if `chunks` raises or does not yield `length` bytes."""
+        assert self.transport is not None and self._answer is not None
+        sent = 0
+        try:
+            async for chunk in chunks:
+                if self.closed or self._answer.done():
+                    break
+                sent += len(chunk)
+                if sent > length:
+                    raise ValueError(f"a streamed body longer than the {length} bytes declared")
+                self.transport.write(chunk)
+                if self._drained is not None:
+                    await self._drained
+            else:
+                if sent != length:
+                    raise ValueError(f"a streamed body of {sent} bytes, {length} declared")
+        except BaseException as e:
+            self._abort(e if isinstance(e, ConnectionError) else ConnectionError("request body not sent whole"))
+            raise
+        finally:
+            if (close := getattr(chunks, "aclose", None)) is not None:
+                await close()  # a generator stopped early runs its cleanup now, not at garbage collection
+        if sent != length:
+            self.reusable, self.closed = False, True  # the rest of the body was never sent
 
     def _watch(self) -> None:
         """Give up an exchange that neither received nor sent a byte for `read_timeout` seconds."""
@@ -217,6 +275,7 @@ class _Connection(asyncio.Protocol):
         self._parser = None
         self.reusable = False
         self._wakeup()
+        self._release_writer()
 
     def _abort(self, error: BaseException) -> None:
         self._fail(error)
@@ -246,7 +305,7 @@ class HttpClient:
         self.connect_timeout, self.read_timeout = connect_timeout, read_timeout
         self._closed = False
 
-    async def request(self, method: str, target: str, headers: Iterable[tuple[str, str]], body: bytes = b""
+    async def request(self, method: str, target: str, headers: Iterable[tuple[str, str]], body: Body = b""
                       ) -> tuple[Answer, bytes]:
         """Send one request (`target` already percent-encoded) and read the whole answer."""
         async with self._exchange(method, target, headers, body, streaming=False) as conn:
@@ -267,15 +326,19 @@ class HttpClient:
         self._idle.clear()
 
     @contextlib.asynccontextmanager
-    async def _exchange(self, method: str, target: str, headers: Iterable[tuple[str, str]], body: bytes, *,
+    async def _exchange(self, method: str, target: str, headers: Iterable[tuple[str, str]], body: Body, *,
                         streaming: bool) -> AsyncIterator[_Connection]:
-        head = _head(method, target, headers, body)
+        length = body.length if isinstance(body, Streamed) else len(body)
+        head = _head(method, target, headers, length)
         await self._slots.acquire()
         try:
             for _ in range(2):  # a kept connection the server closed while idle: once more, on a new one
                 conn, reused = await self._connection()
-                conn.send(head, body, head_only=method == "HEAD", streaming=streaming, read_timeout=self.read_timeout)
+                conn.send(head, body if isinstance(body, bytes) else b"", head_only=method == "HEAD",
+                          streaming=streaming, read_timeout=self.read_timeout)
                 try:
+                    if isinstance(body, Streamed):
+                        await conn.send_body(body.chunks(), length)
                     await conn.answer()
                 except ConnectionError:
                     conn.close()
@@ -315,13 +378,13 @@ class HttpClient:
         return conn, False
 
 
-def _head(method: str, target: str, headers: Iterable[tuple[str, str]], body: bytes) -> bytes:
+def _head(method: str, target: str, headers: Iterable[tuple[str, str]], length: int) -> bytes:
     lines = [f"{method} {target} HTTP/1.1\r\n"]
     for name, value in headers:
         if "\r" in value or "\n" in value or "\r" in name or "\n" in name:
             raise ValueError(f"header {name!r}: a line break in a header would split the request")
         lines.append(f"{name}: {value}\r\n")
-    if body or method in ("PUT", "POST"):
-        lines.append(f"Content-Length: {len(body)}\r\n")
+    if length or method in ("PUT", "POST"):
+        lines.append(f"Content-Length: {length}\r\n")
     lines.append("\r\n")
     return "".join(lines).encode("latin-1")

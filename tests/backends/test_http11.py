@@ -8,11 +8,12 @@ answers, a HEAD that declares a length, a connection closed while idle, silence,
 from __future__ import annotations
 
 import asyncio
+import hashlib
 from collections.abc import AsyncIterator, Awaitable, Callable
 
 import pytest
 
-from fscas.backends.http11 import CannotConnect, HttpClient
+from fscas.backends.http11 import CannotConnect, HttpClient, Streamed
 
 Script = Callable[[asyncio.StreamReader, asyncio.StreamWriter], Awaitable[None]]
 
@@ -190,6 +191,84 @@ def test_a_streamed_body_arrives_in_order_and_a_cut_raises() -> None:
             assert got == payload
             with pytest.raises(ConnectionError):
                 _ = [c async for c in chunks_of(client, "/cut")]
+
+    run(main())
+
+
+def _pieces(data: bytes, size: int = 1 << 20, fail_before_last: BaseException | None = None
+            ) -> Callable[[], AsyncIterator[bytes]]:
+    async def chunks() -> AsyncIterator[bytes]:
+        for i in range(0, len(data), size):
+            if fail_before_last is not None and i + size >= len(data):
+                raise fail_before_last
+            yield data[i:i + size]
+    return chunks
+
+
+def test_a_streamed_request_body_arrives_whole_and_a_failing_one_never_completes() -> None:
+    payload = bytes(range(256)) * 40_000  # 10 MB: more than the transport buffers, so writes must wait
+    received: list[tuple[bytes, int]] = []  # (request line, bytes of body that arrived)
+
+    async def script(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        while True:
+            head = await reader.readuntil(b"\r\n\r\n")
+            length = next(int(line.split(b":")[1]) for line in head.split(b"\r\n")
+                          if line.lower().startswith(b"content-length"))
+            body = b""
+            try:
+                while len(body) < length:
+                    chunk = await reader.read(length - len(body))
+                    if not chunk:
+                        break
+                    body += chunk
+                    await asyncio.sleep(0.001)  # a slow server: the client must wait on the socket
+            finally:
+                received.append((head.split(b"\r\n")[0], len(body)))
+            if len(body) < length:
+                return  # the client gave up mid-body: nothing to answer
+            digest = hashlib.sha256(body).hexdigest().encode()
+            writer.write(b"HTTP/1.1 200 OK\r\nContent-Length: %d\r\n\r\n%s" % (len(digest), digest))
+            await writer.drain()
+
+    async def main() -> None:
+        async with Server(script) as client:
+            answer, body = await client.request("PUT", "/whole", [("host", "x")], Streamed(len(payload), _pieces(payload)))
+            assert answer.status == 200 and body == hashlib.sha256(payload).hexdigest().encode()
+            refused = ValueError("changed since its snapshot")
+            with pytest.raises(ValueError, match="changed since"):  # the body's own error, as itself
+                await client.request("PUT", "/bad", [("host", "x")],
+                                     Streamed(len(payload), _pieces(payload, fail_before_last=refused)))
+            with pytest.raises(ValueError, match="declared"):  # a body shorter than declared is never sent as whole
+                await client.request("PUT", "/short", [("host", "x")], Streamed(len(payload) + 1, _pieces(payload)))
+            answer, body = await client.request("PUT", "/again", [("host", "x")], Streamed(3, _pieces(b"abc")))
+            assert body == hashlib.sha256(b"abc").hexdigest().encode()
+        await asyncio.sleep(0.05)
+        sizes = {line.split(b" ")[1]: n for line, n in received}
+        assert sizes[b"/whole"] == len(payload) and sizes[b"/again"] == 3
+        assert sizes[b"/bad"] < len(payload) and sizes[b"/short"] == len(payload)  # the server never had all of it
+
+    run(main())
+
+
+def test_an_answer_before_the_body_is_read_ends_the_upload_and_the_connection() -> None:
+    async def script(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        head = await reader.readuntil(b"\r\n\r\n")
+        if head.startswith(b"PUT"):  # refuse at once, as a server does for bad credentials
+            writer.write(b"HTTP/1.1 403 Forbidden\r\nContent-Length: 6\r\n\r\ndenied")
+            await writer.drain()
+            await asyncio.sleep(0.2)
+            return
+        writer.write(b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok")
+        await writer.drain()
+
+    async def main() -> None:
+        server = Server(script)
+        async with server as client:
+            big = b"x" * (64 << 20)
+            answer, body = await client.request("PUT", "/k", [("host", "x")], Streamed(len(big), _pieces(big)))
+            assert (answer.status, body) == (403, b"denied")
+            answer, body = await client.request("GET", "/k", [("host", "x")])
+            assert (answer.status, body) == (200, b"ok") and server.connections == 2  # not reused mid-body
 
     run(main())
 
