@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 import random
 import re
-from collections.abc import AsyncIterable, AsyncIterator, Mapping
+from collections.abc import AsyncIterable, AsyncIterator, Callable, Mapping
 from contextlib import AbstractAsyncContextManager
 from typing import Literal, Protocol, runtime_checkable
 
@@ -13,16 +13,41 @@ import attrs
 
 from fscas.errors import ConfigError, UnsafePathError
 
-__all__ = ["Backend", "Body", "Capabilities", "ObjectInfo", "StreamingGet", "at", "check_key", "check_metadata",
-           "chunks_of", "read_part", "retry_pause"]
+__all__ = ["Backend", "Body", "Capabilities", "FileBody", "ObjectInfo", "StreamingGet", "at", "check_key",
+           "check_metadata", "chunks_of", "read_part", "retry_pause"]
 
 Body = bytes | AsyncIterable[bytes]
-"""What `Backend.put` takes: the whole object, or its bytes in order.
+"""What `Backend.put` takes: the whole object, or its bytes in order (a `FileBody` among them).
 
 A streamed object becomes visible only if the iterable ends without raising; a backend that
 sees the iterable raise aborts the upload (multipart abort, uncommitted blocks, unlinked temp
 file). The store relies on this to hash while reading and refuse a file that changed.
 """
+
+
+class FileBody:
+    """A streamed `Body` of known `size` that can be read again from its start: a local file.
+
+    Iterating it reads it once, like any streamed body. A backend that must know a checksum of the
+    whole object before it sends the first byte (S3's signed payload) may instead read it twice,
+    `reread(counted=False)` to checksum it, then `reread()` to send it as one request rather than
+    as a multipart upload. Every reading checks the bytes against the file's manifest entry and
+    raises before yielding the last chunk if they do not match.
+    """
+
+    __slots__ = ("_open", "size")
+
+    def __init__(self, size: int, open_chunks: Callable[[bool], AsyncIterator[bytes]]) -> None:
+        """`open_chunks(counted)`: the bytes from the start; `counted` False for a pass that only
+        checksums them (it does not move the transfer's progress)."""
+        self.size, self._open = size, open_chunks
+
+    def __aiter__(self) -> AsyncIterator[bytes]:
+        return self._open(True)
+
+    def reread(self, *, counted: bool = True) -> AsyncIterator[bytes]:
+        """The bytes again from the start."""
+        return self._open(counted)
 
 
 def _str_dict(m: Mapping[str, str]) -> dict[str, str]:

@@ -13,20 +13,24 @@ from __future__ import annotations
 import asyncio
 import base64
 import contextlib
+import hashlib
 import os
+import sys
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator, Mapping
 from typing import Any
 
 import attrs
 
-from fscas.backends.base import Body, Capabilities, ObjectInfo, at, check_metadata, chunks_of, read_part
-from fscas.backends.s3_http import Credentials, S3Http, error_code, last_modified, signer_available
+from fscas.backends.base import Body, Capabilities, FileBody, ObjectInfo, at, check_metadata, chunks_of, read_part
+from fscas.backends.http11 import Streamed
+from fscas.backends.s3_http import Credentials, S3Http, error_code, last_modified, parse_listing, signer_available
 from fscas.backends.url import Location, build_options
 from fscas.errors import (
     AccessDenied,
     BucketNotFound,
     ConfigError,
     CredentialsRefused,
+    FscasError,
     ObjectExists,
     ObjectNotFound,
     StoreError,
@@ -61,6 +65,11 @@ class S3Options:
     """`path` or `virtual`; `path` by default with a custom endpoint (MinIO needs it)."""
     part_size: int = 8 * 2**20
     """Multipart part size; streams shorter than one part go as a single PUT."""
+    upload_cutoff: int = 200 * 2**20
+    """On the fast path, a local file up to this size goes as one PUT even when larger than a part
+    (read twice: once for the SHA-256 the signature carries, once to send), as rclone's
+    `--s3-upload-cutoff` (the same default): one request where multipart takes a part's worth each
+    plus two, which the server pays for (measured: 64 MiB files 1.6x faster)."""
     part_concurrency: int = 4
     """Multipart parts in flight at once, over all the objects being uploaded (memory: about
     part_size x this)."""
@@ -175,13 +184,15 @@ class S3Backend:
             return frozen.access_key, frozen.secret_key, frozen.token
         return from_chain
 
-    async def _fast(self, method: str, key: str, *, body: bytes = b"",
-                    headers: Mapping[str, str] | None = None) -> tuple[Mapping[str, str], bytes] | None:
+    async def _fast(self, method: str, key: str, *, body: bytes | Streamed = b"",
+                    headers: Mapping[str, str] | None = None, payload_sha256: str | None = None
+                    ) -> tuple[Mapping[str, str], bytes] | None:
         """The request through `S3Http` when it applies (None: use botocore)."""
         if (http := await self._fast_client()) is None:
             return None
         with _translated(self.url, key):
-            status, answer, data = await http.request(method, self._key(key), body=body, headers=headers)
+            status, answer, data = await http.request(method, self._key(key), body=body, headers=headers,
+                                                      payload_sha256=payload_sha256)
         if status >= 300:
             _raise_status(self.url, key, status, data)
         return answer, data
@@ -242,16 +253,31 @@ class S3Backend:
     async def _put(self, key: str, data: Body, metadata: Mapping[str, str] | None, if_absent: bool) -> ObjectInfo:
         meta = check_metadata(metadata, key)
         cond = {"IfNoneMatch": "*"} if if_absent else {}
+        headers = {**{f"x-amz-meta-{k}": v for k, v in meta.items()}, **({"If-None-Match": "*"} if if_absent else {})}
+        if (isinstance(data, FileBody) and self.options.part_size <= data.size <= self.options.upload_cutoff
+                and (info := await self._put_file(key, data, headers, meta)) is not None):
+            return info
         chunks = chunks_of(data)
         first = await read_part(chunks, self.options.part_size)
         if len(first) < self.options.part_size:  # the whole stream fits one part
-            headers = {**{f"x-amz-meta-{k}": v for k, v in meta.items()},
-                       **({"If-None-Match": "*"} if if_absent else {})}
             if (fast := await self._fast("PUT", key, body=first, headers=headers)) is not None:
                 return _info_from_headers(key, fast[0], size=len(first), metadata=meta)
             r = await self._call("put_object", key, Key=self._key(key), Body=first, Metadata=meta, **cond)
             return _info(key, r, len(first), meta)
         return await self._multipart(key, first, chunks, meta, cond)
+
+    async def _put_file(self, key: str, data: FileBody, headers: Mapping[str, str], meta: dict[str, str]
+                        ) -> ObjectInfo | None:
+        """A large local file as one fast-path PUT (None: no fast path here, upload it otherwise)."""
+        if await self._fast_client() is None:
+            return None
+        sha = hashlib.sha256()
+        async for chunk in data.reread(counted=False):  # also checks the file against its manifest entry
+            await asyncio.to_thread(sha.update, chunk)
+        body = Streamed(data.size, data.reread)  # the server checks what arrives against the signed hash
+        fast = await self._fast("PUT", key, body=body, headers=headers, payload_sha256=sha.hexdigest())
+        assert fast is not None
+        return _info_from_headers(key, fast[0], size=data.size, metadata=meta)
 
     async def _multipart(self, key: str, first: bytes, chunks: AsyncIterator[bytes],
                          meta: dict[str, str], cond: dict[str, str]) -> ObjectInfo:
@@ -292,6 +318,20 @@ class S3Backend:
     async def list(self, prefix: str) -> AsyncIterator[ObjectInfo]:
         full = self._key(prefix)
         strip = len(self._key(""))
+        if (http := await self._fast_client()) is not None:
+            page: str | None = ""
+            while page is not None:
+                with _translated(self.url, prefix):
+                    status, body = await http.list_page(full, page or None)
+                if status >= 300:
+                    _raise_status(self.url, prefix, status, body)
+                try:
+                    items, page = parse_listing(body)
+                except ValueError as e:
+                    raise StoreError(f"{at(self.url, prefix)}: {e}") from None
+                for key, size, etag, modified in items:
+                    yield ObjectInfo(key=key[strip:], size=size, etag=etag, last_modified=modified)
+            return
         token: dict[str, str] = {}
         while True:
             r = await self._call("list_objects_v2", prefix, Prefix=full, **token)
@@ -303,7 +343,8 @@ class S3Backend:
             token = {"ContinuationToken": r["NextContinuationToken"]}
 
     async def delete(self, key: str) -> None:
-        await self._call("delete_object", key, Key=self._key(key))
+        if await self._fast("DELETE", key) is None:
+            await self._call("delete_object", key, Key=self._key(key))
 
     async def aclose(self) -> None:
         if self._http is not None:
@@ -402,12 +443,15 @@ _EXISTS = {"PreconditionFailed", "412", "ConditionalRequestConflict"}
 @contextlib.contextmanager
 def _translated(url: str, key: str) -> Iterator[None]:
     """Map botocore/s3fs errors to fscas errors naming the URL and key, never a credential."""
-    import aiohttp
     from botocore import exceptions as bx
+
+    # aiohttp's errors only where s3fs has loaded it: importing it costs 0.23 s, half of what a
+    # fast-path command that moves little takes in all.
+    http = (aiohttp.ClientError,) if (aiohttp := sys.modules.get("aiohttp")) is not None else ()
 
     try:
         yield
-    except StoreError:
+    except FscasError:  # already ours, the store's or the local file's (a streamed body reads one)
         raise
     except (bx.NoCredentialsError, bx.PartialCredentialsError) as e:
         raise AccessDenied(f"{url}: no AWS credentials: give key= and secret=, a profile, or set "
@@ -415,7 +459,7 @@ def _translated(url: str, key: str) -> Iterator[None]:
     except bx.ProfileNotFound as e:
         raise ConfigError(f"{url}: AWS profile {e.kwargs.get('profile')!r} not found in the shared config") from e
     except (TimeoutError, bx.EndpointConnectionError, bx.ConnectTimeoutError, bx.ReadTimeoutError,
-            bx.HTTPClientError, ConnectionError, aiohttp.ClientError) as e:
+            bx.HTTPClientError, ConnectionError, *http) as e:
         raise Unreachable(f"{at(url, key)}: endpoint unreachable ({type(e).__name__})") from e
     except (bx.ClientError, OSError) as e:
         cause = e if isinstance(e, bx.ClientError) else e.__cause__

@@ -23,9 +23,9 @@ from email.utils import parsedate_to_datetime
 from typing import Any
 
 from fscas.backends.base import retry_pause
-from fscas.backends.http11 import CannotConnect, HttpClient
+from fscas.backends.http11 import CannotConnect, HttpClient, Streamed
 
-__all__ = ["Credentials", "S3Http", "signer_available"]
+__all__ = ["Credentials", "Listed", "S3Http", "error_code", "last_modified", "parse_listing", "signer_available"]
 
 _RETRY_STATUS = {500, 502, 503, 504}
 _ATTEMPTS = 5
@@ -67,15 +67,17 @@ class S3Http:
     async def close(self) -> None:
         await self._client.close()
 
-    async def _signed(self, method: str, path: str, headers: Mapping[str, str], body: bytes) -> list[tuple[str, str]]:
-        """The headers of `method path` (already percent-encoded) signed with SigV4 for S3 by awscrt, the
-        payload hashed as boto3 does on plain HTTP; every header given is signed too."""
+    async def _signed(self, method: str, path: str, headers: Mapping[str, str], payload: str | None
+                      ) -> list[tuple[str, str]]:
+        """The headers of `method path` (already percent-encoded) signed with SigV4 for S3 by awscrt, with
+        `payload` the body's SHA-256 (hex; None: no body), as boto3 signs on plain HTTP; every header
+        given is signed too."""
         from awscrt.auth import aws_sign_request
         from awscrt.http import HttpHeaders, HttpRequest
 
         config, settings = await self._config()
-        if body:  # a fresh config, not `replace` (which reads back every field through C: 3x the cost)
-            config = type(config)(**settings, signed_body_value=hashlib.sha256(body).hexdigest())
+        if payload is not None:  # a fresh config, not `replace` (which reads back every field through C: 3x the cost)
+            config = type(config)(**settings, signed_body_value=payload)
         request = HttpRequest(method, path, HttpHeaders([("host", self.host), *headers.items()]))
         aws_sign_request(request, config).result()  # static credentials: done before it returns
         return list(request.headers)
@@ -106,12 +108,42 @@ class S3Http:
     def _path(self, key: str) -> str:
         return "/" + urllib.parse.quote(f"{self.bucket}/{key}", safe="/~")
 
-    async def request(self, method: str, key: str, *, body: bytes = b"", headers: Mapping[str, str] | None = None
-                      ) -> tuple[int, Mapping[str, str], bytes]:
-        """Send one signed request; (status, headers, body) of its answer."""
-        path = self._path(key)
+    async def list_page(self, prefix: str, token: str | None) -> tuple[int, bytes]:
+        """One ListObjectsV2 page of `prefix` (after continuation `token`): (status, XML body). Keys
+        come URL-encoded (`encoding-type=url`, decoded as botocore does: `+` is a space): a key XML 1.0
+        cannot carry still lists."""
+        query = {"list-type": "2", "encoding-type": "url", "prefix": prefix, **({"continuation-token": token}
+                                                                                   if token else {})}
+        target = "/" + urllib.parse.quote(self.bucket, safe="~") + "?" + "&".join(
+            f"{k}={urllib.parse.quote(v, safe='-_.~')}" for k, v in sorted(query.items()))
         for attempt in range(_ATTEMPTS):
-            signed = await self._signed(method, path, headers or {}, body)
+            signed = await self._signed("GET", target, {}, None)
+            try:
+                answer, data = await self._client.request("GET", target, signed)
+                if answer.status not in _RETRY_STATUS or attempt == _ATTEMPTS - 1:
+                    return answer.status, data
+            except (ConnectionError, TimeoutError) as e:
+                if not _retryable(e, attempt):
+                    raise
+            await retry_pause(attempt)
+        raise AssertionError("unreachable")  # the loop returns or raises on its last attempt
+
+    async def request(self, method: str, key: str, *, body: bytes | Streamed = b"",
+                      headers: Mapping[str, str] | None = None, payload_sha256: str | None = None
+                      ) -> tuple[int, Mapping[str, str], bytes]:
+        """Send one signed request; (status, headers, body) of its answer.
+
+        A `Streamed` body needs `payload_sha256`, its SHA-256 in hex, which the server checks against
+        what it receives (a file that changed after it was hashed is refused, not stored).
+        """
+        path = self._path(key)
+        if isinstance(body, Streamed):
+            if payload_sha256 is None:
+                raise ValueError("a streamed body needs its SHA-256 to be signed")
+        elif body:
+            payload_sha256 = hashlib.sha256(body).hexdigest()
+        for attempt in range(_ATTEMPTS):
+            signed = await self._signed(method, path, headers or {}, payload_sha256)
             try:
                 answer, data = await self._client.request(method, path, signed, body)
                 if answer.status not in _RETRY_STATUS or attempt == _ATTEMPTS - 1:
@@ -132,7 +164,7 @@ class S3Http:
         """
         path = self._path(key)
         for attempt in range(_ATTEMPTS):
-            signed = await self._signed("GET", path, headers or {}, b"")
+            signed = await self._signed("GET", path, headers or {}, None)
             stack = contextlib.AsyncExitStack()
             try:
                 answer, chunks = await stack.enter_async_context(self._client.stream("GET", path, signed))
@@ -153,6 +185,40 @@ def _retryable(error: BaseException, attempt: int) -> bool:
     """Whether a failed attempt is tried again: a connection that could not be opened (refused, unknown
     host: not transient) once only, a broken or silent one until the last attempt."""
     return attempt < 1 if isinstance(error, CannotConnect) else attempt < _ATTEMPTS - 1
+
+
+Listed = tuple[str, int, "str | None", "float | None"]
+"""(key, size, ETag, last modified) of one listed object."""
+
+
+def parse_listing(body: bytes) -> tuple[list[Listed], str | None]:
+    """The objects of a ListObjectsV2 page and its continuation token (None: the last page).
+
+    Raises:
+        ValueError: not a listing (malformed XML, a truncated page without a token).
+    """
+    import xml.etree.ElementTree as ET  # expat: entity expansion is bounded, no external entities
+    from datetime import datetime
+
+    try:
+        root = ET.fromstring(body)
+    except ET.ParseError as e:
+        raise ValueError(f"malformed listing ({e})") from None
+    ns = root.tag[: root.tag.index("}") + 1] if root.tag.startswith("{") else ""
+    encoded = root.findtext(f"{ns}EncodingType") == "url"
+    items: list[Listed] = []
+    for c in root.iter(f"{ns}Contents"):
+        key, size, modified = c.findtext(f"{ns}Key"), c.findtext(f"{ns}Size"), c.findtext(f"{ns}LastModified")
+        if key is None or size is None or not size.isdigit():
+            raise ValueError("a listed object without a key or size")
+        items.append((urllib.parse.unquote_plus(key) if encoded else key, int(size), c.findtext(f"{ns}ETag"),
+                      datetime.fromisoformat(modified).timestamp() if modified else None))
+    if root.findtext(f"{ns}IsTruncated") != "true":
+        return items, None
+    token = root.findtext(f"{ns}NextContinuationToken")
+    if not token:
+        raise ValueError("a truncated listing without a continuation token")
+    return items, token
 
 
 def error_code(body: bytes) -> str:

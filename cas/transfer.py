@@ -19,7 +19,7 @@ from typing import TYPE_CHECKING, BinaryIO, TypeVar
 import xxhash
 
 from fscas.backends import Backend
-from fscas.backends.base import StreamingGet, retry_pause
+from fscas.backends.base import FileBody, StreamingGet, retry_pause
 from fscas.errors import IntegrityError, ObjectNotFound, SnapshotError, Unreachable, UnsafePathError
 from fscas.files import create_temp
 from fscas.keys import data_key, legacy_data_key
@@ -162,10 +162,27 @@ async def send_file(backend: Backend, path: str | os.PathLike[str], root_real: s
         progress(size)
         return
     f = await asyncio.to_thread(open_source, path, root_real)
+    reach = _Reach(progress)
     try:
-        await backend.put(data_key(digest), _verified_chunks(f, path, digest, size, progress))
+        await backend.put(data_key(digest), FileBody(size, lambda counted: _verified_chunks(
+            f, path, digest, size, reach if counted else _ignore)))
     finally:
         f.close()
+
+
+class _Reach:
+    """Progress of a file that may be read more than once (a checksum pass, a retried request): each
+    byte counts once, when a reading first gets past it."""
+
+    __slots__ = ("progress", "top")
+
+    def __init__(self, progress: Progress) -> None:
+        self.progress, self.top = progress, 0
+
+    def __call__(self, offset: int) -> None:
+        if offset > self.top:
+            self.progress(offset - self.top)
+            self.top = offset
 
 
 def _read_checked(path: str | os.PathLike[str], root_real: str, digest: str, size: int) -> bytes:
@@ -175,26 +192,32 @@ def _read_checked(path: str | os.PathLike[str], root_real: str, digest: str, siz
     return data
 
 
-async def _verified_chunks(f: BinaryIO, path: str | os.PathLike[str], digest: str, size: int, progress: Progress
-                           ) -> AsyncIterator[bytes]:
-    # One chunk of read-ahead: the last chunk is only yielded once the whole file hashed right,
-    # so a backend that sees this iterator raise never commits the object.
+async def _verified_chunks(f: BinaryIO, path: str | os.PathLike[str], digest: str, size: int,
+                           reach: Callable[[int], None]) -> AsyncIterator[bytes]:
+    # From the start each time (a FileBody is read again), one chunk of read-ahead: the last chunk is
+    # only yielded once the whole file hashed right, so a backend that sees this iterator raise never
+    # commits the object. `reach(offset)` after each chunk is handed on.
     h = xxhash.xxh3_128()
 
-    def read() -> bytes:
-        chunk = f.read(READ_CHUNK)
+    def read(first: bool = False) -> bytes:
+        try:
+            if first:
+                f.seek(0)
+            chunk = f.read(READ_CHUNK)
+        except OSError as e:  # the file's error, not the store's (the backend may be reading it mid-request)
+            raise SnapshotError(f"{os.fspath(path)}: cannot be read for upload: {e.strerror}") from e
         h.update(chunk)
         return chunk
 
     done = 0
-    chunk = await asyncio.to_thread(read)
+    chunk = await asyncio.to_thread(read, True)
     while chunk:
         following = await asyncio.to_thread(read)
         done += len(chunk)
         if not following:
             _check(path, digest, size, done, h.hexdigest())
         yield chunk
-        progress(len(chunk))
+        reach(done)
         chunk = following
 
 

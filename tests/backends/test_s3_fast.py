@@ -1,0 +1,141 @@
+"""The S3 fast path's own requests against real servers: a large file as one streamed PUT, the file
+refused when it changes between its hashing pass and its sending pass, listings, and a command that
+never loads botocore's HTTP stack (s3fs, aiohttp) when the fast path carries everything."""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import os
+import subprocess
+import sys
+from pathlib import Path
+from typing import Any
+
+import pytest
+import xxhash
+
+import fscas
+from fscas.backends import open_backend
+from fscas.backends.base import FileBody
+from fscas.conformance.plugin import unique_bucket
+from fscas.transfer import _verified_chunks, send_file
+
+SERVERS = ["moto_server", "seaweedfs"]
+
+
+def _backend(emulator: Any, **options: Any) -> Any:
+    bucket = unique_bucket()
+    emulator.create_bucket(bucket)
+    return open_backend(emulator.store_url(bucket, "root"), **{**emulator.options(), **options})
+
+
+def _big_file(path: Path, size: int = 17 * 2**20 + 5) -> tuple[str, bytes]:
+    data = os.urandom(size)
+    path.write_bytes(data)
+    return xxhash.xxh3_128_hexdigest(data), data
+
+
+@pytest.mark.parametrize("server", SERVERS)
+def test_a_large_file_is_one_put_below_the_cutoff_and_multipart_above(server: str, tmp_path: Path,
+                                                                      request: pytest.FixtureRequest) -> None:
+    emulator = request.getfixturevalue(server)
+    digest, data = _big_file(tmp_path / "big.bin")
+
+    async def upload(**options: Any) -> tuple[Any, list[int]]:
+        backend = _backend(emulator, **options)
+        seen: list[int] = []
+        try:
+            await send_file(backend, tmp_path / "big.bin", str(tmp_path), digest, len(data), seen.append)
+            info = await backend.head(f"Data/{digest}.xxh128")
+            assert await backend.get(f"Data/{digest}.xxh128") == data
+        finally:
+            await backend.aclose()
+        return info, seen
+
+    one, seen = asyncio.run(upload())
+    assert one.size == len(data) and one.checksums.get("md5") == hashlib.md5(data).hexdigest()  # no "-N": one PUT
+    assert sum(seen) == len(data)  # the hashing pass does not count as progress
+    parts, seen = asyncio.run(upload(upload_cutoff=0))
+    assert parts.size == len(data) and (parts.etag or "").strip('"').endswith("-3")  # 8 MiB parts
+    assert sum(seen) == len(data)
+
+
+@pytest.mark.parametrize("server", SERVERS)
+def test_a_file_changed_after_its_hashing_pass_is_refused_and_never_stored(server: str, tmp_path: Path,
+                                                                            request: pytest.FixtureRequest) -> None:
+    # SeaweedFS does not check a signed payload's SHA-256 against the body: what keeps the wrong bytes
+    # out is the sending pass's own hash, with the last chunk held back until it checks out.
+    emulator = request.getfixturevalue(server)
+    path = tmp_path / "big.bin"
+    digest, data = _big_file(path)
+
+    async def go() -> None:
+        backend = _backend(emulator)
+        try:
+            with open(path, "rb", buffering=0) as f:
+                def chunks(counted: bool) -> Any:
+                    if counted:  # after the hashing pass, before the sending one: same size, other bytes
+                        path.write_bytes(data[:-1] + bytes([data[-1] ^ 1]))
+                    return _verified_chunks(f, path, digest, len(data), lambda _: None)
+
+                with pytest.raises(fscas.IntegrityError, match="changed since its snapshot"):
+                    await backend.put(f"Data/{digest}.xxh128", FileBody(len(data), chunks))
+            with pytest.raises(fscas.ObjectNotFound):
+                await backend.head(f"Data/{digest}.xxh128")
+            assert [o.key async for o in backend.list("")] == []
+        finally:
+            await backend.aclose()
+
+    asyncio.run(go())
+
+
+def test_a_listing_the_fast_path_cannot_read_is_a_clean_store_error(tmp_path: Path) -> None:
+    answers = [b"<ListBucketResult><Contents><Key>a", b"<ListBucketResult><IsTruncated>true</IsTruncated>"
+               b"</ListBucketResult>"]
+
+    async def script(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        while answers:
+            await reader.readuntil(b"\r\n\r\n")
+            body = answers.pop(0)
+            writer.write(b"HTTP/1.1 200 OK\r\nContent-Length: %d\r\n\r\n%s" % (len(body), body))
+            await writer.drain()
+        writer.close()
+
+    async def go() -> None:
+        server = await asyncio.start_server(script, "127.0.0.1", 0)
+        port = server.sockets[0].getsockname()[1]
+        backend = open_backend(f"s3://bkt/p?endpoint_url=http://127.0.0.1:{port}", key="k", secret="s")
+        try:
+            for expected in ("malformed listing", "a truncated listing without a continuation token"):
+                with pytest.raises(fscas.StoreError, match=f"s3://bkt/p.*: {expected}"):
+                    _ = [o async for o in backend.list("")]
+        finally:
+            await backend.aclose()
+            server.close()
+
+    asyncio.run(go())
+
+
+def test_a_fast_path_push_and_pull_never_load_s3fs_or_aiohttp(seaweedfs: Any, tmp_path: Path) -> None:
+    # Importing s3fs/aiobotocore/aiohttp costs 0.3-0.7 s: for a push of a few files, most of its time.
+    bucket = unique_bucket()
+    seaweedfs.create_bucket(bucket)
+    (tmp_path / "src").mkdir()
+    (tmp_path / "src" / "f.txt").write_bytes(b"hello")
+    (tmp_path / "src" / "big.bin").write_bytes(os.urandom(17 * 2**20))
+    script = f"""
+import sys, fscas
+from fscas.manifests import snapshot
+with fscas.open_store({seaweedfs.store_url(bucket, "r")!r}, key={seaweedfs.access_key!r},
+                      secret={seaweedfs.secret_key!r}) as s:
+    m = snapshot({str(tmp_path / "src")!r}, hash_cache=False)
+    s.upload(m, {str(tmp_path / "src")!r})
+    s.download(m, {str(tmp_path / "dst")!r})
+    print(sorted(x for x in ("s3fs", "aiobotocore", "aiohttp") if x in sys.modules))
+"""
+    env = {k: v for k, v in os.environ.items() if not k.startswith("AWS_")}
+    out = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, env=env, timeout=120)
+    assert out.returncode == 0, out.stderr
+    assert out.stdout.strip() == "[]"
+    assert (tmp_path / "dst" / "big.bin").read_bytes() == (tmp_path / "src" / "big.bin").read_bytes()
