@@ -274,7 +274,9 @@ class S3Backend:
         sha = hashlib.sha256()
         async for chunk in data.reread(counted=False):  # also checks the file against its manifest entry
             await asyncio.to_thread(sha.update, chunk)
-        body = Streamed(data.size, data.reread)  # the server checks what arrives against the signed hash
+        # AWS and MinIO check what arrives against the signed hash, SeaweedFS does not: the sending
+        # reading checks the file again itself and holds its last chunk back until it does.
+        body = Streamed(data.size, data.reread)
         fast = await self._fast("PUT", key, body=body, headers=headers, payload_sha256=sha.hexdigest())
         assert fast is not None
         return _info_from_headers(key, fast[0], size=data.size, metadata=meta)

@@ -1,4 +1,4 @@
-"""Single-object GET, HEAD and PUT on an S3-compatible endpoint, signed by awscrt's SigV4, sent by `http11`.
+"""Object GET, HEAD, PUT, DELETE and listing on an S3-compatible endpoint, signed by awscrt's SigV4, sent by `http11`.
 
 Why: botocore spends about 3 ms of CPU on every request (user-agent assembly, event hooks, date
 parsing) — with thousands of small objects that, not the network, bounds a transfer (profiled:
@@ -7,7 +7,7 @@ botocore's CRT mode and the AWS SDKs use): 0.03 ms a request, where botocore's p
 `S3SigV4Auth` took 0.17-0.37 ms. The bytes go over `fscas.backends.http11` (llhttp's parser, one
 write per request), where aiohttp's session cost 0.25 ms a request (tests/bench/RESULTS.md).
 Used only for path-style custom endpoints (MinIO, SeaweedFS, Ceph, moto) with credentials; AWS
-itself (virtual hosts, region redirects) and every other call stay on botocore.
+itself (virtual hosts, region redirects), multipart uploads and every other call stay on botocore.
 """
 
 from __future__ import annotations
@@ -116,36 +116,31 @@ class S3Http:
                                                                                    if token else {})}
         target = "/" + urllib.parse.quote(self.bucket, safe="~") + "?" + "&".join(
             f"{k}={urllib.parse.quote(v, safe='-_.~')}" for k, v in sorted(query.items()))
-        for attempt in range(_ATTEMPTS):
-            signed = await self._signed("GET", target, {}, None)
-            try:
-                answer, data = await self._client.request("GET", target, signed)
-                if answer.status not in _RETRY_STATUS or attempt == _ATTEMPTS - 1:
-                    return answer.status, data
-            except (ConnectionError, TimeoutError) as e:
-                if not _retryable(e, attempt):
-                    raise
-            await retry_pause(attempt)
-        raise AssertionError("unreachable")  # the loop returns or raises on its last attempt
+        status, _, data = await self._send("GET", target, {}, b"", None)
+        return status, data
 
     async def request(self, method: str, key: str, *, body: bytes | Streamed = b"",
                       headers: Mapping[str, str] | None = None, payload_sha256: str | None = None
                       ) -> tuple[int, Mapping[str, str], bytes]:
         """Send one signed request; (status, headers, body) of its answer.
 
-        A `Streamed` body needs `payload_sha256`, its SHA-256 in hex, which the server checks against
-        what it receives (a file that changed after it was hashed is refused, not stored).
+        A `Streamed` body needs `payload_sha256`, its SHA-256 in hex, which AWS and MinIO check against
+        what they receive (SeaweedFS does not: a streamed body must check itself, as `FileBody` does).
         """
-        path = self._path(key)
         if isinstance(body, Streamed):
             if payload_sha256 is None:
                 raise ValueError("a streamed body needs its SHA-256 to be signed")
         elif body:
             payload_sha256 = hashlib.sha256(body).hexdigest()
+        return await self._send(method, self._path(key), headers or {}, body, payload_sha256)
+
+    async def _send(self, method: str, target: str, headers: Mapping[str, str], body: bytes | Streamed,
+                    payload_sha256: str | None) -> tuple[int, Mapping[str, str], bytes]:
+        """`target` signed and sent, retried on a broken connection or a 5xx (signed anew each time)."""
         for attempt in range(_ATTEMPTS):
-            signed = await self._signed(method, path, headers or {}, payload_sha256)
+            signed = await self._signed(method, target, headers, payload_sha256)
             try:
-                answer, data = await self._client.request(method, path, signed, body)
+                answer, data = await self._client.request(method, target, signed, body)
                 if answer.status not in _RETRY_STATUS or attempt == _ATTEMPTS - 1:
                     return answer.status, answer.headers, data
             except (ConnectionError, TimeoutError) as e:
