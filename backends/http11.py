@@ -7,7 +7,7 @@ bytes write and its answer is parsed by httptools (llhttp, the parser of Node.js
 about 0.1 ms a request. Only what an object store needs: one request at a time per connection,
 no redirects, no cookies, no proxies; `Content-Length` and chunked answers; HEAD and 204/304
 without a body; request bodies whole or streamed with a declared length (`Streamed`). Used by the
-S3 fast path (`s3_http`) for single-object GET, HEAD and PUT.
+S3 fast path (`s3_http`) for object GET, HEAD, PUT, DELETE and listing.
 
 Errors: `CannotConnect` (refused, unknown host), `ConnectionError` (reset, closed mid-answer, a
 malformed answer) and `TimeoutError` (no connection within `connect_timeout`, no byte sent or

@@ -69,7 +69,7 @@ class S3Options:
     """On the fast path, a local file up to this size goes as one PUT even when larger than a part
     (read twice: once for the SHA-256 the signature carries, once to send), as rclone's
     `--s3-upload-cutoff` (the same default): one request where multipart takes a part's worth each
-    plus two, which the server pays for (measured: 64 MiB files 1.6x faster)."""
+    plus two, which the server pays for (measured: 4 x 64 MiB up in 2.35 s instead of 3.47 s)."""
     part_concurrency: int = 4
     """Multipart parts in flight at once, over all the objects being uploaded (memory: about
     part_size x this)."""
@@ -321,19 +321,20 @@ class S3Backend:
         full = self._key(prefix)
         strip = len(self._key(""))
         if (http := await self._fast_client()) is not None:
-            page: str | None = ""
-            while page is not None:
+            after: str | None = None  # the continuation token of the page before
+            while True:
                 with _translated(self.url, prefix):
-                    status, body = await http.list_page(full, page or None)
+                    status, body = await http.list_page(full, after)
                 if status >= 300:
                     _raise_status(self.url, prefix, status, body)
                 try:
-                    items, page = parse_listing(body)
+                    items, after = parse_listing(body)
                 except ValueError as e:
                     raise StoreError(f"{at(self.url, prefix)}: {e}") from None
                 for key, size, etag, modified in items:
                     yield ObjectInfo(key=key[strip:], size=size, etag=etag, last_modified=modified)
-            return
+                if after is None:
+                    return
         token: dict[str, str] = {}
         while True:
             r = await self._call("list_objects_v2", prefix, Prefix=full, **token)
