@@ -73,24 +73,31 @@ def encode(manifest: Manifest) -> bytes:
     """
     if not manifest.paths:
         raise ManifestError("paths must have at least one item: Deadline cannot read an empty manifest")
+    head = ('{"hashAlg":' + _str(manifest.hash_alg, "hashAlg", None)
+            + ',"manifestVersion":' + _str(manifest.version, "manifestVersion", None) + ',"paths":[')
+    tail = '],"totalSize":' + _int(manifest.total_size, "totalSize", None) + "}"
+    ordered = canonical_order(manifest.paths)
+    # Encoded a block of paths at a time: a million entries as one list of str, one joined str and
+    # its bytes held ~3.5x the output at once; blocks of bytes and their join hold ~2x.
+    blocks = [head.encode("ascii")]
     try:
-        parts = [
-            f'{{"hash":{_quote(p.hash)},"mtime":{_fast_int(p.mtime)},"path":{_quote(p.path)},'
-            f'"size":{_fast_int(p.size)}}}'
-            for p in canonical_order(manifest.paths)
-        ]
+        for i in range(0, len(ordered), _BLOCK):
+            text = ",".join([
+                f'{{"hash":{_quote(p.hash)},"mtime":{_fast_int(p.mtime)},"path":{_quote(p.path)},'
+                f'"size":{_fast_int(p.size)}}}'
+                for p in ordered[i : i + _BLOCK]
+            ])
+            blocks.append(text.encode("ascii") if i == 0 else b"," + text.encode("ascii"))
     except TypeError:  # a wrong type somewhere: find it and name it
         for p in manifest.paths:
             _str(p.path, "path", None), _str(p.hash, "hash", p.path)
             _int(p.size, "size", p.path), _int(p.mtime, "mtime", p.path)
         raise
-    text = (
-        '{"hashAlg":' + _str(manifest.hash_alg, "hashAlg", None)
-        + ',"manifestVersion":' + _str(manifest.version, "manifestVersion", None)
-        + ',"paths":[' + ",".join(parts)
-        + '],"totalSize":' + _int(manifest.total_size, "totalSize", None) + "}"
-    )
-    return text.encode("ascii")
+    blocks.append(tail.encode("ascii"))
+    return b"".join(blocks)
+
+
+_BLOCK = 4096
 
 
 def _fast_int(value: object) -> str:

@@ -17,10 +17,14 @@ from __future__ import annotations
 import os
 import sys
 from collections.abc import Iterable
+from typing import TYPE_CHECKING
 
 from fscas.manifests.cachedir import default_cache_dir
 from fscas.manifests.hashing import FileDigest
 from fscas.manifests.localdb import LocalDB
+
+if TYPE_CHECKING:
+    from fscas.manifests.walker import FileStat
 
 __all__ = ["HashCache", "default_cache_dir"]
 
@@ -30,10 +34,6 @@ _SCHEMA = (
     " dev INTEGER NOT NULL, hash TEXT NOT NULL) WITHOUT ROWID"
 )
 _Key = tuple[int, int, int, int, int]
-
-
-def _key(d: FileDigest) -> _Key:
-    return (d.size, d.mtime_ns, d.ctime_ns, d.inode, d.dev)
 
 
 class HashCache:
@@ -74,7 +74,7 @@ class HashCache:
         enc, errors = sys.getfilesystemencoding(), sys.getfilesystemencodeerrors()  # = os.fsdecode
         return {r[0].decode(enc, errors): ((r[1], r[2], r[3], r[4], r[5]), r[6]) for r in rows}
 
-    def get(self, path: str, st: os.stat_result) -> str | None:
+    def get(self, path: str, st: os.stat_result | FileStat) -> str | None:
         """Return the cached hash of `path` if its stat still matches, else None."""
         rows = self._db.query("SELECT size, mtime_ns, ctime_ns, inode, dev, hash FROM hashes_v1 WHERE path = ?",
                               (os.fsencode(path),))
@@ -86,13 +86,18 @@ class HashCache:
         """True unless the file changed so shortly before `read_at_ns` that a later write could hide."""
         return max(d.ctime_ns, d.mtime_ns) < read_at_ns - self.racy_window_ns
 
-    def put_many(self, items: Iterable[tuple[str, FileDigest]]) -> None:
-        """Record digests in one transaction; retries briefly if another process holds the lock."""
-        self._db.write_many("INSERT OR REPLACE INTO hashes_v1 VALUES (?,?,?,?,?,?,?)",
-                            [(os.fsencode(p), *_key(d), d.hash) for p, d in items])
+    def put_many(self, items: Iterable[tuple[str, _Key, str]]) -> None:
+        """Record (path, stat key, hash) triples in one transaction; retries briefly if another
+        process holds the lock."""
+        self._db.write_many("INSERT OR REPLACE INTO hashes_v1 VALUES (?,?,?,?,?,?,?)", list(items), _row)
 
 
-def stat_key(st: os.stat_result) -> _Key:
+def _row(item: tuple[str, _Key, str]) -> tuple[bytes, int, int, int, int, int, str]:
+    path, key, digest = item
+    return (os.fsencode(path), *key, digest)
+
+
+def stat_key(st: os.stat_result | FileStat) -> _Key:
     """The stat fields an entry is keyed on."""
     return (st.st_size, st.st_mtime_ns, st.st_ctime_ns, st.st_ino, st.st_dev)
 

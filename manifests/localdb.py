@@ -13,7 +13,7 @@ import sqlite3
 import threading
 import time
 import warnings
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from typing import Any
 
 __all__ = ["LocalDB"]
@@ -91,9 +91,14 @@ class LocalDB:
             self._recover(e)
             return []
 
-    def write_many(self, sql: str, rows: Iterable[Sequence[Any]]) -> None:
-        """Run `sql` for every row in one transaction; retries briefly while another process writes."""
-        rows = list(rows)
+    def write_many(self, sql: str, rows: Iterable[Sequence[Any]], row: Callable[[Any], Sequence[Any]] | None = None
+                   ) -> None:
+        """Run `sql` for every row in one transaction; retries briefly while another process writes.
+
+        With `row`, `rows` are items each mapped to its row as it is written: a million rows are
+        then never all built at once.
+        """
+        rows = rows if isinstance(rows, list) else list(rows)
         if not rows:
             return
         for attempt in range(5):
@@ -101,7 +106,7 @@ class LocalDB:
                 with self._lock:
                     self._db.execute("BEGIN IMMEDIATE")
                     try:
-                        self._db.executemany(sql, rows)
+                        self._db.executemany(sql, rows if row is None else map(row, rows))
                         self._db.execute("COMMIT")
                     except BaseException:
                         self._db.execute("ROLLBACK")

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import time
+from collections import deque
 from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
 from typing import Literal, Protocol
@@ -122,8 +123,13 @@ def snapshot(
             skip(rel, why)
 
         # Measured: loading the cache on a second thread while walking is slower (GIL contention).
-        entries = list(walk(root_abs, filt, noted, folders=folders))
-        files = _hash_entries(root_abs, entries, cache, workers, noted, progress)
+        # The walk's entries go when hashing ends (no name keeps them): the manifest, its encoding
+        # and the record below are built without them.
+        files, fresh = _hash_entries(root_abs, list(walk(root_abs, filt, noted, folders=folders)), cache, workers,
+                                     noted, progress)
+        if cache is not None:
+            cache.put_many(fresh)
+        del fresh
     finally:
         if owned and cache is not None:
             cache.close()
@@ -145,22 +151,30 @@ def snapshot_files(root: str | os.PathLike[str], rels: Sequence[str], *, hash_ca
     skip: SkipHandler = on_skip or (lambda rel, why: None)
     cache, owned = _open_cache(hash_cache)
     try:
-        files = _hash_entries(root_abs, list(entries_of(root_abs, rels, skip)), cache, workers, skip, progress)
+        files, fresh = _hash_entries(root_abs, list(entries_of(root_abs, rels, skip)), cache, workers, skip, progress)
+        if cache is not None:
+            cache.put_many(fresh)
     finally:
         if owned and cache is not None:
             cache.close()
     return Manifest.from_paths(ManifestPath(rel, digest, key[0], key[1] // 1000) for rel, _, key, digest in files)
 
 
-_Found = tuple[str, str, tuple[int, int, int, int, int], str]
+_Key = tuple[int, int, int, int, int]
+_Found = tuple[str, str, _Key, str]
 """(manifest path, path opened, stat key the hash belongs to, hash) of one file."""
+_Fresh = list[tuple[str, _Key, str]]
+"""(path opened, stat key, hash) of each file hashed that the hash cache may keep."""
 
 
 def _hash_entries(root_abs: str, entries: list[Entry], cache: HashCache | None, workers: int | None,
-                  skip: SkipHandler, progress: Progress | None) -> list[_Found]:
+                  skip: SkipHandler, progress: Progress | None) -> tuple[list[_Found], _Fresh]:
+    """Every file's hash, from the cache or read; and what the cache should record (the caller
+    records it once `entries` are gone: at a million files they are ~0.5 GiB)."""
     done, todo = _split_cached(entries, cache, root_abs)
-    done.extend(_hash_all(todo, cache, workers, skip, progress))
-    return done
+    hashed, fresh = _hash_all(todo, cache, workers, skip, progress)
+    done.extend(hashed)
+    return done, fresh
 
 
 def _split_cached(entries: list[Entry], cache: HashCache | None, root_abs: str) -> tuple[list[_Found], list[Entry]]:
@@ -191,11 +205,11 @@ def _hash_all(
     workers: int | None,
     skip: SkipHandler,
     progress: Progress | None,
-) -> list[_Found]:
+) -> tuple[list[_Found], _Fresh]:
     if progress is not None:
         progress.set_size(sum(e.stat.st_size for e in todo))
     out: list[_Found] = []
-    fresh: list[tuple[str, FileDigest]] = []
+    fresh: _Fresh = []
     n = workers or min(32, 2 * (os.cpu_count() or 1))
     large, small = _batches(todo)
     # Large files on `n` threads (reads and xxhash release the GIL); small files on one more
@@ -203,21 +217,23 @@ def _hash_all(
     # contending for it on tiny syscalls run slower than one (the convoy effect).
     with ThreadPoolExecutor(max_workers=n, thread_name_prefix="fscas-hash") as pool, \
             ThreadPoolExecutor(max_workers=1, thread_name_prefix="fscas-hash-small") as serial:
-        futures = [pool.submit(_hash_batch, b, progress) for b in large]
-        futures += [serial.submit(_hash_batch, b, progress) for b in small]
+        futures = deque(pool.submit(_hash_batch, b, progress) for b in large)
+        futures += (serial.submit(_hash_batch, b, progress) for b in small)
+        del large, small
         try:
-            for fut in futures:
-                for e, d, read_at in fut.result():
+            while futures:  # popped, so that each batch's results are freed once taken
+                for e, d, read_at in futures.popleft().result():
                     if d is None:
                         skip(e.rel, "vanished during the snapshot")
                         continue
-                    out.append((e.rel, e.path, (d.size, d.mtime_ns, d.ctime_ns, d.inode, d.dev), d.hash))
+                    key = (d.size, d.mtime_ns, d.ctime_ns, d.inode, d.dev)
+                    if key == (s := e.stat):  # as walked (nearly always): keep the walk's ints, not fstat's
+                        key = (s.st_size, s.st_mtime_ns, s.st_ctime_ns, s.st_ino, s.st_dev)
+                    out.append((e.rel, e.path, key, d.hash))
                     if cache is not None and cache.cacheable(d, read_at):
-                        fresh.append((e.path, d))
+                        fresh.append((e.path, key, d.hash))
         except BaseException:
             for fut in futures:  # stop queued work on the first error
                 fut.cancel()
             raise
-    if cache is not None:
-        cache.put_many(fresh)
-    return out
+    return out, fresh

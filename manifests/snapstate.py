@@ -188,7 +188,7 @@ def save(path: str, root_abs: str, include: Sequence[str], exclude: Sequence[str
                         tuple(keys), tuple(hashes)))
     payload = marshal.dumps(((root_abs, tuple(include), tuple(exclude)), tuple(folders), tuple(links),
                              tuple(saved.skipped), saved.data, len(saved.files), saved.total_size))
-    _write(path, _MAGIC + xxhash.xxh3_64_digest(payload) + payload)
+    _write(path, _MAGIC + xxhash.xxh3_64_digest(payload), payload)  # not joined: no second copy
     return True
 
 
@@ -201,14 +201,15 @@ def _add_link(links: list[tuple[str, str, _LinkSig, str | None, _Key | None]], o
     return True
 
 
-def _write(path: str, blob: bytes) -> None:
+def _write(path: str, *blobs: bytes) -> None:
     """Temp + rename (readers see the old record or the new one), then drop the oldest records."""
     folder = os.path.dirname(path)
     os.makedirs(folder, exist_ok=True)
     temp = f"{path}.{os.getpid()}.tmp"
     try:
         with open(temp, "wb") as f:
-            f.write(blob)
+            for blob in blobs:
+                f.write(blob)
         os.replace(temp, path)
     except OSError:
         with contextlib.suppress(OSError):

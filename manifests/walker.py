@@ -26,7 +26,7 @@ import attrs
 
 from fscas.errors import ConfigError, SnapshotError
 
-__all__ = ["Entry", "GlobFilter", "SkipHandler", "entries_of", "walk"]
+__all__ = ["Entry", "FileStat", "GlobFilter", "SkipHandler", "entries_of", "walk"]
 
 #: Called with (relative path, reason) for everything the walk leaves out on purpose.
 SkipHandler = Callable[[str, str], None]
@@ -111,6 +111,26 @@ class GlobFilter:
         return self.prune is not None and bool(self.prune.match(rel_dir))
 
 
+class FileStat(NamedTuple):
+    """The stat fields of a file that snapshots and caches key on, under `os.stat_result`'s names.
+
+    Kept instead of the whole `os.stat_result`: that is ~610 bytes per file with its ~20 fields and
+    is tracked by the garbage collector; this is ~80 bytes of ints the collector soon stops visiting
+    (a million-file walk held 0.9 KiB per file before, measured with tracemalloc).
+    """
+
+    st_size: int
+    st_mtime_ns: int
+    st_ctime_ns: int
+    st_ino: int
+    st_dev: int
+
+    @classmethod
+    def of(cls, st: os.stat_result) -> FileStat:
+        """The fields of `st`."""
+        return cls(st.st_size, st.st_mtime_ns, st.st_ctime_ns, st.st_ino, st.st_dev)
+
+
 class Entry(NamedTuple):
     """A file the walk found: its manifest path, the path to open, and its (followed) stat.
 
@@ -120,7 +140,7 @@ class Entry(NamedTuple):
 
     rel: str
     path: str
-    stat: os.stat_result
+    stat: FileStat
 
 
 def _inside(target: str, root_real: str) -> bool:
@@ -143,7 +163,7 @@ def _link_entry(path: str, rel: str, root_real: str, on_skip: SkipHandler) -> En
     if not stat_mod.S_ISREG(st.st_mode):
         on_skip(rel, "symlink to a special file")
         return None
-    return Entry(rel, target, st)
+    return Entry(rel, target, FileStat.of(st))
 
 
 def entries_of(root: str | os.PathLike[str], rels: Sequence[str],
@@ -164,7 +184,7 @@ def entries_of(root: str | os.PathLike[str], rels: Sequence[str],
             skip(rel, "vanished during the snapshot")
             continue
         if stat_mod.S_ISREG(st.st_mode):
-            yield Entry(rel, path, st)
+            yield Entry(rel, path, FileStat.of(st))
         elif stat_mod.S_ISLNK(st.st_mode):
             entry = _link_entry(path, rel, root_real, skip)
             if entry is not None:
@@ -228,7 +248,7 @@ def walk(
             elif not filt.wants(rel):
                 continue
             elif stat_mod.S_ISREG(st.st_mode):
-                yield Entry(rel, de.path, st)
+                yield Entry(rel, de.path, FileStat.of(st))
             elif stat_mod.S_ISLNK(st.st_mode):
                 entry = _link_entry(de.path, rel, root_real, skip)
                 if entry is not None:
