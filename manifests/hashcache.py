@@ -89,7 +89,7 @@ class HashCache:
     def put_many(self, items: Iterable[tuple[str, _Key, str]]) -> None:
         """Record (path, stat key, hash) triples in one transaction; retries briefly if another
         process holds the lock."""
-        self._db.write_many("INSERT OR REPLACE INTO hashes_v1 VALUES (?,?,?,?,?,?,?)", list(items), _row)
+        self._db.write_many("INSERT OR REPLACE INTO hashes_v1 VALUES (?,?,?,?,?,?,?)", items, _row)
 
 
 def _row(item: tuple[str, _Key, str]) -> tuple[bytes, int, int, int, int, int, str]:

