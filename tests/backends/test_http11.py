@@ -242,10 +242,16 @@ def test_a_streamed_request_body_arrives_whole_and_a_failing_one_never_completes
                 await client.request("PUT", "/short", [("host", "x")], Streamed(len(payload) + 1, _pieces(payload)))
             answer, body = await client.request("PUT", "/again", [("host", "x")], Streamed(3, _pieces(b"abc")))
             assert body == hashlib.sha256(b"abc").hexdigest().encode()
-        await asyncio.sleep(0.05)
+        for _ in range(100):  # let the server's handlers see the aborted connections end
+            if len(received) == 4:
+                break
+            await asyncio.sleep(0.02)
         sizes = {line.split(b" ")[1]: n for line, n in received}
         assert sizes[b"/whole"] == len(payload) and sizes[b"/again"] == 3
-        assert sizes[b"/bad"] < len(payload) and sizes[b"/short"] == len(payload)  # the server never had all of it
+        # The server never had either body whole (absent: the reset came before it read the head).
+        # Not `== len(payload)` for /short: an abort drops what still sat in the client's socket
+        # buffer, so under load fewer bytes arrive; more than sent would mean the next request leaked in.
+        assert sizes.get(b"/bad", 0) < len(payload) and sizes.get(b"/short", 0) <= len(payload)
 
     run(main())
 
