@@ -13,7 +13,6 @@ import argparse
 import json
 import os
 import shutil
-import subprocess
 import sys
 import tempfile
 import time
@@ -21,22 +20,19 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from bench_snapshot import machine, write_section
+from peak import measured
 from tree import make_tree
 
 from fscas.conformance.emulators import SeaweedFSEmulator
 
 
 def timed(cmd: list[str], env: dict[str, str]) -> tuple[float, float, dict[str, object]]:
-    """(seconds, peak RSS MiB, --json output) of one run. The RSS is wait4's for that process, which
-    covers its own waited-for children (the --processes pool) too: the largest of them."""
-    t = time.perf_counter()
-    p = subprocess.Popen(cmd, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
-    out = p.stdout.read() if p.stdout else b""
-    _, status, usage = os.wait4(p.pid, 0)
-    seconds = time.perf_counter() - t
-    if os.waitstatus_to_exitcode(status) != 0:
-        raise SystemExit(f"{' '.join(cmd)} failed: {p.stderr.read().decode() if p.stderr else ''}")
-    return seconds, usage.ru_maxrss / 1024, json.loads(out) if out.strip() else {}
+    """(seconds, peak RSS MiB, --json output) of one run. The RSS is that process's own (`peak`),
+    which covers its waited-for children (the --processes pool) too: the largest of them."""
+    m = measured(cmd, env)
+    if m.code != 0:
+        raise SystemExit(f"{' '.join(cmd)} failed: {m.stderr.decode(errors='replace')}")
+    return m.seconds, m.rss_mib, json.loads(m.stdout) if m.stdout.strip() else {}
 
 
 def main() -> None:

@@ -83,7 +83,7 @@ def report(rows: list[tuple[int, str, float, float]]) -> str:
         "## Scale curve: tiny files at growing sizes (issue: Speed)",
         "",
         f"{machine()} · SeaweedFS S3 gateway on loopback · trees of 0–1 KiB files, 1,000 per folder; one run "
-        "per row; RSS from wait4; a 100-file run measures each step's fixed cost.",
+        "per row; RSS of each process alone (`peak.py`); a 100-file run measures each step's fixed cost.",
         "",
         "| files | step | seconds | peak RSS MiB |",
         "|---:|---|---:|---:|",

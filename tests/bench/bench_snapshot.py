@@ -3,7 +3,7 @@
 Run: `python tests/bench/bench_snapshot.py [--root DIR] [--results tests/bench/RESULTS.md]`.
 Every tool runs as its own process on the same tree with the page cache warm (the tree is read
 once by the bare loop first), so the numbers compare hashing and bookkeeping, not the disk.
-Peak RSS comes from `wait4` on each child process.
+Peak RSS is each child process's own, measured through `peak.measured`.
 """
 
 from __future__ import annotations
@@ -13,13 +13,13 @@ import datetime
 import os
 import platform
 import shutil
-import subprocess
 import sys
 import tempfile
 import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
+from peak import measured
 from tree import make_tree
 
 BARE = r"""
@@ -42,14 +42,11 @@ else:
 
 
 def run(cmd: list[str], env: dict[str, str]) -> tuple[float, float]:
-    """Run `cmd`; return (seconds, peak RSS in MiB) of that process alone."""
-    t = time.perf_counter()
-    p = subprocess.Popen(cmd, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
-    _, status, usage = os.wait4(p.pid, 0)
-    seconds = time.perf_counter() - t
-    if os.waitstatus_to_exitcode(status) != 0:
-        raise SystemExit(f"{cmd[0]} failed: {p.stderr.read().decode() if p.stderr else ''}")
-    return seconds, usage.ru_maxrss / 1024
+    """Run `cmd`; return (seconds, peak RSS in MiB) of that process alone (see `peak`)."""
+    m = measured(cmd, env)
+    if m.code != 0:
+        raise SystemExit(f"{cmd[0]} failed: {m.stderr.decode(errors='replace')}")
+    return m.seconds, m.rss_mib
 
 
 def best(runs: list[tuple[float, float]]) -> tuple[float, float]:
@@ -129,7 +126,7 @@ def report(r: dict[str, tuple[float, float]], files: int, total: int) -> str:
         "## Snapshot (issue: Foundation)",
         "",
         f"{machine()} · tree: {files} files, {total / 2**20:.0f} MiB (10,000 × 1–16 KiB in 100 folders + 8 × 128 MiB),"
-        " page cache warm. Each row is the fastest of 3 runs of one process; RSS from wait4; the targets"
+        " page cache warm. Each row is the fastest of 3 runs of one process; RSS of each process alone (`peak.py`); the targets"
         " compare run by run.",
         "",
         *runs_table(r),

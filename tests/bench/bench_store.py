@@ -4,7 +4,7 @@ fscas (`fscas push` / `fscas attachment upload` / `fscas pull`) side by side wit
 upload and download code (`S3AssetManager`, `download_files_from_manifests`), `rclone copy
 --transfers 16` and `aws s3 sync`, on the snapshot benchmark's tree; then peak RSS of fscas
 uploading one 4 GiB file. Each tool writes to its own empty bucket. Every tool runs as its own
-process; peak RSS comes from wait4.
+process; peak RSS is each process's own (`peak.py`).
 
 Run: `python tests/bench/bench_store.py [--root DIR] [--results tests/bench/RESULTS.md]`.
 """
@@ -149,7 +149,7 @@ def report(r: dict[str, tuple[float, float]], files: int, total: int) -> str:
         "",
         f"{machine()} · SeaweedFS 4.48 S3 gateway on loopback · tree: {files} files, {total / 2**20:.0f} MiB"
         " (the snapshot tree), page cache warm. One run per row; fscas and Deadline start with empty caches;"
-        " RSS from wait4.",
+        " RSS of each process alone (`peak.py`).",
         "",
         *runs_table(r),
         "",
