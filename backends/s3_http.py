@@ -12,6 +12,7 @@ itself (virtual hosts, region redirects), multipart uploads and every other call
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import hashlib
 import os
@@ -25,11 +26,15 @@ from typing import Any
 from fscas.backends.base import retry_pause
 from fscas.backends.http11 import CannotConnect, HttpClient, Streamed
 
-__all__ = ["Credentials", "Listed", "S3Http", "error_code", "last_modified", "parse_listing", "signer_available"]
+__all__ = ["UNSIGNED", "Credentials", "Listed", "S3Http", "error_code", "last_modified", "parse_listing",
+           "signer_available"]
 
 _RETRY_STATUS = {500, 502, 503, 504}
 _ATTEMPTS = 5
 _CODE = re.compile(rb"<Code>([^<]+)</Code>")
+UNSIGNED = "UNSIGNED-PAYLOAD"
+"""The `x-amz-content-sha256` of a body whose hash the signature does not carry (SigV4's own value)."""
+_PROBE_BODY = b"fscas: does this server check x-amz-content-sha256 against the body?"
 
 Credentials = tuple[str, str, str | None]
 """(access key, secret key, session token)."""
@@ -63,9 +68,40 @@ class S3Http:
         self._client = HttpClient(parts.scheme, parts.hostname or "", parts.port or (443 if tls else 80),
                                   connections=connections, ssl_context=tls)
         self._signing: tuple[Credentials, Any, dict[str, Any]] | None = None  # config of the last credentials
+        # Whether signing a body's SHA-256 protects it: over TLS the channel already does (what the AWS
+        # SDKs rely on for streamed uploads); over plain HTTP only if the server checks it (probed).
+        self._checks_payload: bool | None = False if tls else None
+        self._probing: asyncio.Lock | None = None
 
     async def close(self) -> None:
         await self._client.close()
+
+    async def payload_hash_checked(self, probe_key: str) -> bool:
+        """Whether a body's SHA-256 in the signature is worth a reading of the body: False over TLS,
+        else whether this server refuses a body that does not match it.
+
+        AWS and MinIO check it; SeaweedFS (4.48) and moto do not, and there the hashing pass over a
+        large file is a whole extra read for nothing (its bytes are checked against the manifest by
+        the sending pass either way). Found out once per client with one tiny PUT of `probe_key`
+        carrying a wrong hash; an object the server took is deleted again. Any refusal keeps the
+        hash signed.
+        """
+        if self._checks_payload is None:
+            self._probing = self._probing or asyncio.Lock()
+            async with self._probing:
+                if self._checks_payload is None:
+                    self._checks_payload = await self._probe(probe_key)
+        return self._checks_payload
+
+    async def _probe(self, key: str) -> bool:
+        path = self._path(key)
+        wrong = hashlib.sha256(_PROBE_BODY + b"!").hexdigest()
+        status, _, _ = await self._send("PUT", path, {}, Streamed(len(_PROBE_BODY), _once(_PROBE_BODY)), wrong)
+        if status >= 300:  # refused: AWS and MinIO say XAmzContentSHA256Mismatch, Ceph BadDigest
+            return True
+        with contextlib.suppress(ConnectionError, TimeoutError):  # a credential that may write but not delete
+            await self._send("DELETE", path, {}, b"", None)
+        return False
 
     async def _signed(self, method: str, path: str, headers: Mapping[str, str], payload: str | None
                       ) -> list[tuple[str, str]]:
@@ -124,14 +160,16 @@ class S3Http:
                       ) -> tuple[int, Mapping[str, str], bytes]:
         """Send one signed request; (status, headers, body) of its answer.
 
-        A `Streamed` body needs `payload_sha256`, its SHA-256 in hex, which AWS and MinIO check against
-        what they receive (SeaweedFS does not: a streamed body must check itself, as `FileBody` does).
+        A `Streamed` body needs `payload_sha256`: its SHA-256 in hex, which AWS and MinIO check against
+        what they receive, or `UNSIGNED` where `payload_hash_checked` is False (SeaweedFS does not
+        check: a streamed body must check itself either way, as `FileBody` does). A whole body is
+        hashed here, unless this server is known not to check.
         """
         if isinstance(body, Streamed):
             if payload_sha256 is None:
-                raise ValueError("a streamed body needs its SHA-256 to be signed")
+                raise ValueError("a streamed body needs its SHA-256 (or UNSIGNED) to be signed")
         elif body:
-            payload_sha256 = hashlib.sha256(body).hexdigest()
+            payload_sha256 = hashlib.sha256(body).hexdigest() if self._checks_payload is not False else UNSIGNED
         return await self._send(method, self._path(key), headers or {}, body, payload_sha256)
 
     async def _send(self, method: str, target: str, headers: Mapping[str, str], body: bytes | Streamed,
@@ -174,6 +212,12 @@ class S3Http:
                 await stack.aclose()
             await retry_pause(attempt)
         raise AssertionError("unreachable")
+
+
+def _once(data: bytes) -> Callable[[], AsyncIterator[bytes]]:
+    async def chunks() -> AsyncIterator[bytes]:
+        yield data
+    return chunks
 
 
 def _retryable(error: BaseException, attempt: int) -> bool:

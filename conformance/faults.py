@@ -9,7 +9,9 @@ downstream). For a chosen fraction of requests it injects one fault:
 - `stall`: holds the connection silent for `stall` seconds, then resets it.
 
 Faults are drawn from a seeded RNG, at most `max_faults` of them, and the proxy stops injecting
-after `max_seconds`: a test always ends. Usable from any test suite:
+after `max_seconds`: a test always ends. With `check_payload` it also refuses a body that does not
+hash to its signed `x-amz-content-sha256`, as AWS and MinIO do and moto and SeaweedFS do not.
+Usable from any test suite:
 
     with FaultProxy(upstream="http://127.0.0.1:9000", rate=0.1, seed=7) as proxy:
         store = fscas.open_store(f"s3://bucket?endpoint_url={proxy.url}")
@@ -19,6 +21,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import hashlib
 import random
 import socket
 import struct
@@ -32,6 +35,9 @@ from types import TracebackType
 __all__ = ["FaultProxy"]
 
 _503 = (b"HTTP/1.1 503 Slow Down\r\nContent-Type: application/xml\r\nConnection: close\r\nContent-Length: %d\r\n\r\n")
+_400 = (b"HTTP/1.1 400 Bad Request\r\nContent-Type: application/xml\r\nConnection: close\r\nContent-Length: %d\r\n\r\n")
+_MISMATCH = (b"<?xml version=\"1.0\"?><Error><Code>XAmzContentSHA256Mismatch</Code><Message>The provided "
+             b"'x-amz-content-sha256' header does not match what was computed.</Message></Error>")
 _BODY = b"<?xml version=\"1.0\"?><Error><Code>SlowDown</Code><Message>injected by fscas FaultProxy</Message></Error>"
 
 
@@ -45,15 +51,19 @@ class FaultProxy:
         seed: RNG seed, for repeatable runs.
         max_faults: stop injecting after this many.
         max_seconds: stop injecting after this long.
+        check_payload: answer 400 `XAmzContentSHA256Mismatch` to a body whose SHA-256 is not the
+            hex `x-amz-content-sha256` it was signed with (`UNSIGNED-PAYLOAD` passes).
     """
 
     def __init__(self, upstream: str, *, rate: float = 0.1, kinds: Sequence[str] = ("error", "reset", "delay", "stall"),
                  seed: int = 0, max_faults: int = 10_000, max_seconds: float = 300.0, delay: float = 0.3,
-                 stall: float = 2.0, reset_after: int = 100) -> None:
+                 stall: float = 2.0, reset_after: int = 100, check_payload: bool = False) -> None:
         parts = urllib.parse.urlsplit(upstream)
         self.upstream = (parts.hostname or "127.0.0.1", parts.port or 80)
         self.rate, self.kinds, self.max_faults, self.max_seconds = rate, tuple(kinds), max_faults, max_seconds
         self.delay, self.stall, self.reset_after = delay, stall, reset_after
+        self.check_payload = check_payload
+        self.mismatched = 0  # bodies refused by `check_payload`
         self._rng = random.Random(seed)
         self.injected: Counter[str] = Counter()
         self.requests = 0
@@ -116,6 +126,14 @@ class FaultProxy:
         self.heads.append(head)
         fault = self._draw()
         try:
+            body = b""
+            if self.check_payload and (declared := _signed_sha256(head)) is not None:
+                body = await reader.readexactly(_content_length(head))
+                if hashlib.sha256(body).hexdigest() != declared:
+                    self.mismatched += 1
+                    writer.write(_400 % len(_MISMATCH) + _MISMATCH)
+                    await writer.drain()
+                    return
             if fault == "error":
                 writer.write(_503 % len(_BODY) + _BODY)
                 await writer.drain()
@@ -126,7 +144,8 @@ class FaultProxy:
                 return
             if fault == "delay":
                 await asyncio.sleep(self.delay)
-            await self._forward(_close_after(head), reader, writer, self.reset_after if fault == "reset" else None)
+            reset_after = self.reset_after if fault == "reset" else None
+            await self._forward(_close_after(head) + body, reader, writer, reset_after)
         except (ConnectionError, OSError, asyncio.IncompleteReadError):
             pass
         finally:
@@ -159,6 +178,27 @@ class FaultProxy:
         finally:
             pump.cancel()
             up_writer.close()
+
+
+def _header(head: bytes, name: bytes) -> bytes | None:
+    for line in head.split(b"\r\n")[1:]:
+        key, _, value = line.partition(b":")
+        if key.strip().lower() == name:
+            return value.strip()
+    return None
+
+
+def _content_length(head: bytes) -> int:
+    value = _header(head, b"content-length")
+    return int(value) if value and value.isdigit() else 0
+
+
+def _signed_sha256(head: bytes) -> str | None:
+    """The hex SHA-256 a request's signature carries for its body (None: unsigned or streaming)."""
+    value = _header(head, b"x-amz-content-sha256")
+    if value is None or len(value) != 64 or not all(c in b"0123456789abcdef" for c in value):
+        return None
+    return value.decode()
 
 
 def _close_after(head: bytes) -> bytes:

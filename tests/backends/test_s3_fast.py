@@ -1,14 +1,17 @@
-"""The S3 fast path's own requests against real servers: a large file as one streamed PUT, the file
-refused when it changes between its hashing pass and its sending pass, listings, and a command that
-never loads botocore's HTTP stack (s3fs, aiohttp) when the fast path carries everything."""
+"""The S3 fast path's own requests against real servers: a large file as one streamed PUT, read once
+where the server does not check a signed body hash and twice where it does, the file refused when it
+changes before it is sent, listings, and a command that never loads botocore's HTTP stack (s3fs,
+aiohttp) when the fast path carries everything."""
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import hashlib
 import os
 import subprocess
 import sys
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -18,6 +21,7 @@ import xxhash
 import fscas
 from fscas.backends import open_backend
 from fscas.backends.base import FileBody
+from fscas.conformance.faults import FaultProxy
 from fscas.conformance.plugin import unique_bucket
 from fscas.transfer import _verified_chunks, send_file
 
@@ -59,6 +63,69 @@ def test_a_large_file_is_one_put_below_the_cutoff_and_multipart_above(server: st
     parts, seen = asyncio.run(upload(upload_cutoff=0))
     assert parts.size == len(data) and (parts.etag or "").strip('"').endswith("-3")  # 8 MiB parts
     assert sum(seen) == len(data)
+
+
+@contextlib.contextmanager
+def _counted_body(path: Path, digest: str, size: int, readings: list[bool]) -> Iterator[FileBody]:
+    """A FileBody of the file at `path` that records each reading (True: the counted, sending one)."""
+    with open(path, "rb", buffering=0) as f:
+        def chunks(counted: bool) -> Any:
+            readings.append(counted)
+            return _verified_chunks(f, path, digest, size, lambda _: None)
+        yield FileBody(size, chunks)
+
+
+@pytest.mark.parametrize("server", SERVERS)
+def test_a_server_that_ignores_the_signed_body_hash_gets_the_file_read_once(server: str, tmp_path: Path,
+                                                                           request: pytest.FixtureRequest) -> None:
+    # moto and SeaweedFS take a body whatever SHA-256 its signature carries: hashing a large file for
+    # the signature would be a whole extra reading that protects nothing. One probe finds that out.
+    emulator = request.getfixturevalue(server)
+    digest, data = _big_file(tmp_path / "big.bin")
+
+    async def go() -> None:
+        backend = _backend(emulator)
+        readings: list[bool] = []
+        try:
+            for _ in range(2):
+                with _counted_body(tmp_path / "big.bin", digest, len(data), readings) as body:
+                    await backend.put(f"Data/{digest}.xxh128", body)
+            assert readings == [True, True], "one sending reading per upload, no hashing pass"
+            assert await backend.get(f"Data/{digest}.xxh128") == data
+            assert [o.key async for o in backend.list("")] == [f"Data/{digest}.xxh128"], "the probe left nothing"
+        finally:
+            await backend.aclose()
+
+    asyncio.run(go())
+
+
+def test_a_server_that_checks_the_signed_body_hash_gets_it_and_is_probed_once(moto_server: Any,
+                                                                               tmp_path: Path) -> None:
+    # In front of moto, a proxy refuses a body that does not match its signed SHA-256, as AWS and
+    # MinIO do: the probe is refused, so each large file is hashed for its signature, then sent.
+    digest, data = _big_file(tmp_path / "big.bin")
+    bucket = unique_bucket()
+    moto_server.create_bucket(bucket)
+
+    async def go(url: str) -> list[bool]:
+        backend = open_backend(f"s3://{bucket}/root?endpoint_url={url}", **moto_server.options())
+        readings: list[bool] = []
+        try:
+            for _ in range(2):
+                with _counted_body(tmp_path / "big.bin", digest, len(data), readings) as body:
+                    await backend.put(f"Data/{digest}.xxh128", body)
+            assert await backend.get(f"Data/{digest}.xxh128") == data
+            assert [o.key async for o in backend.list("")] == [f"Data/{digest}.xxh128"]
+        finally:
+            await backend.aclose()
+        return readings
+
+    with FaultProxy(moto_server.endpoint, rate=0, check_payload=True) as proxy:
+        readings = asyncio.run(go(proxy.url))
+        probes = [h for h in proxy.heads if h.startswith(b"PUT /" + bucket.encode() + b"/root/fscas-probe ")]
+    assert readings == [False, True, False, True], "a hashing reading, then the sending one, per upload"
+    assert proxy.mismatched == 1 and len(probes) == 1, "only the probe was refused, and only once"
+    assert not any(b"UNSIGNED-PAYLOAD" in h for h in proxy.heads)
 
 
 @pytest.mark.parametrize("server", SERVERS)
