@@ -20,7 +20,7 @@ import asyncio
 import collections
 import contextlib
 import ssl
-from collections.abc import AsyncIterator, Callable, Iterable
+from collections.abc import AsyncIterator, Callable, Iterable, Iterator
 from typing import Any
 
 __all__ = ["Answer", "CannotConnect", "HttpClient", "Streamed"]
@@ -48,6 +48,21 @@ class Streamed:
 
 
 Body = bytes | Streamed
+
+
+_PIECE = 2**20
+"""A streamed body goes to the transport in pieces of at most this size, each after the last drained:
+Python 3.11's transport copies whatever the socket did not take at once into its own buffer, which
+for 8 MiB chunks was 8 % of an upload's CPU (perf: memmove)."""
+
+
+def _pieces(chunk: bytes) -> Iterator[bytes | memoryview]:
+    if len(chunk) <= _PIECE:
+        yield chunk
+        return
+    view = memoryview(chunk)
+    for i in range(0, len(chunk), _PIECE):
+        yield view[i:i + _PIECE]
 
 
 class Answer:
@@ -184,9 +199,10 @@ class _Connection(asyncio.Protocol):
                 sent += len(chunk)
                 if sent > length:
                     raise ValueError(f"a streamed body longer than the {length} bytes declared")
-                self.transport.write(chunk)
-                if self._drained is not None:
-                    await self._drained
+                for piece in _pieces(chunk):
+                    self.transport.write(piece)
+                    if self._drained is not None:
+                        await self._drained
             else:
                 if sent != length:
                     raise ValueError(f"a streamed body of {sent} bytes, {length} declared")
