@@ -206,3 +206,20 @@ with fscas.open_store({seaweedfs.store_url(bucket, "r")!r}, key={seaweedfs.acces
     assert out.returncode == 0, out.stderr
     assert out.stdout.strip() == "[]"
     assert (tmp_path / "dst" / "big.bin").read_bytes() == (tmp_path / "src" / "big.bin").read_bytes()
+
+
+def test_over_tls_a_body_hash_is_never_signed_and_nothing_is_probed() -> None:
+    # TLS protects the body in transit (the AWS SDKs' own rule for streamed uploads): no probe, no
+    # hashing pass. Nothing listens on this port, so a probe would fail with a connection error.
+    from fscas.backends.s3_http import S3Http
+
+    async def go() -> None:
+        async def credentials() -> tuple[str, str, None]:
+            return "k", "s", None
+        http = S3Http("https://127.0.0.1:9", "bkt", "us-east-1", credentials)
+        try:
+            assert await http.payload_hash_checked("root/fscas-probe") is False
+        finally:
+            await http.close()
+
+    asyncio.run(go())

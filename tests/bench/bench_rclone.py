@@ -7,7 +7,7 @@ SeaweedFS bucket allocates its volumes on the first write). fscas upload = `fsca
 caches (it hashes the tree, uploads, writes the manifest); fscas download = `fscas pull` into an empty
 folder (verifies every file, restores mtimes). rclone = `rclone copy --transfers 16` both ways, of the
 tree it uploaded. Both keep 16 transfers in flight (fscas `--concurrency 16`). Every timed step
-starts after `sync` and 45 s of idle (see PAUSE). Speed ratio = rclone
+starts after `sync`, with the page cache emptied (as root) and 45 s of idle (see `settle`). Speed ratio = rclone
 seconds / fscas seconds (above 1: fscas is faster). Modules are byte-compiled first, as pip does.
 
 Run: `python tests/bench/bench_rclone.py [--runs 2] [--trees abcd] [--results tests/bench/RESULTS.md]`.
@@ -44,10 +44,33 @@ after a minute of idle and at 40 s after a few minutes of load (measured); witho
 whichever tool runs second in a pair inherits the slow state."""
 
 
-def settle() -> None:
-    """Flush the page cache's dirty pages and let the machine go idle before a timed step."""
+DROPPED: list[bool] = []  # per timed step: whether `settle` emptied the page cache
+
+
+def settle() -> bool:
+    """Flush dirty pages, empty the page cache and let the machine go idle before a timed step; return
+    whether the cache could be emptied (it takes root).
+
+    Every step then reads its tree from disk. This VM's host reclaims cached pages on its own (5.6 →
+    4.2 GiB cached after 30 s of idle, measured), so otherwise how much of a tree is cached depends on
+    the clock and on which tool read it last: reading tree (a) cold costs 1.0 s more than warm, of a
+    14 s upload, and the tool that went second got the warmer tree.
+    """
     os.sync()
+    try:
+        with open("/proc/sys/vm/drop_caches", "w") as f:
+            f.write("3\n")
+        dropped = True
+    except OSError:
+        dropped = False
     time.sleep(PAUSE)
+    return dropped
+
+
+def settled_note(dropped: bool) -> str:
+    """How every step started, for a section's header."""
+    cache = "the page cache emptied" if dropped else "the page cache NOT emptied (not root)"
+    return f"each step after `sync`, {cache} and {PAUSE:.0f} s idle"
 
 
 def tool_env(sw: SeaweedFSEmulator, home: Path, cache: Path) -> dict[str, str]:
@@ -74,7 +97,7 @@ def one_run(sw: SeaweedFSEmulator, root: Path, work: Path, tag: str, order: list
     out: dict[str, tuple[float, float]] = {}
     key = ""
     for tool in order:
-        settle()
+        DROPPED.append(settle())
         if tool == "fscas":
             s, rss, j = timed([*py, "push", str(root), "--store", store, "--json", "--concurrency", "16"], env)
             key = str(j["key"])
@@ -84,7 +107,7 @@ def one_run(sw: SeaweedFSEmulator, root: Path, work: Path, tag: str, order: list
     for tool in order:
         dest = work / f"dest-{tool}"
         shutil.rmtree(dest, ignore_errors=True)
-        settle()
+        DROPPED.append(settle())
         if tool == "fscas":
             s, rss, _ = timed([*py, "pull", key, str(dest), "--store", store, "--json", "--concurrency", "16"], env)
         else:
@@ -127,7 +150,7 @@ def main() -> None:
         "## fscas vs rclone on four tree shapes (issue: Speed)",
         "",
         f"{machine()} · SeaweedFS S3 gateway on loopback · `rclone copy --transfers 16`, `fscas --concurrency 16` · "
-        f"each step after `sync` and {PAUSE:.0f} s idle · every run reported. Ratio = rclone seconds / fscas seconds.",
+        f"{settled_note(all(DROPPED))} · RSS of each process alone (`peak.py`) · every run reported. Ratio = rclone seconds / fscas seconds.",
         "",
         "| tree | run | step | order | fscas s | fscas RSS MiB | rclone s | rclone RSS MiB | ratio |",
         "|---|---:|---|---|---:|---:|---:|---:|---:|",

@@ -1,6 +1,7 @@
 """Scale curve: snapshot, push and pull of generated trees of tiny files at growing sizes; time and peak RSS
 per file should stay flat. One SeaweedFS S3 gateway on loopback, one run per size, each size in its own
-bucket with empty caches.
+bucket with empty caches; every step starts from an empty page cache after 45 s of idle (`settle`), so a
+size's snapshot reads its tree from disk whether or not an earlier step had it cached.
 
 A 100-file run first measures each step's fixed cost (interpreter, SDK imports, connections): the
 per-file figures are above it, `(seconds - fixed) / files` and `(RSS - fixed RSS) / files`, so that
@@ -22,6 +23,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from bench_distributed import timed
+from bench_rclone import settle, settled_note
 from bench_snapshot import compile_fscas, machine, write_section
 from tree import make_tree
 
@@ -40,6 +42,7 @@ def main() -> None:
     compile_fscas()
     sizes = [BASELINE, *(int(x) for x in args.sizes.split(","))]
     rows: list[tuple[int, str, float, float]] = []
+    dropped: list[bool] = []
     with SeaweedFSEmulator().start() as sw:
         for n in sizes:
             root = args.work / f"tiny-{n}"
@@ -51,22 +54,25 @@ def main() -> None:
             shutil.rmtree(cache, ignore_errors=True)
             env = {**os.environ, **sw.env(), "XDG_CACHE_HOME": str(cache)}
             py = [sys.executable, "-m", "fscas"]
+            dropped.append(settle())
             s, rss, _ = timed([*py, "manifest", "snapshot", str(root), "--no-cache", "-o", str(args.work / "m.json"),
                                "--json"], env)
             rows.append((n, "snapshot (no cache)", s, rss))
+            dropped.append(settle())
             s, rss, out = timed([*py, "push", str(root), "--store", url, "--json"], env)
             rows.append((n, "push (cold caches)", s, rss))
             dest = args.work / "dest"
             shutil.rmtree(dest, ignore_errors=True)
+            dropped.append(settle())
             s, rss, _ = timed([*py, "pull", str(out["key"]), str(dest), "--store", url, "--json"], env)
             shutil.rmtree(dest, ignore_errors=True)
             rows.append((n, "pull", s, rss))
-    section = report(rows)
+    section = report(rows, settled_note(all(dropped)))
     write_section(args.results, section)
     print(section)
 
 
-def report(rows: list[tuple[int, str, float, float]]) -> str:
+def report(rows: list[tuple[int, str, float, float]], settled: str) -> str:
     fixed = {st: (s, rss) for n, st, s, rss in rows if n == BASELINE}
     measured = [r for r in rows if r[0] != BASELINE]
     steps = sorted({r[1] for r in measured}, key=[r[1] for r in measured].index)
@@ -83,7 +89,7 @@ def report(rows: list[tuple[int, str, float, float]]) -> str:
         "## Scale curve: tiny files at growing sizes (issue: Speed)",
         "",
         f"{machine()} · SeaweedFS S3 gateway on loopback · trees of 0–1 KiB files, 1,000 per folder; one run "
-        "per row; RSS of each process alone (`peak.py`); a 100-file run measures each step's fixed cost.",
+        f"per row; {settled}; RSS of each process alone (`peak.py`); a 100-file run measures each step's fixed cost.",
         "",
         "| files | step | seconds | peak RSS MiB |",
         "|---:|---|---:|---:|",
