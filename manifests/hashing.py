@@ -10,7 +10,7 @@ import xxhash
 
 from fscas.errors import SnapshotError
 
-__all__ = ["EMPTY_HASH", "FileDigest", "hash_bytes", "hash_open_file", "hash_path"]
+__all__ = ["EMPTY_HASH", "FileDigest", "hash_bytes", "hash_open_file", "hash_path", "hash_path_keeping"]
 
 #: xxh3_128(b"") — the CAS key of every empty file.
 EMPTY_HASH = "99aa06d3014798d86001c324468d497f"
@@ -51,18 +51,25 @@ def hash_open_file(fd: int, *, buffer: bytearray | None = None) -> tuple[str, os
     Raises:
         SnapshotError: the file kept changing while being read, or is not a regular file.
     """
+    digest, st, _ = _hash_fd(fd, buffer)
+    return digest, st
+
+
+def _hash_fd(fd: int, buffer: bytearray | None) -> tuple[str, os.stat_result, bytes | None]:
+    """`hash_open_file`, plus the bytes hashed when the file is small (read whole): None for larger."""
     for _ in range(3):
         before = os.fstat(fd)
         if not stat_mod.S_ISREG(before.st_mode):
             raise SnapshotError(f"not a regular file (fd {fd})")
         os.lseek(fd, 0, os.SEEK_SET)
+        data: bytes | None = None
         if before.st_size <= SMALL:
             data = os.read(fd, before.st_size + 1)  # +1 notices growth past the stat
             digest = xxhash.xxh3_128_hexdigest(data)
         else:
             digest = _hash_large(fd, buffer if buffer is not None else bytearray(CHUNK))
         if _same(before, os.fstat(fd)):
-            return digest, before
+            return digest, before, data
     raise SnapshotError("file keeps changing while it is read")
 
 
@@ -82,6 +89,12 @@ def hash_path(path: str | os.PathLike[str], *, follow_symlinks: bool = True) -> 
         FileNotFoundError: the file does not exist (left unwrapped so callers can skip it).
         SnapshotError: it cannot be read, is not a regular file, or keeps changing.
     """
+    return hash_path_keeping(path, follow_symlinks=follow_symlinks)[0]
+
+
+def hash_path_keeping(path: str | os.PathLike[str], *, follow_symlinks: bool = True) -> tuple[FileDigest, bytes | None]:
+    """`hash_path`, plus the very bytes hashed when the file is at most `SMALL` (read whole), else None:
+    a caller that sends them sends what the digest names, whatever happens to the file afterwards."""
     flags = os.O_RDONLY | getattr(os, "O_CLOEXEC", 0)
     if not follow_symlinks:
         flags |= getattr(os, "O_NOFOLLOW", 0)
@@ -92,11 +105,11 @@ def hash_path(path: str | os.PathLike[str], *, follow_symlinks: bool = True) -> 
     except OSError as e:
         raise SnapshotError(f"{os.fsdecode(path)}: cannot open: {e.strerror}") from e
     try:
-        digest, st = hash_open_file(fd)
+        digest, st, data = _hash_fd(fd, None)
     except SnapshotError as e:
         raise SnapshotError(f"{os.fsdecode(path)}: {e}") from e
     except OSError as e:
         raise SnapshotError(f"{os.fsdecode(path)}: cannot read: {e.strerror}") from e
     finally:
         os.close(fd)
-    return FileDigest(digest, st.st_size, st.st_mtime_ns, st.st_ctime_ns, st.st_ino, st.st_dev)
+    return FileDigest(digest, st.st_size, st.st_mtime_ns, st.st_ctime_ns, st.st_ino, st.st_dev), data

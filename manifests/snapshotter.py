@@ -5,7 +5,7 @@ from __future__ import annotations
 import os
 import time
 from collections import deque
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from typing import Literal, Protocol
 
@@ -13,11 +13,11 @@ from fscas.manifests import snapstate
 from fscas.manifests.cachedir import default_cache_dir
 from fscas.manifests.codec import encode
 from fscas.manifests.hashcache import HashCache, stat_key
-from fscas.manifests.hashing import SMALL, FileDigest, hash_path
+from fscas.manifests.hashing import SMALL, FileDigest, hash_path_keeping
 from fscas.manifests.model import Manifest, ManifestPath
 from fscas.manifests.walker import Entry, GlobFilter, SkipHandler, entries_of, walk
 
-__all__ = ["Progress", "snapshot", "snapshot_files"]
+__all__ = ["OnHashed", "Progress", "snapshot", "snapshot_files"]
 
 #: Small files are hashed in batches so that executor overhead does not dominate.
 _BATCH_FILES = 256
@@ -31,6 +31,9 @@ class Progress(Protocol):
 
 
 HashCacheArg = HashCache | str | os.PathLike[str] | Literal[False] | None
+OnHashed = Callable[[list[tuple[str, str, bytes]]], None]
+"""Told, on a hashing thread, each batch of small files just hashed from their bytes: (manifest path,
+hash, the bytes hashed). It may block: hashing waits (a consumer's backpressure)."""
 
 
 def _open_cache(hash_cache: HashCacheArg) -> tuple[HashCache | None, bool]:
@@ -54,18 +57,24 @@ def _batches(entries: list[Entry]) -> tuple[list[list[Entry]], list[list[Entry]]
 _Hashed = tuple[Entry, FileDigest | None, int]
 
 
-def _hash_batch(batch: list[Entry], progress: Progress | None) -> list[_Hashed]:
+def _hash_batch(batch: list[Entry], progress: Progress | None, on_hashed: OnHashed | None) -> list[_Hashed]:
     out: list[_Hashed] = []
+    kept: list[tuple[str, str, bytes]] = []
     for e in batch:
         read_at = time.time_ns()
         try:
             # O_NOFOLLOW: a file swapped for a link after the walk must not pull in bytes from
             # outside the root (link entries already carry their resolved, in-root target).
-            out.append((e, hash_path(e.path, follow_symlinks=False), read_at))
+            d, data = hash_path_keeping(e.path, follow_symlinks=False)
+            out.append((e, d, read_at))
+            if on_hashed is not None and data is not None:
+                kept.append((e.rel, d.hash, data))
         except FileNotFoundError:
             out.append((e, None, read_at))
         if progress is not None:
             progress.relative_update(e.stat.st_size)
+    if kept and on_hashed is not None:
+        on_hashed(kept)
     return out
 
 
@@ -78,6 +87,7 @@ def snapshot(
     workers: int | None = None,
     on_skip: SkipHandler | None = None,
     progress: Progress | None = None,
+    on_hashed: OnHashed | None = None,
 ) -> Manifest:
     """Snapshot the files under `root` into a manifest (paths in no particular order).
 
@@ -96,6 +106,9 @@ def snapshot(
         workers: hashing threads; default twice the CPU count.
         on_skip: called with (path, reason) for each file left out (links out, vanished files).
         progress: told the total bytes to hash, then each file's bytes as it is hashed.
+        on_hashed: told each batch of small files read and hashed by this call, with their bytes
+            (files whose hash came from the cache are not read, so not told): a push sends them
+            from there instead of reading them again (`fscas.pipeline`).
 
     Raises:
         SnapshotError: `root` is not a folder, or a file or folder cannot be read.
@@ -126,7 +139,7 @@ def snapshot(
         # The walk's entries go when hashing ends (no name keeps them): the manifest, its encoding
         # and the record below are built without them.
         files, fresh = _hash_entries(root_abs, list(walk(root_abs, filt, noted, folders=folders)), cache, workers,
-                                     noted, progress)
+                                     noted, progress, on_hashed)
         if cache is not None:
             cache.put_many(fresh)
         del fresh
@@ -168,11 +181,12 @@ _Fresh = list[tuple[str, _Key, str]]
 
 
 def _hash_entries(root_abs: str, entries: list[Entry], cache: HashCache | None, workers: int | None,
-                  skip: SkipHandler, progress: Progress | None) -> tuple[list[_Found], _Fresh]:
+                  skip: SkipHandler, progress: Progress | None, on_hashed: OnHashed | None = None
+                  ) -> tuple[list[_Found], _Fresh]:
     """Every file's hash, from the cache or read; and what the cache should record (the caller
     records it once `entries` are gone: they are ~0.5 KiB per file, measured at 100,000 files)."""
     done, todo = _split_cached(entries, cache, root_abs)
-    hashed, fresh = _hash_all(todo, cache, workers, skip, progress)
+    hashed, fresh = _hash_all(todo, cache, workers, skip, progress, on_hashed)
     done.extend(hashed)
     return done, fresh
 
@@ -205,6 +219,7 @@ def _hash_all(
     workers: int | None,
     skip: SkipHandler,
     progress: Progress | None,
+    on_hashed: OnHashed | None,
 ) -> tuple[list[_Found], _Fresh]:
     if progress is not None:
         progress.set_size(sum(e.stat.st_size for e in todo))
@@ -217,8 +232,8 @@ def _hash_all(
     # contending for it on tiny syscalls run slower than one (the convoy effect).
     with ThreadPoolExecutor(max_workers=n, thread_name_prefix="fscas-hash") as pool, \
             ThreadPoolExecutor(max_workers=1, thread_name_prefix="fscas-hash-small") as serial:
-        futures = deque(pool.submit(_hash_batch, b, progress) for b in large)
-        futures += (serial.submit(_hash_batch, b, progress) for b in small)
+        futures = deque(pool.submit(_hash_batch, b, progress, None) for b in large)
+        futures += (serial.submit(_hash_batch, b, progress, on_hashed) for b in small)
         del large, small
         try:
             while futures:  # popped, so that each batch's results are freed once taken
