@@ -5,6 +5,7 @@ from __future__ import annotations
 import contextlib
 import os
 import weakref
+from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any, BinaryIO, Literal
 
 from fscas.existence import ExistenceCache
@@ -18,6 +19,7 @@ if TYPE_CHECKING:
     from fsspec.callbacks import Callback
 
     from fscas.listing import ManifestKind, StoredManifest
+    from fscas.manifests.walker import SkipHandler
     from fscas.outputs import OutputsSummary
 
 __all__ = ["Store", "open_store"]
@@ -115,6 +117,15 @@ class Store:
         """See `AsyncStore.push`."""
         return run_sync(self.aio.push(manifest, root, farm_id=farm_id, queue_id=queue_id, source_root=source_root,
                                       metadata=metadata, callback=callback))
+
+    def push_folder(self, root: str | os.PathLike[str], *, farm_id: str, queue_id: str,
+                    include: Sequence[str] = (), exclude: Sequence[str] = (), source_root: str | None = None,
+                    metadata: dict[str, str] | None = None, on_skip: SkipHandler | None = None,
+                    callback: Callback | None = None) -> tuple[Manifest, str, str, TransferSummary]:
+        """See `AsyncStore.push_folder`."""
+        return run_sync(self.aio.push_folder(root, farm_id=farm_id, queue_id=queue_id, include=include,
+                                             exclude=exclude, source_root=source_root, metadata=metadata,
+                                             on_skip=on_skip, callback=callback))
 
     def commit(self, manifest: Manifest, root: str | os.PathLike[str], key: str, *,
                metadata: dict[str, str] | None = None, callback: Callback | None = None) -> tuple[str, TransferSummary]:

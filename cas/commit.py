@@ -9,7 +9,7 @@ from __future__ import annotations
 import contextlib
 import os
 import random
-from collections.abc import Iterator
+from collections.abc import Collection, Iterator
 from typing import TYPE_CHECKING
 
 from fscas import keys
@@ -23,24 +23,35 @@ if TYPE_CHECKING:
 
     from fscas.store import AsyncStore
 
-__all__ = ["commit"]
+__all__ = ["SAMPLE", "begin", "commit"]
 
-_SAMPLE = 8  # cache-answered digests re-checked with HEAD before a manifest is written
+SAMPLE = 8  # cache-answered digests re-checked with HEAD before a manifest is written
 _ROUNDS = 3  # repairs before the manifest is written; after it, one more at most
 
 
+async def begin(store: AsyncStore) -> Epoch:
+    """The epoch a commit starts from: read (made, in a new store) before its first upload."""
+    with _store_level_errors():
+        checked = await ensure_epoch(store.backend)
+    _sync_cache(store, checked)
+    return checked
+
+
 async def commit(store: AsyncStore, manifest: Manifest, root: str | os.PathLike[str], key: str, *,
-                 metadata: dict[str, str] | None = None, callback: Callback | None = None
-                 ) -> tuple[str, TransferSummary]:
+                 metadata: dict[str, str] | None = None, callback: Callback | None = None,
+                 checked: Epoch | None = None, confirmed: Collection[str] = ()) -> tuple[str, TransferSummary]:
     """Upload the files of `manifest` the store lacks, then write the manifest at `key` (create-only).
+
+    `checked`: the epoch from `begin`, when data for this manifest went up before this call (a gc
+    that ran since then is noticed and repaired like one during the upload here). `confirmed`:
+    digests that data stored or found on the server, not worth re-checking.
 
     Returns:
         The manifest hash and the data transfer summary.
     """
-    with _store_level_errors():
-        checked = await ensure_epoch(store.backend)
-    _sync_cache(store, checked)
-    summary = await _upload(store, manifest, root, callback)
+    if checked is None:
+        checked = await begin(store)
+    summary = await _upload(store, manifest, root, callback, confirmed)
     for _ in range(_ROUNDS):  # before the manifest is visible: repair after gc runs that overlapped the upload
         with _store_level_errors():
             now = await read_epoch(store.backend)
@@ -76,17 +87,17 @@ async def _repair(store: AsyncStore, now: Epoch | None, manifest: Manifest, root
 
 
 async def _upload(store: AsyncStore, manifest: Manifest, root: str | os.PathLike[str],
-                  callback: Callback | None) -> TransferSummary:
-    """Upload, then HEAD a random sample of what the existence cache answered for.
+                  callback: Callback | None, confirmed: Collection[str]) -> TransferSummary:
+    """Upload, then HEAD a random sample of what the existence cache answered for (but `confirmed`).
 
     The cache may be stale for reasons no epoch records (a bucket lifecycle rule: Deadline issue
     #634); if any sampled object is gone, the store's entries are dropped and every file is asked
     about again.
     """
     summary = await store.upload(manifest, root, callback=callback)
-    if summary.skipped_files and store.existence_cache is not None:
-        digests = sorted({p.hash for p in manifest.paths})
-        sample = [keys.data_key(d) for d in random.sample(digests, min(_SAMPLE, len(digests)))]
+    digests = sorted({p.hash for p in manifest.paths}.difference(confirmed))
+    if summary.skipped_files and store.existence_cache is not None and digests:
+        sample = [keys.data_key(d) for d in random.sample(digests, min(SAMPLE, len(digests)))]
         if len(await store.present(sample)) < len(sample):
             store.forget()
             summary = await store.upload(manifest, root, callback=callback, use_cache=False)

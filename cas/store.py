@@ -6,7 +6,7 @@ import asyncio
 import os
 import tempfile
 import time
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, BinaryIO, Literal
 
@@ -25,6 +25,7 @@ if TYPE_CHECKING:
     from fsspec.callbacks import Callback
 
     from fscas.listing import ManifestKind, StoredManifest
+    from fscas.manifests.walker import SkipHandler
     from fscas.outputs import OutputsSummary
 
 __all__ = ["AsyncStore", "ConflictMode", "open_async_store"]
@@ -172,11 +173,9 @@ class AsyncStore:
         return {d for k, d in want.items() if k not in present}
 
     async def _listing_is_cheaper(self, candidates: int) -> bool:
-        # Data keys are uniformly spread over hex: the size of Data/00 x 256 estimates the whole.
-        sample = 0
-        async for _ in self.backend.list(keys.DATA + "/00"):
-            sample += 1
-        return (sample * 256) // 1000 + 1 < candidates
+        from fscas.listing import estimated_data_objects
+
+        return await estimated_data_objects(self.backend) // 1000 + 1 < candidates  # 1,000 keys a page
 
     async def present(self, data_keys: list[str]) -> list[str]:
         """The keys among `data_keys` the server holds (one HEAD each; the cache is not asked)."""
@@ -303,6 +302,28 @@ class AsyncStore:
         key = keys.input_manifest_key(farm_id, queue_id, source_root or os.path.abspath(root))
         digest, summary = await self.commit(manifest, root, key, metadata=metadata, callback=callback)
         return key, digest, summary
+
+    async def push_folder(self, root: str | os.PathLike[str], *, farm_id: str, queue_id: str,
+                          include: Sequence[str] = (), exclude: Sequence[str] = (), source_root: str | None = None,
+                          metadata: dict[str, str] | None = None, on_skip: SkipHandler | None = None,
+                          callback: Callback | None = None) -> tuple[Manifest, str, str, TransferSummary]:
+        """Snapshot `root` and `push` it, each small file read once: sent from the bytes it was hashed
+        from while hashing goes on (`fscas.pipeline`), where `snapshot` then `push` read it twice.
+
+        `include`, `exclude` and `on_skip` are `fscas.manifests.snapshot`'s; the rest are `push`'s.
+
+        Returns:
+            The manifest, the input manifest's key, its manifest hash, and the data transfer summary.
+        """
+        from fscas.manifests import snapshot
+        from fscas.pipeline import push_tree
+
+        key = keys.input_manifest_key(farm_id, queue_id, source_root or os.path.abspath(root))
+        manifest, digest, summary = await push_tree(
+            self, root, key, lambda on_hashed: snapshot(root, include=include, exclude=exclude, on_skip=on_skip,
+                                                        on_hashed=on_hashed),
+            metadata=metadata, callback=callback)
+        return manifest, key, digest, summary
 
     async def commit(self, manifest: Manifest, root: str | os.PathLike[str], key: str, *,
                      metadata: dict[str, str] | None = None, callback: Callback | None = None

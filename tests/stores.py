@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+from collections import Counter
 from pathlib import Path
 from typing import Any
 
 import pytest
+
+import fscas
 
 BACKENDS = ["file", "memory", "moto", "seaweedfs", "gcs", "azure", "sftp", "webdav", "ftp"]
 _EMULATOR_FIXTURE = {"moto": "moto_server", "seaweedfs": "seaweedfs", "gcs": "fake_gcs", "azure": "azurite",
@@ -24,3 +27,25 @@ def store_url_for(kind: str, request: pytest.FixtureRequest, tmp_path: Path) -> 
     bucket = unique_bucket()
     emulator.create_bucket(bucket)
     return emulator.store_url(bucket, "root/prefix"), emulator.options()
+
+
+def counted_calls(store: fscas.AsyncStore) -> Counter[str]:
+    """Count the store's backend calls from now on, by method and first key segment ("put Data")."""
+    calls: Counter[str] = Counter()
+    backend = store.backend
+    for name in ("head", "get", "put", "delete"):
+        original = getattr(backend, name)
+
+        async def counted(key: str, *a: Any, _f: Any = original, _n: str = name, **k: Any) -> Any:
+            calls[f"{_n} {key.split('/', 1)[0]}"] += 1
+            return await _f(key, *a, **k)
+
+        setattr(backend, name, counted)
+    listing = backend.list
+
+    def counted_list(prefix: str) -> Any:
+        calls["list"] += 1
+        return listing(prefix)
+
+    backend.list = counted_list  # type: ignore[method-assign]
+    return calls

@@ -205,9 +205,13 @@ def _report(args: argparse.Namespace, summary: TransferSummary, *, download: boo
 
 
 def _push(args: argparse.Namespace) -> int:
+    from fscas.errors import SnapshotError
     from fscas.files import atomic_write_bytes
+    from fscas.keys import input_manifest_key
     from fscas.manifests import encode, snapshot
     from fscas.pathmapping import innermost
+    from fscas.pipeline import push_tree
+    from fscas.runner import run_sync
 
     skipped: list[dict[str, str]] = []
 
@@ -223,20 +227,40 @@ def _push(args: argparse.Namespace) -> int:
         if spread is not None:
             return _push_spread(args, spread)
         with open_store_of(args) as store:  # a bad --store is reported before any hashing
-            m, shared = _without_shared(snapshot(args.root, include=args.include, exclude=args.exclude,
-                                                 on_skip=on_skip), args.root, locations, quiet=args.json)
-            if not m.paths:
-                from fscas.errors import SnapshotError
+            shared: list[str] = []
 
-                raise SnapshotError(f"{args.root}: no files to push" + (" (all under SHARED locations)" if shared
-                                                                         else ""))
-            if args.output:
-                atomic_write_bytes(args.output, encode(m), durable=False)
-            key, digest, summary = transfer(args, "uploading", lambda bar: store.push(
-                m, args.root, farm_id=args.farm_id, queue_id=args.queue_id, metadata=metadata, callback=bar))
+            def prepare(full: Manifest) -> Manifest:  # after the snapshot, before the manifest is committed
+                m, shared[:] = _without_shared(full, args.root, locations, quiet=args.json)
+                if not m.paths:
+                    raise SnapshotError(f"{args.root}: no files to push" + (" (all under SHARED locations)"
+                                                                             if shared else ""))
+                if args.output:
+                    atomic_write_bytes(args.output, encode(m), durable=False)
+                return m
+
+            key = input_manifest_key(args.farm_id, args.queue_id, os.path.abspath(args.root))
+            m, digest, summary = transfer(args, "uploading", lambda bar: run_sync(push_tree(
+                store.aio, args.root, key,
+                lambda on_hashed: snapshot(args.root, include=args.include, exclude=args.exclude, on_skip=on_skip,
+                                           on_hashed=on_hashed),
+                sendable=_not_shared(args.root, locations), prepare=prepare, metadata=metadata, callback=bar)))
             _report(args, summary, store=store.url, key=key, hash=digest, total_files=len(m.paths),
                     total_size=m.total_size, shared_skipped=shared, skipped=skipped)
     return 0
+
+
+def _not_shared(root: str, locations: list[Any]) -> Callable[[str], bool]:
+    """Whether a manifest path may be sent before the snapshot ends: not under a SHARED location."""
+    from fscas.pathmapping import innermost
+
+    if not any(loc.type == "SHARED" for loc in locations):
+        return lambda rel: True
+    base = os.path.abspath(root)
+
+    def sendable(rel: str) -> bool:
+        loc = innermost(locations, os.path.join(base, *rel.split("/")))
+        return loc is None or loc.type != "SHARED"
+    return sendable
 
 
 def _push_spread(args: argparse.Namespace, spread: dict[str, Any]) -> int:
@@ -261,18 +285,15 @@ def _push_spread(args: argparse.Namespace, spread: dict[str, Any]) -> int:
 def _without_shared(m: Manifest, root: str, locations: list[Any], *, quiet: bool) -> tuple[Manifest, list[str]]:
     """`m` without the files under SHARED locations (on shared storage: Deadline does not upload them)."""
     from fscas.manifests import Manifest
-    from fscas.pathmapping import innermost
 
-    shared = [loc for loc in locations if loc.type == "SHARED"]
-    if not shared:
-        return m, []
-    base = os.path.abspath(root)
+    sendable = _not_shared(root, locations)
     kept: list[Any] = []
     dropped: list[Any] = []
     for p in m.paths:
-        loc = innermost(locations, os.path.join(base, *p.path.split("/")))
-        (dropped if loc is not None and loc.type == "SHARED" else kept).append(p)
-    if dropped and not quiet:
+        (kept if sendable(p.path) else dropped).append(p)
+    if not dropped:
+        return m, []
+    if not quiet:
         warn(f"{len(dropped)} files under SHARED file-system locations are not uploaded")
     return Manifest.from_paths(kept), [p.path for p in dropped]
 

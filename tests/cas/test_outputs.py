@@ -17,7 +17,7 @@ import pytest
 import fscas
 from fscas.conformance.plugin import unique_bucket
 from fscas.errors import ConfigError
-from fscas.manifests import snapshot
+from fscas.manifests import hash_bytes, snapshot
 from fscas.pathmapping import FileSystemLocation, PathMappingRules
 
 POSIX_RULES = [("/mnt/projects", "/local/p"), ("/mnt/projects/special", "/local/s"), ("/mnt/a b/é", "/local/é")]
@@ -264,6 +264,7 @@ def test_cli_list_and_push_with_storage_profile_locations(job_store: fscas.Store
     assert r.returncode == 0, r.stderr
     pushed = json.loads(r.stdout)
     assert pushed["total_files"] == 2 and pushed["shared_skipped"] == ["cache/big.bin"]
+    assert not job_store.has(hash_bytes(b"c")), "a SHARED file's bytes never go up, not even early"
     from fscas.runner import run_sync
 
     meta = run_sync(job_store.aio.backend.head(pushed["key"])).metadata

@@ -8,30 +8,11 @@ from collections import Counter
 from pathlib import Path
 from typing import Any
 
+from stores import counted_calls
+
 import fscas
 from fscas.conformance.plugin import unique_bucket
 from fscas.existence import ExistenceCache
-
-
-def _counted(store: fscas.AsyncStore) -> Counter[str]:
-    calls: Counter[str] = Counter()
-    backend = store.backend
-    for name in ("head", "get", "put", "delete"):
-        original = getattr(backend, name)
-
-        async def counted(key: str, *a: Any, _f: Any = original, _n: str = name, **k: Any) -> Any:
-            calls[f"{_n} {key.split('/', 1)[0]}"] += 1
-            return await _f(key, *a, **k)
-
-        setattr(backend, name, counted)
-    listing = backend.list
-
-    def counted_list(prefix: str) -> Any:
-        calls["list"] += 1
-        return listing(prefix)
-
-    backend.list = counted_list  # type: ignore[method-assign]
-    return calls
 
 
 def test_reupload_costs(moto_server: Any, tmp_path: Path) -> None:
@@ -48,7 +29,7 @@ def test_reupload_costs(moto_server: Any, tmp_path: Path) -> None:
         async with fscas.open_async_store(url, existence_cache=cache, **moto_server.options()) as store:
             m = fscas.snapshot(src, hash_cache=False)
             await store.push(m, src, farm_id="f", queue_id="q")
-            calls = _counted(store)
+            calls = counted_calls(store)
             summary = await store.upload(m, src)
             assert summary.files == 0 and summary.skipped_files == 40
             unchanged = calls.copy()
