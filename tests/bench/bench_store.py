@@ -4,7 +4,7 @@ fscas (`fscas push` / `fscas attachment upload` / `fscas pull`) side by side wit
 upload and download code (`S3AssetManager`, `download_files_from_manifests`), `rclone copy
 --transfers 16` and `aws s3 sync`, on the snapshot benchmark's tree; then peak RSS of fscas
 uploading one 4 GiB file. Each tool writes to its own empty bucket. Every tool runs as its own
-process; peak RSS is each process's own (`peak.py`).
+process, after `settle` (sync, the page cache emptied, 45 s idle); peak RSS is each process's own (`peak.py`).
 
 Run: `python tests/bench/bench_store.py [--root DIR] [--results tests/bench/RESULTS.md]`.
 """
@@ -22,8 +22,9 @@ from pathlib import Path
 from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from bench_rclone import tool_env
-from bench_snapshot import compile_fscas, machine, run, runs_table, write_section
+from bench_rclone import settle, settled_note, tool_env
+from bench_snapshot import compile_fscas, machine, runs_table, write_section
+from bench_snapshot import run as run_now
 from tree import make_tree
 
 from fscas.conformance.emulators import SeaweedFSEmulator
@@ -88,6 +89,15 @@ def count_requests(url: str, options: dict[str, Any], manifest_file: Path, root:
     return calls
 
 
+DROPPED: list[bool] = []  # per timed row: whether `settle` emptied the page cache
+
+
+def run(cmd: list[str], env: dict[str, str]) -> tuple[float, float]:
+    """One timed row, after `settle`: every tool starts from the same (empty) page cache."""
+    DROPPED.append(settle())
+    return run_now(cmd, env)
+
+
 def measure(root: Path, work: Path, big: Path) -> dict[str, tuple[float, float]]:
     py = sys.executable
     r: dict[str, tuple[float, float]] = {}
@@ -148,8 +158,8 @@ def report(r: dict[str, tuple[float, float]], files: int, total: int) -> str:
         "## Store: upload, re-upload, download (issue: Store and backends)",
         "",
         f"{machine()} · SeaweedFS 4.48 S3 gateway on loopback · tree: {files} files, {total / 2**20:.0f} MiB"
-        " (the snapshot tree), page cache warm. One run per row; fscas and Deadline start with empty caches;"
-        " RSS of each process alone (`peak.py`).",
+        f" (the snapshot tree) · {settled_note(all(DROPPED))} · one run per row; fscas and Deadline start with"
+        " empty caches; RSS of each process alone (`peak.py`).",
         "",
         *runs_table(r),
         "",
