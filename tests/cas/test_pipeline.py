@@ -137,6 +137,53 @@ def test_hashing_waits_for_room_and_every_file_arrives(tmp_path: Path, monkeypat
     asyncio.run(go())
 
 
+class _Slow(_Failing):
+    """A backend whose Data PUTs take a while, counted as they complete."""
+
+    def __init__(self, backend: Any) -> None:
+        super().__init__(backend, after=10**9)
+        self.puts = 0
+
+    async def put(self, key: str, data: Any, **kw: Any) -> Any:
+        await asyncio.sleep(0.001)
+        out = await super().put(key, data, **kw)
+        self.puts += key.startswith("Data/")
+        return out
+
+
+@pytest.mark.parametrize(("ahead", "bound"), [(300, True), (10**6, False)])
+def test_hashing_stays_at_most_ahead_files_in_front_of_the_senders(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch, ahead: int, bound: bool) -> None:
+    # Snapshot batches are 256 files: with AHEAD 300 one batch waits until the one before is nearly
+    # sent; unbounded, hashing 2,000 files runs far ahead of 1 ms PUTs (what the bound is for).
+    monkeypatch.setattr(pipeline, "AHEAD", ahead)
+    src = tmp_path / "src"
+    _tree(src, 2000)
+    lead = [0]
+
+    async def go() -> None:
+        backend = _Slow(fscas.backends.open_backend(str(tmp_path / "store")))
+        store = fscas.AsyncStore(backend, existence_cache=False)  # type: ignore[arg-type]
+        offered = 0
+
+        def watched(on_hashed: Any) -> Manifest:
+            def told(batch: list[tuple[str, str, bytes]]) -> None:
+                nonlocal offered
+                on_hashed(batch)  # returns once admitted
+                offered += len(batch)
+                lead[0] = max(lead[0], offered - backend.puts)
+            return snapshot(src, hash_cache=False, on_hashed=told)
+
+        try:
+            await pipeline.push_tree(store, src, "Manifests/m", watched)
+            assert backend.puts == 2000
+        finally:
+            await store.aclose()
+
+    asyncio.run(go())
+    assert (lead[0] <= 300) is bound, lead[0]
+
+
 def test_a_file_the_caller_keeps_out_is_never_sent(tmp_path: Path) -> None:
     src = tmp_path / "src"
     kept = _tree(src / "kept", 30)
