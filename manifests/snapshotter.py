@@ -7,14 +7,16 @@ import time
 from collections import deque
 from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
+from functools import partial
 from typing import Literal, Protocol
 
 from fscas.manifests import snapstate
 from fscas.manifests.cachedir import default_cache_dir
 from fscas.manifests.codec import encode
 from fscas.manifests.hashcache import HashCache, stat_key
-from fscas.manifests.hashing import SMALL, FileDigest, hash_path_keeping
+from fscas.manifests.hashing import SMALL, FileDigest, hash_path_reading
 from fscas.manifests.model import Manifest, ManifestPath
+from fscas.manifests.readers import MANY, Gate
 from fscas.manifests.walker import Entry, GlobFilter, SkipHandler, entries_of, walk
 
 __all__ = ["OnHashed", "Progress", "snapshot", "snapshot_files"]
@@ -57,15 +59,18 @@ def _batches(entries: list[Entry]) -> tuple[list[list[Entry]], list[list[Entry]]
 _Hashed = tuple[Entry, FileDigest | None, int]
 
 
-def _hash_batch(batch: list[Entry], progress: Progress | None, on_hashed: OnHashed | None) -> list[_Hashed]:
+def _hash_batch(batch: list[Entry], progress: Progress | None, on_hashed: OnHashed | None,
+                gate: Gate | None = None) -> list[_Hashed]:
     out: list[_Hashed] = []
     kept: list[tuple[str, str, bytes]] = []
+    cold = 0
     for e in batch:
         read_at = time.time_ns()
         try:
             # O_NOFOLLOW: a file swapped for a link after the walk must not pull in bytes from
             # outside the root (link entries already carry their resolved, in-root target).
-            d, data = hash_path_keeping(e.path, follow_symlinks=False)
+            d, data, from_disk = hash_path_reading(e.path, follow_symlinks=False)
+            cold += from_disk
             out.append((e, d, read_at))
             if on_hashed is not None and data is not None:
                 kept.append((e.rel, d.hash, data))
@@ -73,6 +78,8 @@ def _hash_batch(batch: list[Entry], progress: Progress | None, on_hashed: OnHash
             out.append((e, None, read_at))
         if progress is not None:
             progress.relative_update(e.stat.st_size)
+    if gate is not None:
+        gate.note(cold, len(batch))
     if kept and on_hashed is not None:
         on_hashed(kept)
     return out
@@ -227,13 +234,15 @@ def _hash_all(
     fresh: _Fresh = []
     n = workers or min(32, 2 * (os.cpu_count() or 1))
     large, small = _batches(todo)
-    # Large files on `n` threads (reads and xxhash release the GIL); small files on one more
-    # thread of their own: their per-file Python work holds the GIL, and several threads
-    # contending for it on tiny syscalls run slower than one (the convoy effect).
+    # Large files on `n` threads (reads and xxhash release the GIL); small files on threads of
+    # their own, one at a time while their per-file Python work is what takes the time (several
+    # contending for the GIL on tiny syscalls run slower than one: the convoy effect), several
+    # while they wait on the disk (`fscas.manifests.readers`).
+    gate = Gate()
     with ThreadPoolExecutor(max_workers=n, thread_name_prefix="fscas-hash") as pool, \
-            ThreadPoolExecutor(max_workers=1, thread_name_prefix="fscas-hash-small") as serial:
+            ThreadPoolExecutor(max_workers=MANY, thread_name_prefix="fscas-hash-small") as readers:
         futures = deque(pool.submit(_hash_batch, b, progress, None) for b in large)
-        futures += (serial.submit(_hash_batch, b, progress, on_hashed) for b in small)
+        futures += (readers.submit(gate.run, partial(_hash_batch, b, progress, on_hashed, gate)) for b in small)
         del large, small
         try:
             while futures:  # popped, so that each batch's results are freed once taken

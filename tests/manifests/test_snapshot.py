@@ -182,7 +182,7 @@ def test_warm_snapshot_reads_no_file(tmp_path: Path, monkeypatch: pytest.MonkeyP
     cold = snapshot(root, hash_cache=cache)
     def no_reads(*a: object, **kw: object) -> None:
         raise AssertionError("a warm snapshot must not read files")
-    monkeypatch.setattr(snapshot_mod, "hash_path_keeping", no_reads)
+    monkeypatch.setattr(snapshot_mod, "hash_path_reading", no_reads)
     assert encode(snapshot(root, hash_cache=cache)) == encode(cold)
 
 
