@@ -111,10 +111,12 @@ class _Early:
         self.asked = 0  # HEADs asked so far
         self.pages: int | None = None  # estimated cost of listing Data/, once asked
         self.listed = False
+        self.listing = asyncio.Lock()  # one estimate and one listing, however many batches ask at once
         self.items: asyncio.Queue[tuple[str, bytes, bool] | None] = asyncio.Queue()
         self.queued = self.pending = 0  # bytes, and files, waiting or being sent
         self.ahead = max(AHEAD, 8 * store.concurrency)
-        self.room: asyncio.Future[None] | None = None  # set while the hashing thread waits for room
+        self.room = asyncio.Event()  # set when room may have freed; every waiting batch rechecks (several
+        # hashing threads offer at once while files come from the disk)
         self.error: BaseException | None = None
         self.closed = False
         self.sent: list[str] = []  # digests stored or found held, recorded in the existence cache at the end
@@ -138,8 +140,8 @@ class _Early:
         size = sum(len(data) for _, data in todo)
         while self.error is None and not self.closed and self.pending and (
                 self.queued + size > BUDGET or self.pending + len(todo) > self.ahead):
-            self.room = self.loop.create_future()
-            await self.room
+            self.room.clear()
+            await self.room.wait()
         if self.error is not None or self.closed:
             raise _Stopped
         self.queued += size
@@ -150,9 +152,13 @@ class _Early:
 
     async def _list_if_cheaper(self, asked: int) -> None:
         """List Data/ once the HEADs asked (and about to be) cost as much as the listing would."""
-        if self.pages is None:
-            self.pages = await estimated_data_objects(self.store.backend) // _PAGE + 1
-        if self.pages <= asked:
+        async with self.listing:
+            if self.listed:
+                return
+            if self.pages is None:
+                self.pages = await estimated_data_objects(self.store.backend) // _PAGE + 1
+            if self.pages > asked:
+                return
             listed = [o.key async for o in self.store.backend.list(keys.DATA + "/")]
             self.held.update(d for k in listed if (d := keys.digest_of_key(k)) is not None)
             self.listed = True
@@ -172,8 +178,7 @@ class _Early:
                     self.error = self.error or e
             self.queued -= len(data)
             self.pending -= 1
-            if self.room is not None and not self.room.done():
-                self.room.set_result(None)
+            self.room.set()
 
     async def _held(self, digest: str) -> bool:
         try:
@@ -185,8 +190,7 @@ class _Early:
     def close(self) -> None:
         """No more batches: each worker ends once the queue is empty."""
         self.closed = True
-        if self.room is not None and not self.room.done():
-            self.room.set_result(None)
+        self.room.set()
         for _ in range(max(1, self.store.concurrency)):
             self.items.put_nowait(None)
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from collections import Counter
 from pathlib import Path
 from typing import Any
@@ -49,3 +50,13 @@ def counted_calls(store: fscas.AsyncStore) -> Counter[str]:
 
     backend.list = counted_list  # type: ignore[method-assign]
     return calls
+
+
+def evict(path: str | os.PathLike[str], offset: int = 0, length: int = 0) -> None:
+    """Drop a file's pages from the page cache (synced first; no root needed): its next read is from disk."""
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+        os.posix_fadvise(fd, offset, length, os.POSIX_FADV_DONTNEED)
+    finally:
+        os.close(fd)

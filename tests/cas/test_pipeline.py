@@ -4,11 +4,13 @@ goes on; what it asks the store; errors; memory bound; files the caller keeps ou
 from __future__ import annotations
 
 import asyncio
+import os
+import threading
 from pathlib import Path
 from typing import Any
 
 import pytest
-from stores import counted_calls
+from stores import counted_calls, evict
 
 import fscas
 from fscas import pipeline
@@ -182,6 +184,35 @@ def test_hashing_stays_at_most_ahead_files_in_front_of_the_senders(
 
     asyncio.run(go())
     assert (lead[0] <= 300) is bound, lead[0]
+
+
+@pytest.mark.skipif(not hasattr(os, "RWF_NOWAIT"), reason="parallel reading is chosen by RWF_NOWAIT, Linux's")
+def test_batches_offered_by_several_reading_threads_all_get_room(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    # Files on disk are read on several threads, each offering its batch; with little room most
+    # wait at once, and each must be let in as room frees (one wake-up for the last waiter hung).
+    monkeypatch.setattr(pipeline, "AHEAD", 300)
+    src = tmp_path / "src"
+    contents = _tree(src, 3000)
+    for rel in contents:
+        evict(src / rel)
+    done: list[int] = []
+
+    def push() -> None:
+        async def go() -> None:
+            backend = _Slow(fscas.backends.open_backend(str(tmp_path / "store")))
+            store = fscas.AsyncStore(backend, existence_cache=False)  # type: ignore[arg-type]
+            try:
+                _, _, _, summary = await store.push_folder(src, farm_id="f", queue_id="q")
+                done.append(summary.files)
+            finally:
+                await store.aclose()
+        asyncio.run(go())
+
+    t = threading.Thread(target=push, daemon=True)
+    t.start()
+    t.join(timeout=60)
+    assert done == [len(set(contents.values()))], "the push never ended: a waiting batch was never let in"
 
 
 def test_a_file_the_caller_keeps_out_is_never_sent(tmp_path: Path) -> None:

@@ -10,6 +10,7 @@ from pathlib import Path
 from typing import ClassVar
 
 import pytest
+from stores import evict
 
 from fscas.manifests import encode, hash_bytes, readers, snapshot, snapshotter
 from fscas.manifests.hashing import hash_path_reading
@@ -17,19 +18,9 @@ from fscas.manifests.hashing import hash_path_reading
 PAGE = os.sysconf("SC_PAGE_SIZE")
 
 
-def _evict(path: Path, offset: int = 0, length: int = 0) -> None:
-    """Drop the file's clean pages from the page cache (no root needed)."""
-    fd = os.open(path, os.O_RDONLY)
-    try:
-        os.fsync(fd)
-        os.posix_fadvise(fd, offset, length, os.POSIX_FADV_DONTNEED)
-    finally:
-        os.close(fd)
-
-
 def _written(path: Path, data: bytes) -> Path:
     path.write_bytes(data)
-    _evict(path)  # written pages are dirty until synced: sync, then they can go
+    evict(path)  # written pages are dirty until synced: sync, then they can go
     return path
 
 
@@ -41,7 +32,7 @@ def test_a_file_read_from_the_disk_is_told_and_read_right(tmp_path: Path) -> Non
     assert (got, d.hash, cold) == (data, hash_bytes(data), True)
     d, got, cold = hash_path_reading(f)  # now cached
     assert (got, d.hash, cold) == (data, hash_bytes(data), False)
-    _evict(f, PAGE, PAGE)  # only the second page gone: the cached first part, then the rest read
+    evict(f, PAGE, PAGE)  # only the second page gone: the cached first part, then the rest read
     d, got, cold = hash_path_reading(f)
     assert (got, d.hash, cold) == (data, hash_bytes(data), True)
 
@@ -63,7 +54,7 @@ def test_a_tree_on_disk_is_read_in_parallel_and_a_cached_one_on_one_thread(
         (root / f"d{i % 10}").mkdir(parents=True, exist_ok=True)
         (root / f"d{i % 10}" / f"f{i}").write_bytes(b"x" * (i % 900) + str(i).encode())
     for f in root.rglob("f*"):
-        _evict(f)
+        evict(f)
     from_disk = snapshot(root, hash_cache=False)
     cached = snapshot(root, hash_cache=False)
     assert encode(from_disk) == encode(cached)
