@@ -12,7 +12,7 @@ from fscas import keys
 if TYPE_CHECKING:
     from fscas.backends import Backend
 
-__all__ = ["ManifestKind", "StoredManifest", "estimated_data_objects", "list_manifests"]
+__all__ = ["ManifestKind", "StoredManifest", "estimated_data_pages", "list_manifests"]
 
 ManifestKind = Literal["input", "output", "other"]
 
@@ -54,10 +54,14 @@ async def list_manifests(backend: Backend, *, kind: ManifestKind | None = None, 
         yield StoredManifest(key=info.key, kind=found, size=info.size, last_modified=info.last_modified)
 
 
-async def estimated_data_objects(backend: Backend) -> int:
-    """About how many Data objects the store holds, from one listing of `Data/00`: digests are
+PAGE = 1000
+"""Keys per listing page (S3's and most servers' maximum)."""
+
+
+async def estimated_data_pages(backend: Backend) -> int:
+    """About how many pages a listing of `Data/` takes, from one listing of `Data/00`: digests are
     uniformly spread over hex, so that prefix holds about 1/256 of them (dvc-objects' estimate)."""
     sample = 0
     async for _ in backend.list(keys.DATA + "/00"):
         sample += 1
-    return sample * 256
+    return sample * 256 // PAGE + 1

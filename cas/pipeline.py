@@ -28,7 +28,7 @@ from typing import TYPE_CHECKING
 from fscas import keys
 from fscas.commit import begin, commit
 from fscas.errors import ObjectNotFound
-from fscas.listing import estimated_data_objects
+from fscas.listing import estimated_data_pages
 from fscas.manifests import Manifest
 from fscas.summary import TransferSummary
 
@@ -48,8 +48,6 @@ far ahead of the senders buys nothing but memory: at 10,000 tiny files a bytes-o
 whole tree (2.1 KiB per file pushed, 1.6 at 1,000,000), while the senders, never idle, set the pace."""
 _ASK_FIRST = 16
 """Unknown digests asked about one by one before the listing's cost is even estimated."""
-_PAGE = 1000
-"""Keys per listing page (S3's and most servers' maximum)."""
 
 Snapshot = Callable[["OnHashed | None"], Manifest]
 """Snapshots the folder, telling `on_hashed` (when given) what it reads; runs on a worker thread."""
@@ -156,7 +154,7 @@ class _Early:
             if self.listed:
                 return
             if self.pages is None:
-                self.pages = await estimated_data_objects(self.store.backend) // _PAGE + 1
+                self.pages = await estimated_data_pages(self.store.backend)
             if self.pages > asked:
                 return
             listed = [o.key async for o in self.store.backend.list(keys.DATA + "/")]

@@ -173,9 +173,9 @@ class AsyncStore:
         return {d for k, d in want.items() if k not in present}
 
     async def _listing_is_cheaper(self, candidates: int) -> bool:
-        from fscas.listing import estimated_data_objects
+        from fscas.listing import estimated_data_pages
 
-        return await estimated_data_objects(self.backend) // 1000 + 1 < candidates  # 1,000 keys a page
+        return await estimated_data_pages(self.backend) < candidates
 
     async def present(self, data_keys: list[str]) -> list[str]:
         """The keys among `data_keys` the server holds (one HEAD each; the cache is not asked)."""

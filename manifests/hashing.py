@@ -11,8 +11,7 @@ import xxhash
 
 from fscas.errors import SnapshotError
 
-__all__ = ["EMPTY_HASH", "FileDigest", "hash_bytes", "hash_open_file", "hash_path", "hash_path_keeping",
-           "hash_path_reading"]
+__all__ = ["EMPTY_HASH", "FileDigest", "hash_bytes", "hash_open_file", "hash_path", "hash_path_reading"]
 
 #: xxh3_128(b"") — the CAS key of every empty file.
 EMPTY_HASH = "99aa06d3014798d86001c324468d497f"
@@ -126,19 +125,15 @@ def hash_path(path: str | os.PathLike[str], *, follow_symlinks: bool = True) -> 
         FileNotFoundError: the file does not exist (left unwrapped so callers can skip it).
         SnapshotError: it cannot be read, is not a regular file, or keeps changing.
     """
-    return hash_path_keeping(path, follow_symlinks=follow_symlinks)[0]
-
-
-def hash_path_keeping(path: str | os.PathLike[str], *, follow_symlinks: bool = True) -> tuple[FileDigest, bytes | None]:
-    """`hash_path`, plus the very bytes hashed when the file is at most `SMALL` (read whole), else None:
-    a caller that sends them sends what the digest names, whatever happens to the file afterwards."""
-    return _hash_path(path, follow_symlinks, None)
+    return _hash_path(path, follow_symlinks, None)[0]
 
 
 def hash_path_reading(path: str | os.PathLike[str], *, follow_symlinks: bool = True
                       ) -> tuple[FileDigest, bytes | None, bool]:
-    """`hash_path_keeping`, plus whether a small file's bytes had to come from the disk rather than the
-    page cache (known on Linux; elsewhere, and for larger files, False)."""
+    """`hash_path`, plus the very bytes hashed when the file is at most `SMALL` (read whole), else None
+    (a caller that sends them sends what the digest names, whatever happens to the file afterwards),
+    and whether they had to come from the disk rather than the page cache (known on Linux; elsewhere,
+    and for larger files, False)."""
     cold = [False]
     digest, data = _hash_path(path, follow_symlinks, cold)
     return digest, data, cold[0]
