@@ -35,7 +35,8 @@ class Progress(Protocol):
 HashCacheArg = HashCache | str | os.PathLike[str] | Literal[False] | None
 OnHashed = Callable[[list[tuple[str, str, bytes]]], None]
 """Told, on a hashing thread, each batch of small files just hashed from their bytes: (manifest path,
-hash, the bytes hashed). It may block: hashing waits (a consumer's backpressure)."""
+hash, the bytes hashed). Several threads may tell at once (files read from the disk are read in
+parallel), so it must be thread-safe. It may block: hashing waits (a consumer's backpressure)."""
 
 
 def _open_cache(hash_cache: HashCacheArg) -> tuple[HashCache | None, bool]:
