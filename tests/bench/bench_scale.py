@@ -88,7 +88,7 @@ def report(rows: list[tuple[int, str, float, float]], settled: str) -> str:
     return "\n".join([
         "## Scale curve: tiny files at growing sizes (issue: Speed)",
         "",
-        f"{machine()} · SeaweedFS S3 gateway on loopback · trees of 0–1 KiB files, 1,000 per folder; one run "
+        f"{machine()} · SeaweedFS S3 gateway on loopback · trees of 0–1 KiB files in max(100, files / 1,000) folders; one run "
         f"per row; {settled}; RSS of each process alone (`peak.py`); a 100-file run measures each step's fixed cost.",
         "",
         "| files | step | seconds | peak RSS MiB |",

@@ -268,3 +268,52 @@ def test_processes_creating_one_new_cache_at_once(tmp_path: Path) -> None:
     with multiprocessing.get_context("spawn").Pool(4) as pool:
         for i in range(24):
             assert pool.map(_open_cache, [str(tmp_path / f"c{i}.db")] * 4) == ["ok"] * 4
+
+
+def test_snapshot_pauses_the_garbage_collector_and_restores_it(tmp_path: Path,
+                                                                monkeypatch: pytest.MonkeyPatch) -> None:
+    import gc
+
+    (tmp_path / "a").write_bytes(b"x" * 10)
+    seen: list[bool] = []
+    real = snapshot_mod.hash_path_reading
+    def noting(*a, **kw):  # type: ignore[no-untyped-def]
+        seen.append(gc.isenabled())
+        return real(*a, **kw)
+    monkeypatch.setattr(snapshot_mod, "hash_path_reading", noting)
+    assert gc.isenabled()
+    snapshot(tmp_path, hash_cache=False)
+    assert seen == [False] and gc.isenabled()
+    gc.disable()
+    try:
+        snapshot(tmp_path, hash_cache=False)
+        assert not gc.isenabled()  # left as the caller had it
+    finally:
+        gc.enable()
+    with pytest.raises(SnapshotError):
+        snapshot(tmp_path / "missing", hash_cache=False)
+    assert gc.isenabled()  # restored on error too
+    # beside a push's event loop (on_hashed) the collector keeps running
+    snapshot(tmp_path, hash_cache=False, on_hashed=lambda batch: None)
+    assert seen[-1] is True
+
+
+def test_snapshot_holds_no_tracked_object_per_file(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    import gc
+
+    for i in range(2000):
+        (tmp_path / f"f{i}").write_bytes(b"%d" % i)
+    counts: list[int] = []
+    real = snapshot_mod._hash_all
+    def counting(*a, **kw):  # type: ignore[no-untyped-def]
+        gc.collect()  # untracks tuples of ints and strings (a tuple of tuples on the second pass)
+        gc.collect()
+        counts.append(len(gc.get_objects()))
+        return real(*a, **kw)
+    monkeypatch.setattr(snapshot_mod, "_hash_all", counting)
+    snapshot(tmp_path, hash_cache=False)  # imports and first-call state
+    gc.collect()
+    before = len(gc.get_objects())
+    m = snapshot(tmp_path, hash_cache=False)
+    assert len(m.paths) == 2000
+    assert counts[1] - before < 500, "the walk's entries must be plain tuples the collector stops visiting"
