@@ -27,7 +27,7 @@ from typing import Any
 
 import attrs
 
-from fscas.backends.base import Body, Capabilities, ObjectInfo, at, check_metadata, chunks_of, read_part
+from fscas.backends.base import Body, Capabilities, ObjectInfo, at, check_metadata, check_send_by, chunks_of, read_part
 from fscas.backends.url import Location, build_options
 from fscas.errors import (
     AccessDenied,
@@ -245,6 +245,28 @@ class AzureBackend:
             r = await blob.commit_block_list(blocks, metadata=wire, **cond)
         return _info(key, r, size, meta)
 
+    async def get_tagged(self, key: str) -> tuple[bytes, str]:
+        await self._ready()
+        with _translated(self.url, key):
+            stream = await self._blob(key).download_blob()
+            data: bytes = await stream.readall()
+        return data, str(stream.properties.etag)
+
+    async def put_tagged(self, key: str, data: bytes, *, tag: str | None) -> str:
+        # If-Match / If-None-Match: *; Azure and Azurite both refuse a stale ETag (412 ConditionNotMet).
+        from azure.core import MatchConditions
+
+        await self._ready()
+        condition = {"etag": tag, "match_condition": MatchConditions.IfNotModified} if tag is not None else {}
+        try:
+            with _translated(self.url, key):
+                r = await self._blob(key).upload_blob(data, overwrite=tag is not None, **condition)
+        except ObjectNotFound as e:  # the blob, not the container (BucketNotFound), is gone
+            if isinstance(e, BucketNotFound):
+                raise
+            raise ObjectExists(f"{at(self.url, key)}: changed since it was read (now absent)") from e
+        return str(r["etag"])
+
     async def list(self, prefix: str) -> AsyncIterator[ObjectInfo]:
         await self._ready()
         strip = len(self._key(""))
@@ -255,6 +277,7 @@ class AzureBackend:
 
     async def delete(self, key: str) -> None:
         await self._ready()
+        check_send_by(self.url, key)
         with contextlib.suppress(ObjectNotFound), _translated(self.url, key):
             await self._blob(key).delete_blob()
 

@@ -3,18 +3,36 @@
 from __future__ import annotations
 
 import asyncio
+import contextvars
 import random
 import re
-from collections.abc import AsyncIterable, AsyncIterator, Callable, Mapping
+from collections.abc import AsyncIterable, AsyncIterator, Awaitable, Callable, Mapping
 from contextlib import AbstractAsyncContextManager
 from typing import Literal, Protocol, runtime_checkable
 
 import attrs
 
-from fscas.errors import ConfigError, UnsafePathError
+from fscas.errors import ConfigError, DeadlinePassed, UnsafePathError
 
-__all__ = ["Backend", "Body", "Capabilities", "FileBody", "ObjectInfo", "StreamingGet", "at", "check_key",
-           "check_metadata", "chunks_of", "read_part", "retry_pause"]
+__all__ = ["SEND_BY", "Backend", "Body", "Capabilities", "FileBody", "ObjectInfo", "Raw", "RawAccess", "StreamingGet",
+           "Swappable", "at", "check_key", "check_metadata", "check_send_by", "chunks_of", "read_part", "retry_pause",
+           "swap_is_honoured"]
+
+SEND_BY: contextvars.ContextVar[float | None] = contextvars.ContextVar("fscas_send_by", default=None)
+"""A time on the running loop's clock (`loop.time()`) after which a request must not go out at all.
+
+A gc deletes only within a window after it saw its hold on the store epoch (`fscas.epoch`); it sets
+this for each delete, and a backend checks it as late as it can before the request leaves: our own
+HTTP transport right before the first byte is written, after any wait for a connection; a folder
+store right before the unlink; an SDK's path when the call starts. A request past it raises
+`DeadlinePassed` instead of being sent (a process stopped on its way out must not delete late)."""
+
+
+def check_send_by(url: str, key: str, now: float | None = None) -> None:
+    """Raise `DeadlinePassed` if `SEND_BY` is set and past (`now`: the loop's time, given from a thread)."""
+    deadline = SEND_BY.get()
+    if deadline is not None and (now if now is not None else asyncio.get_running_loop().time()) >= deadline:
+        raise DeadlinePassed(f"{at(url, key)}: not sent: past the deadline its caller set")
 
 Body = bytes | AsyncIterable[bytes]
 """What `Backend.put` takes: the whole object, or its bytes in order (a `FileBody` among them).
@@ -122,6 +140,78 @@ class StreamingGet(Protocol):
     """
 
     def stream(self, key: str, *, start: int = 0) -> AbstractAsyncContextManager[AsyncIterator[bytes]]: ...
+
+
+@runtime_checkable
+class Swappable(Protocol):
+    """Optional: compare-and-swap of one small object, which the store epoch needs (`fscas.epoch`).
+
+    `get_tagged` returns an object's bytes with the server's tag of that very version (an ETag, a
+    generation); `put_tagged` writes `data` only while the object still has `tag` (None: only while
+    it is absent), decided by the server in one conditional request, and returns the new tag.
+
+    `put_tagged` raises `ObjectExists` when the condition failed (the object changed, appeared or
+    vanished since `tag` was read), and `NotSupported` when this server is known to ignore the
+    condition (a backend probes that once, see `swap_is_honoured`): the caller then falls back to
+    read-compare-write and says what that guarantees. `get_tagged` raises `ObjectNotFound`.
+    """
+
+    async def get_tagged(self, key: str) -> tuple[bytes, str]: ...
+
+    async def put_tagged(self, key: str, data: bytes, *, tag: str | None) -> str: ...
+
+
+class Raw(Protocol):
+    """Reads and writes of a backend's objects that bypass the backend's own code (see `RawAccess`)."""
+
+    def read(self, key: str) -> bytes:
+        """The bytes stored under `key` (relative to the backend's root); FileNotFoundError if absent."""
+        ...
+
+    def write(self, key: str, data: bytes) -> None:
+        """Store `data` under `key` as the server would hold it (to plant legacy or corrupt objects)."""
+        ...
+
+    def metadata(self, key: str) -> dict[str, str]:
+        """The user metadata of `key` under the names the server stores (no mapping undone)."""
+        ...
+
+
+@runtime_checkable
+class RawAccess(Protocol):
+    """Optional: the conformance suite's ground truth for a backend it does not know.
+
+    The suite checks what is really stored (the key layout, metadata names) through reads that do
+    not go through the backend under test, or a backend that is consistently wrong would pass. It
+    knows how to do that for fscas's own backends; any other backend offers it with `raw()`, from
+    the server's own SDK or the storage itself. Without it, the checks that need it are reported
+    "not supported", with that reason.
+    """
+
+    def raw(self) -> Raw: ...
+
+
+async def swap_is_honoured(put: Callable[[str, bytes, str | None], Awaitable[str]],
+                           delete: Callable[[str], Awaitable[None]], key: str) -> bool:
+    """Probe whether a server honours conditional writes, with the backend's own conditional `put`
+    (`put(key, data, tag)`, raising ObjectExists when the condition fails) on a scratch `key`.
+
+    Writes `key` twice with the right tags, then once with the first, stale tag: a server that takes
+    that third write ignores the condition (seen on fake-gcs-server's media uploads, and said of
+    older SeaweedFS). The key is deleted afterwards. Four requests, once per backend.
+    """
+    from fscas.errors import ObjectExists
+
+    try:
+        first = await put(key, b"1", None)
+        await put(key, b"2", first)
+        try:
+            await put(key, b"3", first)
+        except ObjectExists:
+            return True
+        return False
+    finally:
+        await delete(key)
 
 
 # S3 lowercases names, Azure takes only identifiers: one lowercase grammar that every backend can

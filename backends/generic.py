@@ -35,7 +35,7 @@ from collections.abc import AsyncIterator, Callable, Iterator, Mapping
 from datetime import UTC, datetime
 from typing import Any
 
-from fscas.backends.base import Body, Capabilities, ObjectInfo, at, check_key, check_metadata
+from fscas.backends.base import Body, Capabilities, ObjectInfo, at, check_key, check_metadata, check_send_by
 from fscas.backends.url import Location
 from fscas.errors import (
     AccessDenied,
@@ -342,6 +342,7 @@ class FsspecBackend:
 
     async def delete(self, key: str) -> None:
         path = self._path(key)
+        check_send_by(self.url, key)
         for target in (path, self.path_of(key, sidecar=True)):
             with _translated(self.url, key), contextlib.suppress(FileNotFoundError):
                 await self._call("rm_file", target)

@@ -23,6 +23,8 @@ import ssl
 from collections.abc import AsyncIterator, Callable, Iterable, Iterator
 from typing import Any
 
+from fscas.backends.base import check_send_by
+
 __all__ = ["Answer", "CannotConnect", "HttpClient", "Streamed"]
 
 _HIGH, _LOW = 1 << 20, 256 << 10  # a streamed body pauses the socket above _HIGH buffered, resumes below _LOW
@@ -314,7 +316,7 @@ class HttpClient:
 
     def __init__(self, scheme: str, host: str, port: int, *, connections: int = 64, connect_timeout: float = 30,
                  read_timeout: float = 120, ssl_context: ssl.SSLContext | None = None) -> None:
-        self.host, self.port = host, port
+        self.scheme, self.host, self.port = scheme, host, port
         self._tls = (ssl_context or ssl.create_default_context()) if scheme == "https" else None
         self._idle: list[_Connection] = []
         self._slots = asyncio.Semaphore(connections)
@@ -350,6 +352,7 @@ class HttpClient:
         try:
             for _ in range(2):  # a kept connection the server closed while idle: once more, on a new one
                 conn, reused = await self._connection()
+                check_send_by(f"{self.scheme}://{self.host}:{self.port}", target)  # no await from here to the write
                 conn.send(head, body if isinstance(body, bytes) else b"", head_only=method == "HEAD",
                           streaming=streaming, read_timeout=self.read_timeout)
                 try:

@@ -7,7 +7,7 @@ from collections.abc import AsyncIterator, Mapping
 
 import attrs
 
-from fscas.backends.base import Body, Capabilities, ObjectInfo, check_key, check_metadata
+from fscas.backends.base import Body, Capabilities, ObjectInfo, check_key, check_metadata, check_send_by
 from fscas.backends.url import Location, build_options
 from fscas.errors import ObjectExists, ObjectNotFound
 
@@ -24,6 +24,7 @@ class _Object:
     data: bytes
     metadata: Mapping[str, str]
     mtime: float
+    tag: str = ""
 
 
 class MemoryBackend:
@@ -34,6 +35,7 @@ class MemoryBackend:
     def __init__(self, name: str = "", prefix: str = "") -> None:
         self.url = f"memory://{name}/{prefix}".rstrip("/")
         self._objects: dict[str, _Object] = {}
+        self._writes = 0  # every write gets a new tag, as a server's ETag or generation
 
     @classmethod
     def from_location(cls, location: Location, options: Mapping[str, object]) -> MemoryBackend:
@@ -64,8 +66,23 @@ class MemoryBackend:
             data = b"".join([chunk async for chunk in data])
         if if_absent and key in self._objects:
             raise ObjectExists(f"{self.url}: {key}: already exists")
-        self._objects[key] = _Object(data, meta, time.time())
+        self._store(key, data, meta)
         return await self.head(key)
+
+    def _store(self, key: str, data: bytes, meta: Mapping[str, str]) -> str:
+        self._writes += 1
+        self._objects[key] = _Object(data, meta, time.time(), str(self._writes))
+        return str(self._writes)
+
+    async def get_tagged(self, key: str) -> tuple[bytes, str]:
+        obj = self._find(key)
+        return obj.data, obj.tag
+
+    async def put_tagged(self, key: str, data: bytes, *, tag: str | None) -> str:
+        now = self._objects.get(check_key(key))
+        if (now.tag if now is not None else None) != tag:
+            raise ObjectExists(f"{self.url}: {key}: changed since it was read")
+        return self._store(key, data, {})
 
     async def list(self, prefix: str) -> AsyncIterator[ObjectInfo]:
         for key in sorted(k for k in self._objects if k.startswith(prefix)):
@@ -73,7 +90,31 @@ class MemoryBackend:
                 yield await self.head(key)
 
     async def delete(self, key: str) -> None:
+        check_send_by(self.url, key)
         self._objects.pop(check_key(key), None)  # idempotent, as S3's
 
     async def aclose(self) -> None:
         return None
+
+    def raw(self) -> _Raw:
+        """This backend's own objects, for the conformance suite (`fscas.backends.base.RawAccess`)."""
+        return _Raw(self._objects)
+
+
+class _Raw:
+    """The objects dict itself: in memory, nothing else could be the ground truth."""
+
+    def __init__(self, objects: dict[str, _Object]) -> None:
+        self._objects = objects
+
+    def read(self, key: str) -> bytes:
+        try:
+            return self._objects[key].data
+        except KeyError:
+            raise FileNotFoundError(key) from None
+
+    def write(self, key: str, data: bytes) -> None:
+        self._objects[key] = _Object(data, {}, time.time())
+
+    def metadata(self, key: str) -> dict[str, str]:
+        return dict(self._objects[key].metadata)

@@ -21,7 +21,18 @@ from typing import Any
 
 import attrs
 
-from fscas.backends.base import Body, Capabilities, FileBody, ObjectInfo, at, check_metadata, chunks_of, read_part
+from fscas.backends.base import (
+    Body,
+    Capabilities,
+    FileBody,
+    ObjectInfo,
+    at,
+    check_metadata,
+    check_send_by,
+    chunks_of,
+    read_part,
+    swap_is_honoured,
+)
 from fscas.backends.http11 import Streamed
 from fscas.backends.s3_http import (
     UNSIGNED,
@@ -39,6 +50,7 @@ from fscas.errors import (
     ConfigError,
     CredentialsRefused,
     FscasError,
+    NotSupported,
     ObjectExists,
     ObjectNotFound,
     StoreError,
@@ -110,6 +122,7 @@ class S3Backend:
         self._http_decided = False
         self._opening = asyncio.Lock()  # one s3fs session and one fast client, however many first calls race
         self._parts = asyncio.Semaphore(max(1, self.options.part_concurrency))  # shared: bounds memory
+        self._swaps: bool | None = None  # whether the server honours If-Match (probed on the first swap)
 
     @classmethod
     def from_location(cls, location: Location, options: Mapping[str, object]) -> S3Backend:
@@ -331,6 +344,37 @@ class S3Backend:
             raise
         return _info(key, r, size, meta)
 
+    async def get_tagged(self, key: str) -> tuple[bytes, str]:
+        if (fast := await self._fast("GET", key)) is not None:
+            return fast[1], fast[0].get("etag", "")
+        r = await self._call("get_object", key, Key=self._key(key))
+        with _translated(self.url, key):
+            async with r["Body"] as body:
+                data: bytes = await body.read()
+        return data, r.get("ETag", "")
+
+    async def put_tagged(self, key: str, data: bytes, *, tag: str | None) -> str:
+        if self._swaps is None:
+            self._swaps = await swap_is_honoured(self._conditional_put, self.delete, f"{_PROBE}-swap")
+        if not self._swaps:
+            raise NotSupported(f"{self.url}: the server ignores If-Match (probed): no compare-and-swap")
+        return await self._conditional_put(key, data, tag)
+
+    async def _conditional_put(self, key: str, data: bytes, tag: str | None) -> str:
+        """PUT `data` if the object's ETag is `tag` (`If-Match`), or if it is absent (`If-None-Match: *`);
+        S3 added both in 2024, MinIO, SeaweedFS 4 and moto 5 honour them."""
+        condition = {"If-Match": tag} if tag is not None else {"If-None-Match": "*"}
+        try:
+            if (fast := await self._fast("PUT", key, body=data, headers=condition)) is not None:
+                return fast[0].get("etag", "")
+            r = await self._call("put_object", key, Key=self._key(key), Body=data,
+                                 **({"IfMatch": tag} if tag is not None else {"IfNoneMatch": "*"}))
+        except ObjectNotFound as e:  # If-Match on a key that is gone: moto says NoSuchKey, AWS 404
+            if isinstance(e, BucketNotFound):
+                raise
+            raise ObjectExists(f"{at(self.url, key)}: changed since it was read (now absent)") from e
+        return str(r.get("ETag", ""))
+
     async def list(self, prefix: str) -> AsyncIterator[ObjectInfo]:
         full = self._key(prefix)
         strip = len(self._key(""))
@@ -360,7 +404,8 @@ class S3Backend:
             token = {"ContinuationToken": r["NextContinuationToken"]}
 
     async def delete(self, key: str) -> None:
-        if await self._fast("DELETE", key) is None:
+        if await self._fast("DELETE", key) is None:  # the fast path checks SEND_BY as the request leaves
+            check_send_by(self.url, key)
             await self._call("delete_object", key, Key=self._key(key))
 
     async def aclose(self) -> None:

@@ -14,7 +14,8 @@ FscasError
     ├── AccessDenied(PermissionError)
     │   └── CredentialsRefused              unknown key, wrong secret, expired token
     ├── Unreachable(ConnectionError)
-    └── NotSupported(NotImplementedError)
+    ├── NotSupported(NotImplementedError)
+    └── DeadlinePassed                      a request not sent: its caller's deadline had passed
 ```
 
 Each class also inherits the builtin a caller would already catch, so `except ValueError`
@@ -35,6 +36,7 @@ __all__ = [
     "BucketNotFound",
     "ConfigError",
     "CredentialsRefused",
+    "DeadlinePassed",
     "FscasError",
     "IntegrityError",
     "ManifestError",
@@ -100,6 +102,11 @@ class CredentialsRefused(AccessDenied):
 
 class Unreachable(StoreError, ConnectionError):
     """The endpoint could not be reached or did not answer in time."""
+
+
+class DeadlinePassed(StoreError):
+    """A request was not sent: it would have gone out after the deadline its caller set
+    (`fscas.backends.base.SEND_BY`), which a gc sets on its deletes."""
 
 
 class NotSupported(StoreError, NotImplementedError):

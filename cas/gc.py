@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
 import time
 from typing import TYPE_CHECKING
 
@@ -16,15 +15,16 @@ if TYPE_CHECKING:
 
 __all__ = ["collect"]
 
-_BATCH = 64  # deletes in flight at once; the lease is checked before each batch
+_BATCH = 64  # deletes in flight at once; the marker is checked before each batch
 
 
 async def collect(store: AsyncStore, *, delete: bool, grace_seconds: float, lease: float = LEASE) -> GcReport:
     """List the Data objects no manifest references (older than `grace_seconds`); with `delete`, remove them.
 
     Deleting follows `fscas.epoch`: the candidates are listed, the gc's marker replaces the store
-    epoch, and only then are the manifests read, so a manifest a push writes meanwhile is either
-    seen here or re-checked by that push. The grace period only saves work (recent uploads are not
+    epoch (once no other gc holds it), and only then are the manifests read, so a manifest a push
+    writes meanwhile is either seen here or re-checked by that push; each delete batch goes out only
+    while the marker is provably still this gc's. The grace period only saves work (recent uploads are not
     candidates); safety does not depend on it or on any clock. A manifest that cannot be read stops
     gc before anything is deleted.
     """
@@ -39,9 +39,7 @@ async def collect(store: AsyncStore, *, delete: bool, grace_seconds: float, leas
         doomed = [o for o in candidates if keys.digest_of_key(o.key) not in referenced]
         store.forget([o.key for o in doomed])  # before deleting: a crash leaves no entry for a gone object
         for start in range(0, len(doomed), _BATCH):
-            await held.renew()
-            held.deleted = True
-            await asyncio.gather(*(store.backend.delete(o.key) for o in doomed[start:start + _BATCH]))
+            await held.deleting([o.key for o in doomed[start:start + _BATCH]], store.backend.delete)
     return _report(candidates, referenced, manifests, deleted=True)
 
 

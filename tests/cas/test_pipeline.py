@@ -60,7 +60,8 @@ def test_a_small_file_is_sent_from_the_bytes_it_was_hashed_from(tmp_path: Path) 
 
 
 def test_what_a_push_asks_the_store(moto_server: Any, tmp_path: Path) -> None:
-    # Cold push to an empty store: one estimate and one listing of Data/, no HEAD. Unchanged: no
+    # Cold push to an empty store: one listing of Data/ (does the store without an epoch hold data,
+    # fscas.epoch), one estimate and one listing of Data/, no HEAD. Unchanged: no
     # upload, only the commit's sample of what the existence cache answered (Deadline issue #634).
     # One changed file: one HEAD, one PUT (the cache knows the rest), and that sample.
     bucket = unique_bucket()
@@ -84,7 +85,7 @@ def test_what_a_push_asks_the_store(moto_server: Any, tmp_path: Path) -> None:
 
     cold, unchanged, one = asyncio.run(go())
     assert cold["files sent"] == 40 and cold["put Data"] == 40 and "head Data" not in cold
-    assert cold["list"] == 2, cold  # Data/00 (the estimate), then Data/
+    assert cold["list"] == 3, cold  # Data/ (a new store?), Data/00 (the estimate), then Data/
     assert unchanged == {"head Data": SAMPLE, "files sent": 0}, unchanged
     assert one == {"head Data": 1 + SAMPLE, "put Data": 1, "files sent": 1}, one
 

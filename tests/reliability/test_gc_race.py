@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
 import os
 import subprocess
 import sys
@@ -14,7 +13,7 @@ import pytest
 
 import fscas
 from fscas import keys
-from fscas.epoch import Epoch, GcLease, read_epoch
+from fscas.epoch import Epoch, GcLease, ensure_epoch, read_epoch
 from fscas.errors import StoreError
 from fscas.existence import ExistenceCache
 from fscas.manifests import snapshot
@@ -111,18 +110,64 @@ def test_a_dead_gc_holds_pushes_for_its_lease_only(tmp_path: Path) -> None:
 def test_a_gc_whose_lease_was_taken_over_deletes_nothing(tmp_path: Path) -> None:
     with fscas.open_store(str(tmp_path / "store"), existence_cache=False) as store:
         backend = store.aio.backend
+        run_sync(ensure_epoch(backend))
         orphan = store.put_bytes(b"orphan")
 
         async def go() -> None:
             async with GcLease(backend, lease=1.0) as held:
                 await backend.put(keys.EPOCH, Epoch(id="taken-over").encode())  # a push presumed it dead
-                await asyncio.sleep(0.3)
-                await held.renew()
+                await held.deleting([keys.data_key(orphan)], backend.delete)
 
         with pytest.raises(StoreError, match="another client took over"):
             run_sync(go())
         assert store.has(orphan)
         assert run_sync(read_epoch(backend)) == Epoch(id="taken-over")
+
+
+def test_a_gc_that_deletes_nothing_leaves_no_dead_marker_behind(tmp_path: Path) -> None:
+    # It used to write back the marker of the dead gc it found: the next push then waited a whole lease.
+    src = tmp_path / "src"
+    _write_tree(src, 3, 0)
+    with fscas.open_store(str(tmp_path / "store"), existence_cache=False) as store:
+        store.push(snapshot(src, hash_cache=False), src, farm_id="f", queue_id="q")
+        backend = store.aio.backend
+        run_sync(backend.put(keys.EPOCH, Epoch(id="before", gc="dead-gc", beat=1, lease=1.0).encode()))
+        assert store.gc(delete=True, grace_seconds=0).unreferenced == ()
+        after = run_sync(read_epoch(backend))
+        assert after is not None and not after.running
+        started = time.monotonic()
+        store.push(snapshot(src, hash_cache=False), src, farm_id="f", queue_id="q")
+        assert time.monotonic() - started < 1.0
+
+
+@pytest.mark.parametrize("lease", ["1e18", "NaN", "Infinity", "-5", '"soon"'])
+def test_a_hand_edited_lease_is_lapsed_with_a_warning(lease: str, tmp_path: Path,
+                                                      caplog: pytest.LogCaptureFixture) -> None:
+    src = tmp_path / "src"
+    _write_tree(src, 3, 0)
+    with fscas.open_store(str(tmp_path / "store"), existence_cache=False) as store:
+        run_sync(ensure_epoch(store.aio.backend))
+        marker = '{"id": "e", "gc": "edited", "beat": 0, "lease": ' + lease + '}'
+        run_sync(store.aio.backend.put(keys.EPOCH, marker.encode()))
+        started = time.monotonic()
+        store.push(snapshot(src, hash_cache=False), src, farm_id="f", queue_id="q")
+        assert time.monotonic() - started < 5
+    assert any(store.url in r.getMessage() and "lease" in r.getMessage() and "edited" in r.getMessage()
+               for r in caplog.records if r.levelname == "WARNING"), caplog.text
+
+
+def test_a_waiting_push_says_what_it_waits_for(tmp_path: Path) -> None:
+    from cli_runner import run_fscas
+
+    src = tmp_path / "src"
+    _write_tree(src, 3, 0)
+    store = tmp_path / "store"
+    with fscas.open_store(str(store), existence_cache=False) as s:
+        run_sync(ensure_epoch(s.aio.backend))
+        run_sync(s.aio.backend.put(keys.EPOCH, Epoch(id="e", gc="silent-gc", beat=0, lease=5.0).encode()))
+    r = run_fscas("push", str(src), "--store", str(store), home=tmp_path)
+    assert r.returncode == 0, r.stderr
+    assert "waiting for gc silent-gc to finish" in r.stderr and "presumed dead after 5 s" in r.stderr, r.stderr
 
 
 def test_gc_that_deletes_nothing_keeps_existence_caches_valid(tmp_path: Path) -> None:
