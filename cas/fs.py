@@ -28,6 +28,7 @@ from fscas.blocking import Store, open_store
 from fscas.content import ContentCache
 from fscas.errors import ConfigError, NotSupported
 from fscas.manifests import Manifest, ManifestPath, decode
+from fscas.paths import check_layout, check_relative
 from fscas.runner import run_sync
 
 __all__ = ["FscasFileSystem", "mount"]
@@ -75,6 +76,10 @@ class FscasFileSystem(AbstractFileSystem):  # type: ignore[misc]  # fsspec ships
         with self._lock:
             if self._tree is None:
                 manifest = _load(self.store, self._source)
+                where = os.fspath(self._source) if isinstance(self._source, (str, os.PathLike)) else "the manifest"
+                for p in manifest.paths:  # one hostile name refuses the manifest, as pull refuses it
+                    check_relative(p.path, where)
+                check_layout(p.path for p in manifest.paths)
                 children: dict[str, set[str]] = {"": set()}
                 for path in manifest.by_path():
                     parts = path.split("/")

@@ -116,7 +116,7 @@ def asset_root_from_metadata(metadata: dict[str, str], key: str) -> str:
     if "asset-root-json" in metadata:
         try:
             root = json.loads(metadata["asset-root-json"])
-        except ValueError:
+        except (ValueError, RecursionError):
             raise ManifestError(f"{key}: metadata asset-root-json is not a JSON string") from None
         if isinstance(root, str):
             return root

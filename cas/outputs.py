@@ -12,21 +12,21 @@ from __future__ import annotations
 
 import asyncio
 import json
+import math
 import os
 import time
 from collections.abc import Callable, Mapping, Sequence
 from datetime import UTC, datetime
-from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal
 
 import attrs
 
 from fscas import keys
-from fscas.errors import ConfigError
+from fscas.errors import ConfigError, UnsafePathError
 from fscas.files import atomic_write_bytes
 from fscas.manifests import Manifest, ManifestPath, OutputManifest, select_outputs
 from fscas.pathmapping import PathMappingRules, join_source, path_format_of
-from fscas.paths import safe_join
+from fscas.paths import check_relative
 from fscas.summary import TransferSummary
 
 if TYPE_CHECKING:
@@ -129,7 +129,10 @@ def plan_outputs(outputs: Sequence[OutputManifest], *, dest_for_root: DestForRoo
     for o in sorted(outputs, key=lambda o: o.last_modified):
         explicit = _explicit(dest_for_root, o.asset_root)
         for p in o.manifest.paths:
-            safe_join(Path("/"), p.path)  # no '..', absolute or backslash before any mapping
+            try:  # a path not relative to its root in every OS's syntax refuses the manifest before any mapping
+                check_relative(p.path, o.asset_root)
+            except UnsafePathError as e:
+                raise UnsafePathError(f"{o.key}: {e}") from None
             where = _place(o, p.path, explicit, path_mapping, file_system_locations, original_roots)
             if where is None:
                 unmapped.add(o.asset_root)
@@ -241,15 +244,21 @@ class _State:
                 doc = json.loads(f.read())
         except FileNotFoundError:
             return cls(os.fspath(path), identity, {})
-        except (OSError, ValueError) as e:
-            raise ConfigError(f"{os.fspath(path)}: not a readable state file: {e}") from None
+        except (OSError, ValueError, RecursionError) as e:
+            raise ConfigError(f"{os.fspath(path)}: not a readable state file: {e or 'nested too deeply'}") from None
         if not isinstance(doc, dict) or doc.get("version") != _STATE_VERSION or not isinstance(doc.get("manifests"),
                                                                                                 dict):
             raise ConfigError(f"{os.fspath(path)}: not an fscas outputs state file")
         recorded = {k: doc.get(k) for k in identity}
         if recorded != identity:
             raise ConfigError(f"{os.fspath(path)}: the state of another download ({recorded}), not of {identity}")
-        return cls(os.fspath(path), identity, {str(k): float(v) for k, v in doc["manifests"].items()})
+        seen: dict[str, float] = {}
+        for key, stamp in doc["manifests"].items():
+            if isinstance(stamp, bool) or not isinstance(stamp, (int, float)) or not math.isfinite(stamp):
+                raise ConfigError(f"{os.fspath(path)}: manifests[{key!r}]: {stamp!r} is not a LastModified timestamp "
+                                  "(seconds since 1970)")
+            seen[str(key)] = float(stamp)
+        return cls(os.fspath(path), identity, seen)
 
     def has(self, o: OutputManifest) -> bool:
         return self.seen.get(o.key) == o.last_modified.timestamp()

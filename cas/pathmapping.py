@@ -76,6 +76,8 @@ class PathMappingRules:
             doc = json.loads(data) if isinstance(data, (str, bytes)) else data
         except ValueError as e:
             raise ConfigError(f"{where}: not JSON: {e}") from None
+        except RecursionError:
+            raise ConfigError(f"{where}: not path-mapping rules: nested too deeply") from None
         if isinstance(doc, dict):
             if doc.get("version", "pathmapping-1.0") != "pathmapping-1.0":
                 raise ConfigError(f"{where}: unknown version {doc.get('version')!r}; expected pathmapping-1.0")
@@ -171,6 +173,8 @@ class FileSystemLocation:
                 doc = json.loads(f.read())
         except (OSError, ValueError) as e:
             raise ConfigError(f"{os.fspath(path)}: cannot read file-system locations: {e}") from None
+        except RecursionError:
+            raise ConfigError(f"{os.fspath(path)}: not file-system locations: nested too deeply") from None
         items = doc.get("fileSystemLocations") if isinstance(doc, dict) else doc
         if not isinstance(items, list):
             raise ConfigError(f"{os.fspath(path)}: expected {{\"fileSystemLocations\": [...]}} or a list")

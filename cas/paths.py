@@ -8,7 +8,25 @@ from pathlib import Path
 
 from fscas.errors import ConfigError, UnsafePathError
 
-__all__ = ["check_folder_target", "check_layout", "contains", "safe_join", "safe_path", "within"]
+__all__ = ["check_folder_target", "check_layout", "check_relative", "contains", "safe_join", "safe_path", "within"]
+
+
+def check_relative(rel: str, root: str) -> None:
+    """Refuse a manifest path that is not relative to its root in every OS's syntax.
+
+    A manifest path is `/`-separated and relative: a leading separator, a drive letter (`C:`, which
+    Windows' path join lets replace the root), a UNC prefix, a backslash (a separator on Windows),
+    `.`/`..`/empty segments or a NUL could make it land outside `root` on some machine, so the
+    manifest is refused before any folder or path-mapping rule is applied to it.
+
+    Raises:
+        UnsafePathError: naming the path and the root.
+    """
+    if (not rel or rel[0] == "/" or "\\" in rel or "\x00" in rel or "//" in rel or rel[-1] == "/"
+            or (len(rel) > 1 and rel[1] == ":" and rel[0].isascii() and rel[0].isalpha())
+            or any(p in (".", "..") for p in rel.split("/"))):
+        raise UnsafePathError(f"{rel!r}: manifest path is not relative to its root {root} (absolute, a drive "
+                              "letter, '..', '\\\\' or NUL)")
 
 
 def safe_path(root: str, rel: str) -> str:
@@ -16,11 +34,9 @@ def safe_path(root: str, rel: str) -> str:
     transfers, where pathlib's objects cost more than the syscalls they lead to).
 
     Raises:
-        UnsafePathError: `rel` is empty, absolute, has `.`/`..`/empty segments, a backslash or a NUL.
+        UnsafePathError: `rel` is not relative to `root` in every OS's syntax (`check_relative`).
     """
-    if (not rel or rel[0] == "/" or "\\" in rel or "\x00" in rel or "//" in rel or rel[-1] == "/"
-            or any(p in (".", "..") for p in rel.split("/"))):
-        raise UnsafePathError(f"{rel!r}: manifest path would leave {root} (absolute, '..', '\\\\' or NUL)")
+    check_relative(rel, root)
     return os.path.join(root, rel if os.sep == "/" else rel.replace("/", os.sep))
 
 

@@ -50,6 +50,8 @@ def read_spec(text: str) -> dict[str, Any]:
 
     try:
         spec = json.loads(text)
+    except RecursionError:
+        raise ConfigError("not a published-result spec: nested too deeply") from None
     except ValueError:
         spec = {"Params": {}}
         for line in text.splitlines():
@@ -58,7 +60,7 @@ def read_spec(text: str) -> dict[str, Any]:
                 continue
             try:
                 parsed = json.loads(value)
-            except ValueError:
+            except (ValueError, RecursionError):
                 parsed = value
             (spec if name == "Type" else spec["Params"])[name] = parsed
     if not isinstance(spec, dict) or not spec.get("Params", spec).get("Bucket"):

@@ -2,8 +2,8 @@
 
 The archive is downloaded to a temp file while its SHA-256 is computed, checked against the spec's
 `ChecksumSHA256` (when it has one), then extracted into a temp folder beside `dest` that is renamed
-into place. Nothing is ever written outside `dest`: absolute names, `..`, links that point out,
-and device files are refused (tarfile's `data` filter, plus our own check of every member name).
+into place. Nothing is ever written outside `dest`: only folders and regular files are extracted
+(`fscas.results.archive.extract`), names that would leave `dest`, links and device files are refused.
 """
 
 from __future__ import annotations
@@ -50,6 +50,9 @@ async def fetch_async(result_or_url: PublishedResult | str, dest: str | os.PathL
     """Download a published result into `dest` (which must not exist or be empty); see `fscas.fetch`."""
     base, key, expected, opts = _target(result_or_url, dict(options))
     dest_path = Path(dest)
+    if dest_path.is_symlink():
+        raise ConfigError(f"{dest_path}: is a link; give the folder itself (the result replaces the folder at "
+                          "this path)")
     if dest_path.exists() and (not dest_path.is_dir() or any(dest_path.iterdir())):
         raise ConfigError(f"{dest_path}: exists and is not an empty folder")
     check_folder_target(dest_path)
@@ -130,16 +133,17 @@ def fetch(result_or_url: PublishedResult | str, dest: str | os.PathLike[str], *,
           **options: Any) -> Path:
     """Download a published result (its spec, or a publish URL) into `dest`, verified and contained.
 
-    An archive's SHA-256 is checked against the spec's `ChecksumSHA256`; extraction refuses absolute
-    names, `..`, links pointing out and device files, and happens in a temp folder renamed to `dest`.
-    At most `max_bytes` are written (default: the free space of `dest`'s filesystem minus a margin
-    of 5 %, at most 1 GiB): a larger result, or a decompression bomb, stops with nothing left behind.
+    An archive's SHA-256 is checked against the spec's `ChecksumSHA256`; extraction writes only
+    folders and regular files, refuses names that would leave `dest`, links and device files, and
+    happens in a temp folder renamed to `dest`. At most `max_bytes` are written, counting headers,
+    names and folders (default: the free space of `dest`'s filesystem minus a margin of 5 %, at most
+    1 GiB): a larger result, or a decompression bomb, stops with nothing left behind.
 
     Raises:
         ObjectNotFound: nothing is published at the URL (nothing is created).
         IntegrityError: the checksum does not match, or the archive is unreadable.
         UnsafePathError: an archive member or object key would land outside `dest`.
-        ConfigError: `dest` exists and is not an empty folder, or is below a file.
+        ConfigError: `dest` exists and is not an empty folder, is a link, or is below a file.
         FscasError: the result is larger than `max_bytes`.
     """
     from fscas.runner import run_sync
