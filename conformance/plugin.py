@@ -1,7 +1,9 @@
 """fscas's pytest plugin (entry point `pytest11`): the `--store-url` option, and fixtures for the
 emulators, one real server per session, failing (never skipping) if it cannot start.
 
-Loaded by every pytest session once fscas is installed, so it adds only an option and fixtures.
+Loaded by every pytest session of any project that installs fscas, so it adds only an option and
+fixtures, all named `fscas_...` (a project's own `moto_server` or `ftp_server` stays its own), and
+imports no SDK and no server until a fixture is used. The servers come with `fscas[emulators]`.
 """
 
 from __future__ import annotations
@@ -23,8 +25,8 @@ from fscas.conformance.emulators import (
     WebdavEmulator,
 )
 
-__all__ = ["azurite", "fake_gcs", "ftp_server", "moto_server", "pytest_addoption", "pytest_generate_tests",
-           "seaweedfs", "sftp_server", "unique_bucket", "webdav_server"]
+__all__ = ["fscas_azurite", "fscas_ftp", "fscas_gcs", "fscas_moto", "fscas_seaweedfs", "fscas_sftp",
+           "fscas_store_url", "fscas_webdav", "pytest_addoption", "pytest_generate_tests", "unique_bucket"]
 
 
 def pytest_addoption(parser: pytest.Parser) -> None:
@@ -34,13 +36,13 @@ def pytest_addoption(parser: pytest.Parser) -> None:
 
 
 def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
-    if "conformance_url" in metafunc.fixturenames:
+    if "fscas_store_url" in metafunc.fixturenames:
         urls = metafunc.config.getoption("--store-url") or ["memory://conformance", "file"]
-        metafunc.parametrize("conformance_url", urls, indirect=True)
+        metafunc.parametrize("fscas_store_url", urls, indirect=True)
 
 
 @pytest.fixture
-def conformance_url(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory) -> str:
+def fscas_store_url(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory) -> str:
     """One `--store-url` value; `file` means a fresh temporary folder."""
     url: str = request.param
     return str(tmp_path_factory.mktemp("store")) if url == "file" else url
@@ -58,43 +60,43 @@ def _run(factory: type[Emulator]) -> Iterator[Emulator]:
 
 
 @pytest.fixture(scope="session")
-def moto_server() -> Iterator[Emulator]:
+def fscas_moto() -> Iterator[Emulator]:
     """moto's S3 server on 127.0.0.1."""
     yield from _run(MotoEmulator)
 
 
 @pytest.fixture(scope="session")
-def seaweedfs() -> Iterator[Emulator]:
+def fscas_seaweedfs() -> Iterator[Emulator]:
     """SeaweedFS (master, volume, filer, S3 gateway) on 127.0.0.1."""
     yield from _run(SeaweedFSEmulator)
 
 
 @pytest.fixture(scope="session")
-def fake_gcs() -> Iterator[Emulator]:
+def fscas_gcs() -> Iterator[Emulator]:
     """fake-gcs-server on 127.0.0.1."""
     yield from _run(FakeGcsEmulator)
 
 
 @pytest.fixture(scope="session")
-def azurite() -> Iterator[Emulator]:
+def fscas_azurite() -> Iterator[Emulator]:
     """Azurite's blob service on 127.0.0.1."""
     yield from _run(AzuriteEmulator)
 
 
 @pytest.fixture(scope="session")
-def sftp_server() -> Iterator[Emulator]:
+def fscas_sftp() -> Iterator[Emulator]:
     """An SFTP server (asyncssh) on 127.0.0.1, password login, host key in `known_hosts`."""
     yield from _run(SftpEmulator)
 
 
 @pytest.fixture(scope="session")
-def webdav_server() -> Iterator[Emulator]:
+def fscas_webdav() -> Iterator[Emulator]:
     """A WebDAV server (wsgidav on cheroot) on 127.0.0.1 with basic authentication."""
     yield from _run(WebdavEmulator)
 
 
 @pytest.fixture(scope="session")
-def ftp_server() -> Iterator[Emulator]:
+def fscas_ftp() -> Iterator[Emulator]:
     """An FTP server (pyftpdlib) on 127.0.0.1 with a password login."""
     yield from _run(FtpEmulator)
 

@@ -26,12 +26,12 @@ import attrs
 
 import fscas
 from fscas import errors, keys
-from fscas.backends import Backend, open_backend
+from fscas.backends import Backend, Swappable, open_backend
 from fscas.conformance.raw import RawBucket
 from fscas.errors import FscasError, NotSupported
 
 __all__ = ["CHECKS", "CheckResult", "Context", "Target", "describe", "open_target", "run_check", "run_suite",
-           "with_prefix"]
+           "unusable", "with_prefix"]
 
 
 @attrs.frozen(kw_only=True)
@@ -89,10 +89,11 @@ def with_prefix(url: Target, sub: str) -> Target:
     """`url` with `sub` appended to its key prefix (query string kept)."""
     if not isinstance(url, str):
         return url[0], f"{url[1].rstrip('/')}/{sub}"
-    parts = urllib.parse.urlsplit(url)
     if "://" not in url:
         return os.path.join(url, sub)
-    return urllib.parse.urlunsplit(parts._replace(path=parts.path.rstrip("/") + "/" + sub))
+    scheme, rest = url.split("://", 1)  # not urlunsplit: it drops the '//' of a URL with no host (memory://)
+    path, sep, query = rest.partition("?")
+    return f"{scheme}://{path.rstrip('/')}/{sub}{sep}{query}"
 
 
 def _md5(data: bytes) -> str:
@@ -300,6 +301,47 @@ async def check_create_only_race(ctx: Context) -> None:
 
 
 @check
+async def check_compare_and_swap(ctx: Context) -> None:
+    backend = ctx.backend
+    if not isinstance(backend, Swappable):
+        raise NotSupported("the backend has no compare-and-swap: the store epoch falls back to read-compare-write")
+    key = "swap/fscas-epoch"
+    first = await backend.put_tagged(key, b"one", tag=None)  # NotSupported: the server ignores the condition
+    for stale, what in ((None, "a create-only swap over an existing object"), ("0" * 8, "a made-up tag")):
+        try:
+            await backend.put_tagged(key, b"wrong", tag=stale)
+        except errors.ObjectExists:
+            pass
+        else:
+            raise AssertionError(f"{what} succeeded")
+    second = await backend.put_tagged(key, b"two", tag=first)
+    try:
+        await backend.put_tagged(key, b"stale", tag=first)
+    except errors.ObjectExists:
+        pass
+    else:
+        raise AssertionError("a swap from a tag read before the last write succeeded")
+    assert await backend.get_tagged(key) == (b"two", second), "get_tagged does not give the last write and its tag"
+    assert await _raw(ctx.raw.read, key) == b"two"
+    try:
+        await backend.put_tagged("swap/absent", b"x", tag=second)
+    except errors.ObjectExists:
+        pass
+    else:
+        raise AssertionError("a swap of an absent object from a tag succeeded")
+
+    async def racer(i: int) -> bool:
+        try:
+            await backend.put_tagged(key, b"racer %d" % i, tag=second)
+        except errors.ObjectExists:
+            return False
+        return True
+
+    won = sum(await asyncio.gather(*(racer(i) for i in range(8))))
+    assert won == 1, f"{won} of 8 concurrent swaps from one tag succeeded"
+
+
+@check
 async def check_integrity_fields(ctx: Context) -> None:
     claimed = ctx.backend.capabilities.integrity
     if not claimed:
@@ -445,6 +487,24 @@ async def check_delete_and_gc(ctx: Context) -> None:
     await ctx.backend.delete("Data/never-there")  # deleting an absent key is not an error
 
 
+async def unusable(url: Target, options: dict[str, Any] | None = None) -> str | None:
+    """Why the suite cannot run on `url` at all (a missing bucket, refused credentials, an endpoint
+    that does not answer), in one line; None when it can. One listing of the store's root.
+
+    Raises:
+        ConfigError: the URL or an option is wrong (the caller's mistake, not the store's state).
+    """
+    backend = open_target(url, **(options or {}))
+    try:
+        async for _ in backend.list("fscas-conformance-"):
+            break
+    except errors.StoreError as e:
+        return str(e).splitlines()[0]
+    finally:
+        await backend.aclose()
+    return None
+
+
 async def run_check(url: Target, name: str, options: dict[str, Any] | None = None, *,
                     wrap: Callable[[Backend], Backend] | None = None) -> CheckResult:
     """Run one check on a fresh prefix below `url`, then delete everything under that prefix.
@@ -459,7 +519,8 @@ async def run_check(url: Target, name: str, options: dict[str, Any] | None = Non
     with tempfile.TemporaryDirectory(prefix="fscas-conformance-") as work:
         backend = open_target(prefix_url, **options)
         store = fscas.AsyncStore(wrap(backend) if wrap else backend, existence_cache=False, concurrency=16)
-        ctx = Context(url=url, options=options, store=store, raw=RawBucket(backend), work=Path(work))
+        raw = RawBucket(backend)
+        ctx = Context(url=url, options=options, store=store, raw=raw, work=Path(work))
         try:
             await CHECKS[name](ctx)
             status: Literal["pass", "fail", "not-supported"] = "pass"
@@ -471,6 +532,8 @@ async def run_check(url: Target, name: str, options: dict[str, Any] | None = Non
         finally:
             await _clean(store.backend)
             await store.aclose()
+            del ctx
+            await asyncio.to_thread(raw.close)  # in a thread with no loop running: see RawBucket.close
     return CheckResult(url=describe(url), check=name, status=status, detail=detail,
                        seconds=time.monotonic() - started)
 

@@ -14,5 +14,5 @@ from fscas.conformance.testing import BackendSuite
 
 class TestStoreUrl(BackendSuite):
     @pytest.fixture
-    def store_target(self, conformance_url: str) -> tuple[str, dict[str, Any]]:
-        return conformance_url, {}
+    def store_target(self, fscas_store_url: str) -> tuple[str, dict[str, Any]]:
+        return fscas_store_url, {}

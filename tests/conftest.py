@@ -18,6 +18,42 @@ def vectors() -> dict[str, Any]:
     return load()
 
 
+# This project's own short names for the plugin's emulator fixtures (fscas.conformance.plugin).
+@pytest.fixture(scope="session")
+def moto_server(fscas_moto: Any) -> Any:
+    return fscas_moto
+
+
+@pytest.fixture(scope="session")
+def seaweedfs(fscas_seaweedfs: Any) -> Any:
+    return fscas_seaweedfs
+
+
+@pytest.fixture(scope="session")
+def fake_gcs(fscas_gcs: Any) -> Any:
+    return fscas_gcs
+
+
+@pytest.fixture(scope="session")
+def azurite(fscas_azurite: Any) -> Any:
+    return fscas_azurite
+
+
+@pytest.fixture(scope="session")
+def sftp_server(fscas_sftp: Any) -> Any:
+    return fscas_sftp
+
+
+@pytest.fixture(scope="session")
+def webdav_server(fscas_webdav: Any) -> Any:
+    return fscas_webdav
+
+
+@pytest.fixture(scope="session")
+def ftp_server(fscas_ftp: Any) -> Any:
+    return fscas_ftp
+
+
 @pytest.fixture(params=BACKENDS)
 def store(request: pytest.FixtureRequest, tmp_path: Path) -> Any:
     """A `fscas.Store` on each backend, empty, with its own existence cache."""

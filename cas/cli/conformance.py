@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import shlex
 import signal
 import sys
 import time
@@ -14,16 +15,18 @@ from fscas.cli.output import emit_json
 
 __all__ = ["add_conformance_commands"]
 
-_EMULATOR_KINDS = ["s3", "seaweedfs", "gcs", "azure", "sftp", "webdav", "ftp"]
+_SUITE_EMULATORS = ["moto", "seaweedfs", "gcs", "azure", "sftp", "webdav", "ftp"]
+"""The emulators `--emulators` starts, in the order of the matrix (`s3` is another name of moto)."""
 
 
 def add_conformance_commands(groups: Any) -> None:
     """Register `fscas conformance` and `fscas emulator`."""
     p = groups.add_parser("conformance", help="run the conformance suite on store URLs; print a backend x check matrix")
     p.add_argument("urls", nargs="*", metavar="URL", help="store URLs of existing buckets (options in the query)")
-    p.add_argument("--emulators", action="store_true",
-                   help="also start moto, SeaweedFS, fake-gcs-server, Azurite and SFTP, WebDAV and FTP servers "
-                        "(plus file:// and memory://)")
+    p.add_argument("--emulators", nargs="?", const=",".join(_SUITE_EMULATORS), default=None, metavar="KIND,...",
+                   type=_kinds, help="also start local emulators: all of them (moto, seaweedfs, gcs, azure, sftp, "
+                                     "webdav, ftp, plus file:// and memory://), or the ones named (--emulators "
+                                     "s3,gcs); one that cannot start is shown as n/a with what it needs")
     p.add_argument("--backends", action="store_true", help="list the installed backends and where each comes from")
     p.add_argument("--check", action="append", default=[], metavar="NAME", help="run only these checks")
     p.add_argument("--json", action="store_true", help="print the results as JSON")
@@ -31,37 +34,61 @@ def add_conformance_commands(groups: Any) -> None:
 
     group = groups.add_parser("emulator", help="run a local emulator for trying fscas out")
     sub = group.add_subparsers(dest="command", metavar="COMMAND", required=True)
-    p = sub.add_parser("run", help="start one emulator in the foreground; print its store URL and environment")
-    p.add_argument("kind", choices=_EMULATOR_KINDS, help="which server to start")
-    p.add_argument("--bucket", default="fscas", help="the bucket (or container, or folder) to create")
+    p = sub.add_parser("run", help="start one emulator in the foreground; print its store URLs and environment")
+    p.add_argument("kind", choices=_emulator_kinds(), help="which server to start (s3 is moto)")
+    p.add_argument("--bucket", action="append", default=[], metavar="NAME",
+                   help="a bucket (or container, or folder) to create; repeatable (default: fscas)")
     p.add_argument("--port", type=positive_int, default=None,
                    help="the port its API listens on, on 127.0.0.1 (default: a free one)")
     p.set_defaults(handler=_emulator_run)
 
 
-def _targets(args: argparse.Namespace, stack: contextlib.ExitStack) -> list[tuple[str, str, dict[str, Any]]]:
+def _emulator_kinds() -> list[str]:
+    return ["s3", *_SUITE_EMULATORS]
+
+
+def _kinds(text: str) -> list[str]:
+    kinds = [k.strip() for k in text.split(",") if k.strip()]
+    unknown = [k for k in kinds if k not in _emulator_kinds()]
+    if unknown or not kinds:
+        raise argparse.ArgumentTypeError(f"unknown emulator {', '.join(unknown) or text!r}; choose from "
+                                         f"{', '.join(_emulator_kinds())}")
+    return list(dict.fromkeys("moto" if k == "s3" else k for k in kinds))
+
+
+Target = tuple[str, str, dict[str, Any]]
+"""(column name, store URL, options) of one store the suite runs on."""
+
+
+def _targets(args: argparse.Namespace, stack: contextlib.ExitStack) -> tuple[list[Target], dict[str, str]]:
+    """The stores to run on, and the emulators that could not start (name: why, in one line)."""
     import tempfile
 
-    from fscas.conformance.emulators import start_emulator
-    from fscas.errors import ConfigError
+    from fscas.conformance.emulators import EmulatorError, start_emulator
+    from fscas.errors import ConfigError, redact
 
-    targets: list[tuple[str, str, dict[str, Any]]] = [(url, url, {}) for url in args.urls]
+    targets: list[Target] = [(redact(url), url, {}) for url in args.urls]
+    skipped: dict[str, str] = {}
     if args.emulators:
         folder = stack.enter_context(tempfile.TemporaryDirectory(prefix="fscas-conf-"))
         targets.append(("file", folder + "/native", {}))
         targets.append(("memory", "memory://conformance", {}))
-        for kind in _EMULATOR_KINDS:
-            emulator = stack.enter_context(start_emulator(kind))
+        for kind in args.emulators:
+            try:
+                emulator = stack.enter_context(start_emulator(kind))
+            except EmulatorError as e:
+                skipped[kind] = str(e).splitlines()[0]
+                continue
             emulator.create_bucket("fscas-conformance")
             targets.append((emulator.name, emulator.store_url("fscas-conformance"), emulator.options()))
-            if kind == "s3":  # the generic backend over s3fs, beside the native one
+            if kind == "moto":  # the generic backend over s3fs, beside the native one
                 url = emulator.store_url("fscas-conformance", "generic")
                 targets.append(("s3fs (fsspec)", f"{url}&backend=fsspec", emulator.options()))
         targets.append(("local (fsspec)", f"file://{folder}/generic?backend=fsspec", {}))
         targets.append(("memory (fsspec)", "memory://conformance-generic?backend=fsspec", {}))
     if not targets:
         raise ConfigError("give store URLs, or --emulators")
-    return targets
+    return targets, skipped
 
 
 def _list_backends(args: argparse.Namespace) -> int:
@@ -79,7 +106,7 @@ def _list_backends(args: argparse.Namespace) -> int:
 
 
 def _conformance(args: argparse.Namespace) -> int:
-    from fscas.conformance.suite import CHECKS, run_suite
+    from fscas.conformance.suite import CHECKS, run_suite, unusable
     from fscas.errors import ConfigError
     from fscas.runner import run_sync
 
@@ -89,50 +116,66 @@ def _conformance(args: argparse.Namespace) -> int:
     if unknown:
         raise ConfigError(f"unknown check(s) {unknown}; choose from {sorted(CHECKS)}")
     with contextlib.ExitStack() as stack:
-        targets = _targets(args, stack)
-        results = {name: run_sync(run_suite(url, options, args.check or None)) for name, url, options in targets}
-    failed = any(r.status == "fail" for rs in results.values() for r in rs)
+        targets, skipped = _targets(args, stack)
+        results: dict[str, list[Any]] = {}
+        for name, url, options in targets:
+            if (why := run_sync(unusable(url, options))) is not None:  # a missing bucket is one error, not 20
+                skipped[name] = why
+                continue
+            results[name] = run_sync(run_suite(url, options, args.check or None))
+    unreachable = [name for name, _, _ in targets if name in skipped]  # a store named or started, then unusable
+    failed = bool(unreachable) or any(r.status == "fail" for rs in results.values() for r in rs)
     if args.json:
         emit_json({"ok": not failed, "results": [
             {"target": name, "check": r.check, "status": r.status, "detail": r.detail, "seconds": round(r.seconds, 3)}
-            for name, rs in results.items() for r in rs]})
+            for name, rs in results.items() for r in rs] + [
+            {"target": name, "check": None, "status": "n/a", "detail": why} for name, why in skipped.items()]})
     else:
-        _matrix(results)
+        _matrix(results, skipped, args.check or list(CHECKS))
     return 1 if failed else 0
 
 
-def _matrix(results: dict[str, list[Any]]) -> None:
-    names = list(results)
-    checks = [r.check for r in next(iter(results.values()))]
+def _matrix(results: dict[str, list[Any]], skipped: dict[str, str], checks: list[str]) -> None:
+    names = [*results, *skipped]
     mark = {"pass": "pass", "fail": "FAIL", "not-supported": "n/s"}
     width = max(len(c) for c in checks)
     cols = [max(len(n), 4) for n in names]
     print("check".ljust(width) + "  " + "  ".join(n.ljust(w) for n, w in zip(names, cols, strict=True)))
     for i, check in enumerate(checks):
-        cells = [mark[results[n][i].status].ljust(w) for n, w in zip(names, cols, strict=True)]
+        cells = [(mark[results[n][i].status] if n in results else "n/a").ljust(w) for n, w in zip(names, cols,
+                                                                                                 strict=True)]
         print(check.ljust(width) + "  " + "  ".join(cells))
     for name, rs in results.items():
         for r in rs:
             if r.status != "pass":
                 print(f"{name}: {r.check}: {r.status}: {r.detail.splitlines()[0] if r.detail else ''}", file=sys.stderr)
+    for name, why in skipped.items():
+        print(f"{name}: n/a: {why}", file=sys.stderr)
 
 
 def _emulator_run(args: argparse.Namespace) -> int:
-    from fscas.conformance.emulators import start_emulator
+    from fscas.conformance.emulators import EMULATORS, start_emulator
+
+    buckets = args.bucket or ["fscas"]
+    for bucket in buckets:  # a name the server would refuse is refused before it starts
+        EMULATORS[args.kind].check_bucket(bucket)
 
     def stop(signum: int, frame: Any) -> None:
         raise KeyboardInterrupt  # SIGTERM and SIGHUP clean up like Ctrl-C: process stopped, data removed
 
     for sig in (signal.SIGTERM, signal.SIGHUP):
         signal.signal(sig, stop)
-    with start_emulator(args.kind, port=args.port) as emulator:
-        emulator.create_bucket(args.bucket)
-        print(f"store URL: {emulator.cli_url(args.bucket)}")
-        for name, value in emulator.env().items():
-            print(f"export {name}={value}")
-        print("(Ctrl-C stops it and removes its data)", file=sys.stderr)
-        sys.stdout.flush()
-        with contextlib.suppress(KeyboardInterrupt):
+    try:
+        with start_emulator(args.kind, port=args.port) as emulator:
+            for bucket in buckets:
+                emulator.create_bucket(bucket)
+                print(f"store URL: {emulator.cli_url(bucket)}")
+            for name, value in emulator.env().items():
+                print(f"export {name}={shlex.quote(value)}")
+            print("(Ctrl-C stops it and removes its data)", file=sys.stderr)
+            sys.stdout.flush()
             while emulator.process is not None and emulator.process.poll() is None:
                 time.sleep(0.5)
+    except KeyboardInterrupt:  # also while it starts: start_emulator stopped it and removed its data
+        pass
     return 0
