@@ -10,8 +10,13 @@ without a body; request bodies whole or streamed with a declared length (`Stream
 S3 fast path (`s3_http`) for object GET, HEAD, PUT, DELETE and listing.
 
 Errors: `CannotConnect` (refused, unknown host), `ConnectionError` (reset, closed mid-answer, a
-malformed answer) and `TimeoutError` (no connection within `connect_timeout`, no byte sent or
-received for `read_timeout`).
+malformed answer), `TimeoutError` (no connection within `connect_timeout`, no byte sent or received
+for `read_timeout`, an exchange slower than `Limits.min_rate`) and `AnswerRefused` (an answer past
+one of `Limits`: not worth trying again).
+
+A hostile or broken server cannot make an exchange unbounded: its head is capped in bytes and
+lines, a whole body at what the caller promised (`limit`) or `Limits.body_bytes`, an error body at
+`Limits.error_body_bytes`, and its time by a silence timer plus a floor on the average rate.
 """
 
 from __future__ import annotations
@@ -19,20 +24,58 @@ from __future__ import annotations
 import asyncio
 import collections
 import contextlib
+import dataclasses
+import re
 import ssl
 from collections.abc import AsyncIterator, Callable, Iterable, Iterator
 from typing import Any
 
 from fscas.backends.base import check_send_by
 
-__all__ = ["Answer", "CannotConnect", "HttpClient", "Streamed"]
+__all__ = ["IDEMPOTENT", "Answer", "AnswerRefused", "CannotConnect", "HttpClient", "Limits", "Streamed"]
 
 _HIGH, _LOW = 1 << 20, 256 << 10  # a streamed body pauses the socket above _HIGH buffered, resumes below _LOW
 _NO_BODY = {204, 304}
+IDEMPOTENT = frozenset({"GET", "HEAD", "PUT", "DELETE", "OPTIONS"})
+"""Methods resent on a fresh connection when a kept one dies unanswered (RFC 9110 9.2.2). A caller
+sending a conditional PUT says `idempotent=False`, or resolves a replayed answer itself
+(`Answer.replayed`)."""
+
+
+@dataclasses.dataclass(frozen=True)
+class Limits:
+    """What one exchange may cost, in one place. Each limit crossed ends the exchange at once with
+    `AnswerRefused` (sizes) or `TimeoutError` (rate), naming the limit."""
+
+    head_bytes: int = 64 << 10
+    """An answer's status line and headers (S3 allows 2 KiB of user metadata; Azure 8 KiB)."""
+    head_lines: int = 256
+    """Header lines of one answer."""
+    body_bytes: int = 64 << 20
+    """A whole body read into memory, when the caller promises no size (`request(limit=...)`)."""
+    error_body_bytes: int = 64 << 10
+    """Kept of an error answer's body (status 300 and up): enough for its code and message; the rest
+    is not read and the connection is dropped."""
+    min_rate: float = 16 << 10
+    """Bytes a second, sent and received together, that an exchange must average once it has run for
+    `read_timeout` (time the caller spends not reading does not count): a slow drip of bytes, which
+    the silence timer alone never ends, is given up."""
+
+
+LIMITS = Limits()
 
 
 class CannotConnect(ConnectionError):
     """No connection could be opened: refused, unknown host, unreachable network (not transient)."""
+
+
+class AnswerRefused(Exception):
+    """An answer broke one of `Limits` (or promised nothing an exchange could end on): the server is
+    not answering as an object store does, and asking again would cost the same."""
+
+
+class _Stop(Exception):
+    """Raised inside a parser callback to stop parsing: the reason is in `_Connection._violation`."""
 
 
 class Streamed:
@@ -70,23 +113,36 @@ def _pieces(chunk: bytes) -> Iterator[bytes | memoryview]:
 class Answer:
     """Status and headers (names lowercased) of an answer whose head has arrived."""
 
-    __slots__ = ("headers", "status")
+    __slots__ = ("headers", "replayed", "status")
 
     def __init__(self, status: int, headers: dict[str, str]) -> None:
         self.status, self.headers = status, headers
+        self.replayed = False
+        """Whether the request was sent twice: a kept connection died with no answer, so the first
+        copy may have reached the server (a conditional write's 412 may then be our own write)."""
 
 
 class _Connection(asyncio.Protocol):
     """One keep-alive connection; a new parser per exchange (a HEAD answer declares a length it never sends)."""
 
-    def __init__(self, loop: asyncio.AbstractEventLoop) -> None:
+    def __init__(self, loop: asyncio.AbstractEventLoop, limits: Limits) -> None:
         self.loop = loop
+        self.limits = limits
         self.transport: asyncio.Transport | None = None
         self.closed = False
         self.reusable = False
         self._parser: Any = None
         self._head_only = False
         self._headers: dict[str, str] = {}
+        self._repeated: dict[str, list[str]] = {}  # values of a header sent more than once, joined once
+        self._head_bytes = 0
+        self._head_lines = 0
+        self._head_done = False
+        self._limit = 0  # body bytes this exchange may take
+        self._body_bytes = 0
+        self._truncate = False  # an error body: kept up to its cap, then the exchange ends
+        self._until_close = False  # a body that the connection's end delimits
+        self._violation: BaseException | None = None
         self._answer: asyncio.Future[Answer] | None = None
         self._done: asyncio.Future[None] | None = None
         self._body: collections.deque[bytes] = collections.deque()
@@ -100,6 +156,11 @@ class _Connection(asyncio.Protocol):
         self._sending = 0  # the write buffer's size when it last looked
         self._watchdog: asyncio.TimerHandle | None = None
         self._quiet = 0.0
+        self._tick = 1.0
+        self._moved = 0  # bytes received and written this exchange
+        self._active = 0.0  # seconds of this exchange not spent waiting on our own reader
+        self._silent = 0.0  # seconds since a byte moved
+        self._last = 0.0
         self._drained: asyncio.Future[None] | None = None  # set while the transport's write buffer is full
 
     # -- asyncio.Protocol
@@ -110,6 +171,7 @@ class _Connection(asyncio.Protocol):
     def data_received(self, data: bytes) -> None:
         self._got_any = True
         self._seen += 1
+        self._moved += len(data)
         if self._parser is None:  # nothing asked: a server talking out of turn
             self._abort(ConnectionError("unexpected data on an idle connection"))
             return
@@ -118,10 +180,24 @@ class _Connection(asyncio.Protocol):
         try:
             self._parser.feed_data(data)
         except httptools.HttpParserError as e:
-            self._abort(ConnectionError(f"malformed HTTP answer ({e})"))
+            if self._violation is not None:  # a limit, raised from a callback
+                self._abort(self._violation)
+            elif self._done is not None and self._done.done():  # an error body cut at its cap: it stands
+                self._abort(ConnectionError("answer cut short"))
+            else:
+                self._abort(ConnectionError(f"malformed HTTP answer ({e})"))
+            return
+        if not self._head_done and self._parser is not None:
+            self._head_bytes += len(data)
+            if self._head_bytes > self.limits.head_bytes:
+                self._abort(AnswerRefused(f"answer head larger than {self.limits.head_bytes} bytes"))
 
     def connection_lost(self, exc: Exception | None) -> None:
         self.closed = True
+        if self._until_close and exc is None and self._parser is not None:
+            self._finish()  # the end of the connection is the end of this body
+            self.reusable = False
+            return
         self._fail(ConnectionError("connection closed by the server" + (f" ({exc})" if exc else "")))
 
     def pause_writing(self) -> None:
@@ -136,25 +212,57 @@ class _Connection(asyncio.Protocol):
         self._drained = None
 
     # -- httptools callbacks
+    def _refuse(self, error: BaseException) -> None:
+        self._violation = error
+        raise _Stop
+
     def on_header(self, name: bytes, value: bytes) -> None:
+        self._head_lines += 1
+        if self._head_lines > self.limits.head_lines:
+            self._refuse(AnswerRefused(f"answer with more than {self.limits.head_lines} header lines"))
         key = name.decode("latin-1").lower()
         text = value.decode("latin-1")
-        self._headers[key] = f"{self._headers[key]}, {text}" if key in self._headers else text
+        if key in self._headers:  # joined once the head is complete: linear in the header count
+            self._repeated.setdefault(key, [self._headers[key]]).append(text)
+        else:
+            self._headers[key] = text
 
     def on_headers_complete(self) -> None:
+        for key, values in self._repeated.items():
+            self._headers[key] = ", ".join(values)
+        self._repeated = {}
         status = self._parser.get_status_code()
         if status < 200:  # an interim answer (100 Continue): the real one follows
             self._interim = True
             self._headers = {}
+            self._head_lines = 0
             return
+        self._head_done = True
+        headers = self._headers
+        no_body = self._head_only or status in _NO_BODY
+        if status >= 300:
+            self._limit, self._truncate = min(self._limit, self.limits.error_body_bytes), True
+        if not no_body and "content-length" not in headers and "chunked" not in headers.get("transfer-encoding", ""):
+            self._until_close = True  # RFC 9112 6.3: read until the server closes
         if self._answer is not None and not self._answer.done():
-            self._answer.set_result(Answer(status, self._headers))
-        if self._head_only or status in _NO_BODY:
+            self._answer.set_result(Answer(status, headers))
+        if no_body:
             self._finish()
 
     def on_body(self, body: bytes) -> None:
         if self._done is None or self._done.done():
             return
+        self._body_bytes += len(body)
+        if self._body_bytes > self._limit:
+            if not self._truncate:
+                self._refuse(AnswerRefused(f"answer body longer than the {self._limit} bytes expected"))
+            body = body[:len(body) - (self._body_bytes - self._limit)]
+            self._body.append(body)
+            self._buffered += len(body)
+            self._finish()  # what an error says is in its first bytes; the rest is never read
+            self.reusable = False
+            self._violation = None
+            raise _Stop
         self._body.append(body)
         self._buffered += len(body)
         if self._streaming and self._buffered > _HIGH and not self._paused and self.transport is not None:
@@ -169,17 +277,24 @@ class _Connection(asyncio.Protocol):
         self._finish()
 
     # -- exchanges
-    def send(self, head: bytes, body: bytes, *, head_only: bool, streaming: bool, read_timeout: float) -> None:
+    def send(self, head: bytes, body: bytes, *, head_only: bool, streaming: bool, read_timeout: float,
+             limit: int) -> None:
         import httptools
 
         assert self.transport is not None
-        self._quiet = read_timeout
+        self._quiet, self._tick = read_timeout, min(read_timeout, 1.0)
         self._seen, self._sending = 0, self.transport.get_write_buffer_size()
-        self._watchdog = self.loop.call_later(read_timeout, self._watch)
+        self._moved, self._active, self._silent = 0, 0.0, 0.0
+        self._last = self.loop.time()
+        self._watchdog = self.loop.call_later(self._tick, self._watch)
         self._parser = httptools.HttpResponseParser(self)
         self._head_only, self._streaming, self._paused, self._got_any = head_only, streaming, False, False
         self._interim = False
-        self._headers = {}
+        self._headers, self._repeated = {}, {}
+        self._head_bytes = self._head_lines = self._body_bytes = 0
+        self._head_done = self._truncate = self._until_close = False
+        self._violation = None
+        self._limit = limit
         self._body.clear()
         self._buffered = 0
         self.reusable = False
@@ -203,6 +318,7 @@ class _Connection(asyncio.Protocol):
                     raise ValueError(f"a streamed body longer than the {length} bytes declared")
                 for piece in _pieces(chunk):
                     self.transport.write(piece)
+                    self._moved += len(piece)
                     if self._drained is not None:
                         await self._drained
             else:
@@ -218,14 +334,30 @@ class _Connection(asyncio.Protocol):
             self.reusable, self.closed = False, True  # the rest of the body was never sent
 
     def _watch(self) -> None:
-        """Give up an exchange that neither received nor sent a byte for `read_timeout` seconds."""
+        """Give up an exchange that neither received nor sent a byte for `read_timeout` seconds, or
+        that, once it has run that long, averages less than `Limits.min_rate` (time spent waiting
+        on our own reader, with the socket paused, counts for neither)."""
         assert self.transport is not None
+        now = self.loop.time()
+        elapsed, self._last = now - self._last, now
         pending = self.transport.get_write_buffer_size()
-        if self._seen or pending != self._sending or self._paused:  # progress, or waiting on our reader
-            self._seen, self._sending = 0, pending
-            self._watchdog = self.loop.call_later(self._quiet, self._watch)
+        if self._paused:
+            self._silent = 0.0
         else:
-            self._abort(TimeoutError(f"no data for {self._quiet:.0f} s"))
+            self._active += elapsed
+            moved = self._seen or pending != self._sending
+            self._silent = 0.0 if moved else self._silent + elapsed
+            if self._silent >= self._quiet:
+                self._abort(TimeoutError(f"no data for {self._quiet:g} s"))
+                return
+            sent = self._moved - pending
+            floor = self.limits.min_rate * (self._active - self._quiet)
+            if floor > 0 and sent < floor:
+                self._abort(TimeoutError(f"answer slower than {self.limits.min_rate / 1024:g} KiB/s "
+                                         f"({sent} bytes in {self._active:.1f} s)"))
+                return
+        self._seen, self._sending = 0, pending
+        self._watchdog = self.loop.call_later(self._tick, self._watch)
 
     def stop_watching(self) -> None:
         if self._watchdog is not None:
@@ -310,31 +442,46 @@ class HttpClient:
         host, port: the server.
         connections: requests in flight at once (and connections kept).
         connect_timeout: seconds to open a connection (TLS handshake included).
-        read_timeout: seconds of silence after which an answer is given up.
+        read_timeout: seconds of silence after which an answer is given up (and the time an exchange
+            may take before its average rate is held to `Limits.min_rate`).
         ssl_context: for https; the system's default trust store if not given.
+        limits: what one exchange may cost (`Limits`).
     """
 
     def __init__(self, scheme: str, host: str, port: int, *, connections: int = 64, connect_timeout: float = 30,
-                 read_timeout: float = 120, ssl_context: ssl.SSLContext | None = None) -> None:
+                 read_timeout: float = 120, ssl_context: ssl.SSLContext | None = None,
+                 limits: Limits = LIMITS) -> None:
         self.scheme, self.host, self.port = scheme, host, port
+        self.limits = limits
         self._tls = (ssl_context or ssl.create_default_context()) if scheme == "https" else None
         self._idle: list[_Connection] = []
         self._slots = asyncio.Semaphore(connections)
         self.connect_timeout, self.read_timeout = connect_timeout, read_timeout
         self._closed = False
 
-    async def request(self, method: str, target: str, headers: Iterable[tuple[str, str]], body: Body = b""
-                      ) -> tuple[Answer, bytes]:
-        """Send one request (`target` already percent-encoded) and read the whole answer."""
-        async with self._exchange(method, target, headers, body, streaming=False) as conn:
+    async def request(self, method: str, target: str, headers: Iterable[tuple[str, str]], body: Body = b"", *,
+                      limit: int | None = None, idempotent: bool | None = None) -> tuple[Answer, bytes]:
+        """Send one request (`target` already percent-encoded) and read the whole answer.
+
+        Args:
+            limit: the most body bytes the answer may carry (what a ranged GET or a HEAD promised);
+                `Limits.body_bytes` if not given. A longer body raises `AnswerRefused`.
+            idempotent: whether the request may be sent again when a kept connection dies before
+                any answer (default: by method, `IDEMPOTENT`). A resent request's answer says
+                `replayed`.
+        """
+        async with self._exchange(method, target, headers, body, streaming=False, limit=limit,
+                                  idempotent=idempotent) as conn:
             answer = await conn.answer()
             return answer, await conn.body()
 
     @contextlib.asynccontextmanager
-    async def stream(self, method: str, target: str, headers: Iterable[tuple[str, str]]
-                     ) -> AsyncIterator[tuple[Answer, AsyncIterator[bytes]]]:
-        """Send one request and hand out its answer's head and body chunks as they arrive."""
-        async with self._exchange(method, target, headers, b"", streaming=True) as conn:
+    async def stream(self, method: str, target: str, headers: Iterable[tuple[str, str]], *,
+                     limit: int | None = None) -> AsyncIterator[tuple[Answer, AsyncIterator[bytes]]]:
+        """Send one request and hand out its answer's head and body chunks as they arrive (`limit`:
+        the most body bytes taken; none if not given, the reader bounds what it takes)."""
+        async with self._exchange(method, target, headers, b"", streaming=True,
+                                  limit=limit if limit is not None else 2**63, idempotent=None) as conn:
             yield await conn.answer(), conn.chunks()
 
     async def close(self) -> None:
@@ -345,28 +492,31 @@ class HttpClient:
 
     @contextlib.asynccontextmanager
     async def _exchange(self, method: str, target: str, headers: Iterable[tuple[str, str]], body: Body, *,
-                        streaming: bool) -> AsyncIterator[_Connection]:
+                        streaming: bool, limit: int | None, idempotent: bool | None) -> AsyncIterator[_Connection]:
         length = body.length if isinstance(body, Streamed) else len(body)
         head = _head(method, target, headers, length)
+        resend = method in IDEMPOTENT if idempotent is None else idempotent
         await self._slots.acquire()
         try:
-            for _ in range(2):  # a kept connection the server closed while idle: once more, on a new one
+            for attempt in range(2):  # a kept connection the server closed while idle: once more, on a new one
                 conn, reused = await self._connection()
                 check_send_by(f"{self.scheme}://{self.host}:{self.port}", target)  # no await from here to the write
                 conn.send(head, body if isinstance(body, bytes) else b"", head_only=method == "HEAD",
-                          streaming=streaming, read_timeout=self.read_timeout)
+                          streaming=streaming, read_timeout=self.read_timeout,
+                          limit=self.limits.body_bytes if limit is None else limit)
                 try:
                     if isinstance(body, Streamed):
                         await conn.send_body(body.chunks(), length)
-                    await conn.answer()
+                    answer = await conn.answer()
                 except ConnectionError:
                     conn.close()
-                    if reused and not conn.got_any:
+                    if reused and not conn.got_any and resend:
                         continue
                     raise
                 except BaseException:
                     conn.close()
                     raise
+                answer.replayed = attempt > 0
                 break
             try:
                 yield conn
@@ -388,7 +538,7 @@ class HttpClient:
         loop = asyncio.get_running_loop()
         try:
             _, conn = await asyncio.wait_for(loop.create_connection(
-                lambda: _Connection(loop), self.host, self.port, ssl=self._tls,
+                lambda: _Connection(loop, self.limits), self.host, self.port, ssl=self._tls,
                 server_hostname=self.host if self._tls else None), self.connect_timeout)
         except TimeoutError:
             raise TimeoutError(f"no connection to {self.host}:{self.port} in {self.connect_timeout:.0f} s") from None
@@ -397,11 +547,22 @@ class HttpClient:
         return conn, False
 
 
+_TOKEN = re.compile(r"[!#$%&'*+\-.^_`|~0-9A-Za-z]+")  # RFC 9110 5.6.2: a method or header name
+_TARGET = re.compile(r"[\x21-\x7e]+")  # visible ASCII: no space, no control, nothing to split a request
+
+
 def _head(method: str, target: str, headers: Iterable[tuple[str, str]], length: int) -> bytes:
+    """The request's head, refusing whatever could split it or smuggle a second request: whoever calls."""
+    if not _TOKEN.fullmatch(method):
+        raise ValueError(f"method {method!r}: not an HTTP token")
+    if not _TARGET.fullmatch(target):
+        raise ValueError(f"request target {target!r}: only visible ASCII may go in (percent-encode the rest)")
     lines = [f"{method} {target} HTTP/1.1\r\n"]
     for name, value in headers:
-        if "\r" in value or "\n" in value or "\r" in name or "\n" in name:
-            raise ValueError(f"header {name!r}: a line break in a header would split the request")
+        if not _TOKEN.fullmatch(name):
+            raise ValueError(f"header name {name!r}: not an HTTP token")
+        if any(c in value for c in "\r\n\0"):
+            raise ValueError(f"header {name!r}: a line break or NUL in a header would split the request")
         lines.append(f"{name}: {value}\r\n")
     if length or method in ("PUT", "POST"):
         lines.append(f"Content-Length: {length}\r\n")

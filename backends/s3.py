@@ -3,7 +3,7 @@
 Quirks handled here and nowhere else:
 - s3fs `info()` omits user metadata and a miss costs HEAD + LIST: we call `head_object` directly.
 - botocore >= 1.36 sends flexible-checksum headers that some S3-compatible servers reject or
-  store (reference/peers.md §8.3): with a custom endpoint we only send them when required.
+  store (docs/reference/peers.md §8.3): with a custom endpoint we only send them when required.
 - Custom endpoints (MinIO, SeaweedFS) need path-style addressing and a region; we default both.
 - An empty multipart upload is MalformedXML (Deadline PR #165): small streams go as one PUT.
 """
@@ -26,6 +26,7 @@ from fscas.backends.base import (
     Capabilities,
     FileBody,
     ObjectInfo,
+    Pages,
     at,
     check_metadata,
     check_send_by,
@@ -33,8 +34,9 @@ from fscas.backends.base import (
     read_part,
     swap_is_honoured,
 )
-from fscas.backends.http11 import Streamed
+from fscas.backends.http11 import AnswerRefused, CannotConnect, Streamed
 from fscas.backends.s3_http import (
+    ATTEMPTS,
     UNSIGNED,
     Credentials,
     S3Http,
@@ -96,6 +98,11 @@ class S3Options:
     part_concurrency: int = 4
     """Multipart parts in flight at once, over all the objects being uploaded (memory: about
     part_size x this)."""
+    connect_timeout: float = 60
+    """Seconds to open a connection (botocore's default)."""
+    read_timeout: float = 60
+    """Seconds of silence after which an answer is given up (botocore's default); on the fast path
+    also the time after which an exchange must average `http11.Limits.min_rate`."""
     fast_path: bool = True
     """With a custom endpoint, send single-object GET/HEAD/PUT signed by awscrt over `http11` (`s3_http`;
     awscrt and httptools come with the `s3` extra): botocore's per-request CPU cost bounds small-object
@@ -154,6 +161,7 @@ class S3Backend:
             config["response_checksum_validation"] = "when_required"
         elif o.addressing_style:
             config["s3"] = {"addressing_style": o.addressing_style}
+        config.update(connect_timeout=o.connect_timeout, read_timeout=o.read_timeout)
         fs = s3fs.S3FileSystem(
             asynchronous=True, skip_instance_cache=True, anon=o.anon, key=o.key, secret=o.secret,
             token=o.token, profile=o.profile, endpoint_url=self.endpoint, config_kwargs=config,
@@ -166,6 +174,19 @@ class S3Backend:
         o = self.options
         region = o.region or os.environ.get("AWS_REGION") or os.environ.get("AWS_DEFAULT_REGION")
         return region or ("us-east-1" if self.endpoint else None)
+
+    def _shared_config(self) -> tuple[str, str | None, int]:
+        """(region, ca_bundle, max_attempts) for the fast path, as botocore resolves them: the URL's
+        options, the environment, then the profile's section of `~/.aws/config`."""
+        import botocore.session
+
+        o = self.options
+        with _translated(self.url, ""):
+            session = botocore.session.Session(profile=o.profile)
+            region = o.region or os.environ.get("AWS_REGION") or session.get_config_variable("region")
+            ca_bundle = session.get_config_variable("ca_bundle")
+            attempts = session.get_config_variable("max_attempts")
+        return str(region or "us-east-1"), ca_bundle or None, int(attempts or ATTEMPTS)
 
     async def _fast_client(self) -> S3Http | None:
         """The fast path's client, made on first use; None where botocore must carry every request.
@@ -189,7 +210,10 @@ class S3Backend:
                 else:
                     async def credentials() -> Credentials:
                         return static
-                self._http = S3Http(self.endpoint, self.bucket, self._region() or "us-east-1", credentials)
+                region, ca_bundle, attempts = self._shared_config()
+                self._http = S3Http(self.endpoint, self.bucket, region, credentials, ca_bundle=ca_bundle,
+                                    attempts=attempts, connect_timeout=o.connect_timeout,
+                                    read_timeout=o.read_timeout)
             self._http_decided = True
         return self._http
 
@@ -209,14 +233,14 @@ class S3Backend:
         return from_chain
 
     async def _fast(self, method: str, key: str, *, body: bytes | Streamed = b"",
-                    headers: Mapping[str, str] | None = None, payload_sha256: str | None = None
-                    ) -> tuple[Mapping[str, str], bytes] | None:
+                    headers: Mapping[str, str] | None = None, payload_sha256: str | None = None,
+                    limit: int | None = None) -> tuple[Mapping[str, str], bytes] | None:
         """The request through `S3Http` when it applies (None: use botocore)."""
         if (http := await self._fast_client()) is None:
             return None
         with _translated(self.url, key):
             status, answer, data = await http.request(method, self._key(key), body=body, headers=headers,
-                                                      payload_sha256=payload_sha256)
+                                                      payload_sha256=payload_sha256, limit=limit)
         if status >= 300:
             _raise_status(self.url, key, status, data)
         return answer, data
@@ -231,7 +255,8 @@ class S3Backend:
         if end is not None and end <= start:
             return b""
         kwargs = {"Range": f"bytes={start}-{'' if end is None else end - 1}"} if start or end is not None else {}
-        if (fast := await self._fast("GET", key, headers=kwargs)) is not None:
+        limit = end - start if end is not None else None  # never read past what was asked
+        if (fast := await self._fast("GET", key, headers=kwargs, limit=limit)) is not None:
             return fast[1]
         r = await self._call("get_object", key, Key=self._key(key), **kwargs)
         with _translated(self.url, key):
@@ -378,6 +403,7 @@ class S3Backend:
     async def list(self, prefix: str) -> AsyncIterator[ObjectInfo]:
         full = self._key(prefix)
         strip = len(self._key(""))
+        pages = Pages(self.url, prefix)
         if (http := await self._fast_client()) is not None:
             after: str | None = None  # the continuation token of the page before
             while True:
@@ -389,6 +415,7 @@ class S3Backend:
                     items, after = parse_listing(body)
                 except ValueError as e:
                     raise StoreError(f"{at(self.url, prefix)}: {e}") from None
+                pages.check(after, items[0][0] if items else None, items[-1][0] if items else None)
                 for key, size, etag, modified in items:
                     yield ObjectInfo(key=key[strip:], size=size, etag=etag, last_modified=modified)
                 if after is None:
@@ -396,10 +423,14 @@ class S3Backend:
         token: dict[str, str] = {}
         while True:
             r = await self._call("list_objects_v2", prefix, Prefix=full, **token)
-            for item in r.get("Contents", ()):
+            contents = r.get("Contents", ())
+            truncated = bool(r.get("IsTruncated"))
+            pages.check(r.get("NextContinuationToken") if truncated else None,
+                        contents[0]["Key"] if contents else None, contents[-1]["Key"] if contents else None)
+            for item in contents:
                 yield ObjectInfo(key=item["Key"][strip:], size=item["Size"], etag=item.get("ETag"),
                                  last_modified=item["LastModified"].timestamp())
-            if not r.get("IsTruncated"):
+            if not truncated:
                 return
             token = {"ContinuationToken": r["NextContinuationToken"]}
 
@@ -520,9 +551,14 @@ def _translated(url: str, key: str) -> Iterator[None]:
                            f"AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY ({type(e).__name__})") from e
     except bx.ProfileNotFound as e:
         raise ConfigError(f"{url}: AWS profile {e.kwargs.get('profile')!r} not found in the shared config") from e
+    except AnswerRefused as e:  # a limit crossed: a clean error, not a reason to try again
+        raise StoreError(f"{at(url, key)}: {e}") from e
     except (TimeoutError, bx.EndpointConnectionError, bx.ConnectTimeoutError, bx.ReadTimeoutError,
             bx.HTTPClientError, ConnectionError, *http) as e:
-        raise Unreachable(f"{at(url, key)}: endpoint unreachable ({type(e).__name__})") from e
+        # The fast path's own errors say what happened (which limit, a certificate); others keep to their type.
+        ours = type(e) in (TimeoutError, ConnectionError) or isinstance(e, CannotConnect)
+        detail = f": {e}" if ours and str(e) else ""
+        raise Unreachable(f"{at(url, key)}: endpoint unreachable ({type(e).__name__}{detail})") from e
     except (bx.ClientError, OSError) as e:
         cause = e if isinstance(e, bx.ClientError) else e.__cause__
         response = getattr(cause, "response", None) or {}

@@ -15,7 +15,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import hashlib
-import os
 import re
 import ssl
 import urllib.parse
@@ -24,13 +23,15 @@ from email.utils import parsedate_to_datetime
 from typing import Any
 
 from fscas.backends.base import retry_pause
+from fscas.backends.http11 import Answer as _Answer
 from fscas.backends.http11 import CannotConnect, HttpClient, Streamed
 
-__all__ = ["UNSIGNED", "Credentials", "Listed", "S3Http", "error_code", "last_modified", "parse_listing",
+__all__ = ["ATTEMPTS", "UNSIGNED", "Credentials", "Listed", "S3Http", "error_code", "last_modified", "parse_listing",
            "signer_available"]
 
-_RETRY_STATUS = {500, 502, 503, 504}
-_ATTEMPTS = 5
+_RETRY_STATUS = {429, 500, 502, 503, 504}  # 429 and 503 are S3's SlowDown
+ATTEMPTS = 5
+"""Tries of one request, botocore's `standard` mode default (`AWS_MAX_ATTEMPTS` / `max_attempts` change it)."""
 _CODE = re.compile(rb"<Code>([^<]+)</Code>")
 UNSIGNED = "UNSIGNED-PAYLOAD"
 """The `x-amz-content-sha256` of a body whose hash the signature does not carry (SigV4's own value)."""
@@ -50,23 +51,33 @@ def signer_available() -> bool:
 class S3Http:
     """Signed single-object requests against `endpoint/bucket/key` (path style).
 
-    Answers' header names are lowercase. Connection errors and 5xx answers are retried with backoff
-    (a refused connection or an unknown host once only); what is left raises `ConnectionError` or
-    `TimeoutError`, which the backend maps.
+    Answers' header names are lowercase. Connection errors, 429 and 5xx answers are retried with
+    backoff (a refused connection or an unknown host once only); what is left raises
+    `ConnectionError` or `TimeoutError`, which the backend maps, or `AnswerRefused` (an answer past
+    `http11.Limits`, never retried).
+
+    Args:
+        ca_bundle: the trust store for https (botocore's `ca_bundle`: `AWS_CA_BUNDLE` or the shared
+            config); the system's if None.
+        attempts: tries of one request (botocore's `max_attempts`).
     """
 
     def __init__(self, endpoint: str, bucket: str, region: str,
-                 credentials: Callable[[], Awaitable[Credentials]], *, connections: int = 64) -> None:
+                 credentials: Callable[[], Awaitable[Credentials]], *, connections: int = 64,
+                 connect_timeout: float = 60, read_timeout: float = 60, ca_bundle: str | None = None,
+                 attempts: int = ATTEMPTS) -> None:
         parts = urllib.parse.urlsplit(endpoint)
         self.endpoint = f"{parts.scheme}://{parts.netloc}"
         self.host = parts.netloc
         self.bucket, self.region = bucket, region
         self._credentials = credentials
+        self._attempts = max(1, attempts)
         tls = None
-        if parts.scheme == "https":  # botocore's rule: AWS_CA_BUNDLE names the trust store, else the system's
-            tls = ssl.create_default_context(cafile=os.environ.get("AWS_CA_BUNDLE") or None)
+        if parts.scheme == "https":
+            tls = ssl.create_default_context(cafile=ca_bundle or None)
         self._client = HttpClient(parts.scheme, parts.hostname or "", parts.port or (443 if tls else 80),
-                                  connections=connections, ssl_context=tls)
+                                  connections=connections, ssl_context=tls, connect_timeout=connect_timeout,
+                                  read_timeout=read_timeout)
         self._signing: tuple[Credentials, Any, dict[str, Any]] | None = None  # config of the last credentials
         # Whether signing a body's SHA-256 protects it: over TLS the channel already does (what the AWS
         # SDKs rely on for streamed uploads); over plain HTTP only if the server checks it (probed).
@@ -96,7 +107,7 @@ class S3Http:
     async def _probe(self, key: str) -> bool:
         path = self._path(key)
         wrong = hashlib.sha256(_PROBE_BODY + b"!").hexdigest()
-        status, _, _ = await self._send("PUT", path, {}, Streamed(len(_PROBE_BODY), _once(_PROBE_BODY)), wrong)
+        status, _, _, _ = await self._send("PUT", path, {}, Streamed(len(_PROBE_BODY), _once(_PROBE_BODY)), wrong)
         if status >= 300:  # refused: AWS and MinIO say XAmzContentSHA256Mismatch, Ceph BadDigest
             return True
         with contextlib.suppress(ConnectionError, TimeoutError):  # a credential that may write but not delete
@@ -152,13 +163,18 @@ class S3Http:
                                                                                    if token else {})}
         target = "/" + urllib.parse.quote(self.bucket, safe="~") + "?" + "&".join(
             f"{k}={urllib.parse.quote(v, safe='-_.~')}" for k, v in sorted(query.items()))
-        status, _, data = await self._send("GET", target, {}, b"", None)
+        status, _, data, _ = await self._send("GET", target, {}, b"", None)
         return status, data
 
     async def request(self, method: str, key: str, *, body: bytes | Streamed = b"",
-                      headers: Mapping[str, str] | None = None, payload_sha256: str | None = None
-                      ) -> tuple[int, Mapping[str, str], bytes]:
-        """Send one signed request; (status, headers, body) of its answer.
+                      headers: Mapping[str, str] | None = None, payload_sha256: str | None = None,
+                      limit: int | None = None) -> tuple[int, Mapping[str, str], bytes]:
+        """Send one signed request; (status, headers, body) of its answer (`limit`: the most body
+        bytes it may carry, `http11.Limits.body_bytes` if not given).
+
+        A conditional PUT (`If-None-Match`, `If-Match`) sent more than once, whose answer is 412, may
+        have been refused because its own first copy landed: the object is then read back (HEAD)
+        and, if it holds these very bytes (its MD5 ETag), the write is reported as done.
 
         A `Streamed` body needs `payload_sha256`: its SHA-256 in hex, which AWS and MinIO check against
         what they receive, or `UNSIGNED` where `payload_hash_checked` is False (SeaweedFS does not
@@ -170,22 +186,53 @@ class S3Http:
                 raise ValueError("a streamed body needs its SHA-256 (or UNSIGNED) to be signed")
         elif body:
             payload_sha256 = hashlib.sha256(body).hexdigest() if self._checks_payload is not False else UNSIGNED
-        return await self._send(method, self._path(key), headers or {}, body, payload_sha256)
+        path = self._path(key)
+        status, answer, data, replayed = await self._send(method, path, headers or {}, body, payload_sha256, limit)
+        if status == 412 and replayed and method == "PUT" and _conditional(headers):
+            ours = await self._holds(path, body)
+            if ours is not None:
+                return 200, ours, b""
+        return status, answer, data
+
+    async def _holds(self, path: str, body: bytes | Streamed) -> Mapping[str, str] | None:
+        """The object's headers if it holds exactly `body` (by its single-part MD5 ETag), else None."""
+        status, answer, _, _ = await self._send("HEAD", path, {}, b"", None, 0)
+        etag = answer.get("etag", "").strip('"').lower()
+        if status != 200 or len(etag) != 32:
+            return None
+        md5 = hashlib.md5(usedforsecurity=False)
+        if isinstance(body, Streamed):
+            async for chunk in body.chunks():
+                md5.update(chunk)
+        else:
+            md5.update(body)
+        return answer if md5.hexdigest() == etag else None
 
     async def _send(self, method: str, target: str, headers: Mapping[str, str], body: bytes | Streamed,
-                    payload_sha256: str | None) -> tuple[int, Mapping[str, str], bytes]:
-        """`target` signed and sent, retried on a broken connection or a 5xx (signed anew each time)."""
-        for attempt in range(_ATTEMPTS):
+                    payload_sha256: str | None, limit: int | None = None
+                    ) -> tuple[int, Mapping[str, str], bytes, bool]:
+        """`target` signed and sent, retried on a broken connection, a 429 or a 5xx (signed anew each
+        time): (status, headers, body, whether an earlier copy may have reached the server)."""
+        replayed = False
+        for attempt in range(self._attempts):
             signed = await self._signed(method, target, headers, payload_sha256)
+            answer: _Answer | None = None
             try:
-                answer, data = await self._client.request(method, target, signed, body)
-                if answer.status not in _RETRY_STATUS or attempt == _ATTEMPTS - 1:
-                    return answer.status, answer.headers, data
+                answer, data = await self._client.request(method, target, signed, body, limit=limit)
+                replayed = replayed or answer.replayed
+                if answer.status not in _RETRY_STATUS or attempt == self._attempts - 1:
+                    return answer.status, answer.headers, data, replayed
             except (ConnectionError, TimeoutError) as e:
-                if not _retryable(e, attempt):
+                if not self._retryable(e, attempt):
                     raise
+                replayed = replayed or not isinstance(e, CannotConnect)  # it may have been received
             await retry_pause(attempt)
         raise AssertionError("unreachable")  # the loop returns or raises on its last attempt
+
+    def _retryable(self, error: BaseException, attempt: int) -> bool:
+        """Whether a failed attempt is tried again: a connection that could not be opened (refused,
+        unknown host: not transient) once only, a broken or silent one until the last attempt."""
+        return attempt < 1 if isinstance(error, CannotConnect) else attempt < self._attempts - 1
 
     @contextlib.asynccontextmanager
     async def streamed(self, key: str, *, headers: Mapping[str, str] | None = None
@@ -196,16 +243,16 @@ class S3Http:
         caller resumes with a Range).
         """
         path = self._path(key)
-        for attempt in range(_ATTEMPTS):
+        for attempt in range(self._attempts):
             signed = await self._signed("GET", path, headers or {}, None)
             stack = contextlib.AsyncExitStack()
             try:
                 answer, chunks = await stack.enter_async_context(self._client.stream("GET", path, signed))
             except (ConnectionError, TimeoutError) as e:
-                if not _retryable(e, attempt):
+                if not self._retryable(e, attempt):
                     raise
             else:
-                if answer.status not in _RETRY_STATUS or attempt == _ATTEMPTS - 1:
+                if answer.status not in _RETRY_STATUS or attempt == self._attempts - 1:
                     async with stack:
                         yield answer.status, answer.headers, chunks
                     return
@@ -220,10 +267,8 @@ def _once(data: bytes) -> Callable[[], AsyncIterator[bytes]]:
     return chunks
 
 
-def _retryable(error: BaseException, attempt: int) -> bool:
-    """Whether a failed attempt is tried again: a connection that could not be opened (refused, unknown
-    host: not transient) once only, a broken or silent one until the last attempt."""
-    return attempt < 1 if isinstance(error, CannotConnect) else attempt < _ATTEMPTS - 1
+def _conditional(headers: Mapping[str, str] | None) -> bool:
+    return any(k.lower() in ("if-none-match", "if-match") for k in headers or ())
 
 
 Listed = tuple[str, int, "str | None", "float | None"]

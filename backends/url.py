@@ -136,7 +136,7 @@ def build_options(cls: type[T], location: Location, given: Mapping[str, Any]) ->
     """Make the options object `cls` from keyword arguments over the URL's options (keywords win).
 
     URL values are strings; they are converted to the field's type (`bool` from true/false/1/0,
-    `int`). Environment defaults are each options class's own business.
+    `int`, `float`). Environment defaults are each options class's own business.
 
     Raises:
         ConfigError: an unknown option (with the closest valid name) or a value of the wrong kind.
@@ -168,4 +168,12 @@ def _convert(url: str, name: str, value: str, kind: object) -> object:
             return int(value)
         except ValueError:
             raise ConfigError(f"{url}: option {name!r} must be an integer, got {value!r}") from None
+    if kind.startswith("float"):
+        try:
+            number = float(value)
+        except ValueError:
+            number = float("nan")
+        if not 0 < number < float("inf"):
+            raise ConfigError(f"{url}: option {name!r} must be a positive number, got {value!r}")
+        return number
     return value

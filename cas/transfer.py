@@ -244,7 +244,7 @@ async def fetch_to_file(backend: Backend, digest: str, size: int, place: Place, 
         IntegrityError: the object's size or digest is wrong; the key is named, nothing is written.
     """
     if size <= PART:
-        key, data = await _get_small(backend, digest)
+        key, data = await _get_small(backend, digest, size)
         if len(data) != size or xxhash.xxh3_128_hexdigest(data) != digest:
             raise IntegrityError(f"{backend.url}: {key}: {len(data)} bytes hashing to "
                                  f"{xxhash.xxh3_128_hexdigest(data)}, expected {size} bytes hashing to {digest}")
@@ -266,13 +266,16 @@ async def fetch_to_file(backend: Backend, digest: str, size: int, place: Place, 
         raise
 
 
-async def _get_small(backend: Backend, digest: str) -> tuple[str, bytes]:
+async def _get_small(backend: Backend, digest: str, size: int) -> tuple[str, bytes]:
+    """The object of `digest`, never read past the `size` the manifest promises (a server that
+    sends more, or never ends, costs that much and no more)."""
     key = data_key(digest)
+    end = size or None  # an empty file: one plain GET (an empty range is not a request)
     try:
-        return key, await backend.get(key)
+        return key, await backend.get(key, end=end)
     except ObjectNotFound:
         key = legacy_data_key(digest)  # Deadline PR #167: read the pre-suffix name as a fallback
-        return key, await backend.get(key)
+        return key, await backend.get(key, end=end)
 
 
 def _write_file(place: Place, data: bytes, mtime_us: int | None) -> None:
@@ -309,7 +312,7 @@ async def _fetch(backend: Backend, digest: str, size: int, out: BinaryIO, progre
             return await _fetch_streamed(backend, backend.url, legacy_data_key(digest), digest, size, out, progress)
     h = xxhash.xxh3_128()
     key = data_key(digest)
-    first_end = min(size, GET_PART) if size > PART else None  # small: one GET of the whole object
+    first_end = min(size, GET_PART) if size > PART else (size or None)  # small: one GET, bounded by the size
     try:
         first = await backend.get(key, end=first_end)
     except ObjectNotFound:
