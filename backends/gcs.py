@@ -78,7 +78,7 @@ class GCSOptions:
 class GCSBackend:
     """One bucket (and key prefix) on Google Cloud Storage or fake-gcs-server."""
 
-    capabilities = Capabilities(create_only=True, integrity=frozenset({"md5", "crc32c"}), versioning=True)
+    capabilities = Capabilities(create_only=True, integrity=frozenset({"md5", "crc32c"}))
 
     def __init__(self, bucket: str, prefix: str = "", options: GCSOptions | None = None) -> None:
         self.bucket, self.prefix = bucket, prefix

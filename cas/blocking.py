@@ -5,7 +5,7 @@ from __future__ import annotations
 import contextlib
 import os
 import weakref
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from typing import TYPE_CHECKING, Any, BinaryIO, Literal
 
 from fscas.existence import ExistenceCache
@@ -58,6 +58,19 @@ class Store:
         or at interpreter exit)."""
         if self._finalizer.detach() is not None:
             run_sync(self.aio.aclose())
+
+    @property
+    def existence_cache(self) -> ExistenceCache | None:
+        """See `AsyncStore.existence_cache`."""
+        return self.aio.existence_cache
+
+    def forget(self, data_keys: Iterable[str] | None = None) -> None:
+        """See `AsyncStore.forget`."""
+        self.aio.forget(data_keys)
+
+    def present(self, data_keys: list[str]) -> list[str]:
+        """See `AsyncStore.present`."""
+        return run_sync(self.aio.present(data_keys))
 
     def has(self, digest: str) -> bool:
         """See `AsyncStore.has`."""

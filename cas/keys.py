@@ -1,4 +1,4 @@
-"""Deadline's key layout and manifest metadata, exactly as reference/deadline-job-attachments.md §3 states.
+"""Deadline's key layout and manifest metadata, exactly as docs/reference/deadline-job-attachments.md §3 states.
 
 Keys here are relative to the store's root prefix (the backend adds it), so
 `{rootPrefix}/Data/{hash}.xxh128` is `data_key(hash)` on a backend opened at `.../rootPrefix`.

@@ -1,5 +1,5 @@
 """Deadline job outputs: task output manifests written, listed, selected and downloaded as Deadline's
-worker and `OutputDownloader` do (reference/deadline-job-attachments.md §3, §5.2, §5.3).
+worker and `OutputDownloader` do (docs/reference/deadline-job-attachments.md §3, §5.2, §5.3).
 
 Where the outputs go is decided per asset root, in this order: an explicit destination for the
 root; path-mapping rules (each file's absolute path, longest rule, as Deadline maps them); the

@@ -1,6 +1,6 @@
 """Canonical codec for manifest version 2023-03-03, byte-identical to Deadline's encoder.
 
-reference/deadline-job-attachments.md §1.2–§1.4 and §1.7: Deadline writes
+docs/reference/deadline-job-attachments.md §1.2–§1.4 and §1.7: Deadline writes
 `json.dumps(asdict(m), sort_keys=True, separators=(",", ":"), ensure_ascii=True)` with the paths
 sorted by UTF-16-BE code units (surrogatepass), and decodes with `json.loads` plus a validator.
 The encoder below writes the same bytes without building a million dicts; the property tests

@@ -1,4 +1,4 @@
-"""Content hashing: xxh3_128, seed 0, 32 lowercase hex (reference/deadline-job-attachments.md §2)."""
+"""Content hashing: xxh3_128, seed 0, 32 lowercase hex (docs/reference/deadline-job-attachments.md §2)."""
 
 from __future__ import annotations
 

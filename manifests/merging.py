@@ -66,7 +66,7 @@ def _task_folder(key: str) -> str | None:
 
 
 def select_outputs(outputs: Sequence[OutputManifest], *, keep_earlier_roots: bool = False) -> list[OutputManifest]:
-    """The output manifests Deadline's download takes (reference/deadline-job-attachments.md §5.2).
+    """The output manifests Deadline's download takes (docs/reference/deadline-job-attachments.md §5.2).
 
     Keys must match `step-.*/.*/.*output.*`; step-level (chunked) manifests are all kept; per task
     folder only the lexicographically greatest `<ISO>_<sessionAction>` folder is, or with
@@ -102,7 +102,7 @@ def aggregate_outputs(
 ) -> dict[str, Manifest]:
     """Aggregate task output manifests per asset root, as Deadline's job/step/task download does.
 
-    reference/deadline-job-attachments.md §5.2: keys must match `step-.*/.*/.*output.*`; per
+    docs/reference/deadline-job-attachments.md §5.2: keys must match `step-.*/.*/.*output.*`; per
     task folder only the lexicographically greatest session-action folder is kept; the kept
     manifests are grouped by asset root and merged oldest `last_modified` first.
 

@@ -8,7 +8,7 @@ import attrs
 
 __all__ = ["HASH_ALG", "MANIFEST_VERSION", "Manifest", "ManifestPath"]
 
-#: reference/deadline-job-attachments.md §1.1: the only version and hash algorithm Deadline reads.
+#: docs/reference/deadline-job-attachments.md §1.1: the only version and hash algorithm Deadline reads.
 MANIFEST_VERSION = "2023-03-03"
 HASH_ALG = "xxh128"
 

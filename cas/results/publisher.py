@@ -1,6 +1,6 @@
 """Publish job results the way Bacalhau's S3 publisher does, to any backend; fetch them back safely.
 
-reference/bacalhau-s3-publisher.md and reference/peers.md §2.1 define the behaviour. Where fscas
+docs/reference/bacalhau-s3-publisher.md and docs/reference/peers.md §2.1 define the behaviour. Where fscas
 differs, it is on purpose: an unknown `{placeholder}` is an error (Bacalhau leaves it verbatim);
 `{date}` and `{time}` come from one UTC clock read (Bacalhau reads the local clock twice);
 `ChecksumSHA256` is the SHA-256 of the whole archive, computed while streaming (Bacalhau reports

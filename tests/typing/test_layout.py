@@ -59,3 +59,23 @@ def test_manifests_imports_no_cloud_sdk() -> None:
     heavy = {"s3fs", "gcsfs", "adlfs", "boto3", "botocore", "aiobotocore", "azure", "google"}
     for _, target in fscas_imports_of("fscas.manifests"):
         assert target.split(".")[0] not in heavy
+
+
+def test_every_cited_document_is_in_the_repository() -> None:
+    import re
+
+    cited = set()
+    for folder in ("cas", "backends", "manifests", "conformance"):
+        for py in (REPO / folder).rglob("*.py"):
+            cited |= {(py.name, m) for m in re.findall(r"\b((?:docs/)?reference/[\w.-]+\.md)", py.read_text())}
+    assert cited, "the sources cite the reference documents"
+    missing = sorted((name, doc) for name, doc in cited if not (REPO / doc).is_file())
+    assert not missing, f"cited but not in the repository: {missing}"
+
+
+def test_store_mirrors_async_store() -> None:
+    """`Store` is `AsyncStore` blocking: every public method of one is on the other (but the closers)."""
+    public = {n for n in dir(fscas.AsyncStore) if not n.startswith("_")} - {"aclose"}
+    blocking = {n for n in dir(fscas.Store) if not n.startswith("_")} - {"close"}
+    assert public - blocking == set(), "AsyncStore methods without a blocking twin"
+    assert blocking - public == set(), "Store methods AsyncStore lacks"
