@@ -497,7 +497,11 @@ def find_azurite(*, install: bool = True) -> str:
 
 
 def _cache_dir() -> Path:
-    return Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache") / "fscas"
+    import platformdirs  # as fscas's own caches: $XDG_CACHE_HOME where set, else the platform's folder
+
+    if base := os.environ.get("XDG_CACHE_HOME"):
+        return Path(base) / "fscas"
+    return Path(platformdirs.user_cache_dir("fscas", appauthor=False))
 
 
 def _npm_install(folder: Path, package: str) -> None:

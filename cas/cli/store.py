@@ -27,11 +27,13 @@ T = TypeVar("T")
 
 
 def default_store_url() -> str:
-    """`$FSCAS_STORE`, else a local folder store under `$XDG_DATA_HOME/fscas/store`."""
+    """`$FSCAS_STORE`, else a local folder store under the user's data folder (`default_data_dir`:
+    `$XDG_DATA_HOME/fscas/store`, `~/.local/share/fscas/store` on Linux)."""
     if url := os.environ.get("FSCAS_STORE"):
         return url
-    base = os.environ.get("XDG_DATA_HOME") or os.path.join(os.path.expanduser("~"), ".local", "share")
-    return os.path.join(base, "fscas", "store")
+    from fscas.manifests.cachedir import default_data_dir
+
+    return os.path.join(default_data_dir(), "store")
 
 
 def add_scale_options(p: argparse.ArgumentParser) -> None:
