@@ -9,10 +9,8 @@ from __future__ import annotations
 
 import argparse
 import os
-import re
 import sys
-from collections.abc import Sequence
-from typing import NoReturn
+from collections.abc import Iterator, Sequence
 
 from fscas import __version__
 from fscas.cli.browse import add_browse_commands
@@ -31,45 +29,88 @@ _SECRET_ENV = ("SECRET", "TOKEN", "PASSWORD", "PASSWD", "ACCOUNT_KEY", "STORAGE_
 
 
 class _Parser(argparse.ArgumentParser):
-    """argparse, plus "did you mean" for a misspelt option or command (subparsers inherit the class)."""
+    """argparse, plus "did you mean" for a misspelt option or command (subparsers inherit the class).
 
-    def error(self, message: str) -> NoReturn:
+    Suggestions come from the parsers' own actions and choices, never from argparse's English error
+    text (which has changed between CPython patch releases); an unknown option is reported with the
+    usage of the command it was given to, not the top level's.
+    """
+
+    def parse_known_args(self, args: Sequence[str] | None = None,  # type: ignore[override]
+                         namespace: argparse.Namespace | None = None) -> tuple[argparse.Namespace, list[str]]:
+        ns, extras = super().parse_known_args(args, namespace)
+        if not hasattr(ns, "_parser"):  # the innermost command's parser finishes first and wins
+            ns._parser = self
+        return ns, extras
+
+    def parse_args(self, args: Sequence[str] | None = None,  # type: ignore[override]
+                   namespace: argparse.Namespace | None = None) -> argparse.Namespace:
+        ns, extras = self.parse_known_args(args, namespace)
+        if extras:
+            command: argparse.ArgumentParser = getattr(ns, "_parser", self)
+            command.error(f"unrecognized arguments: {' '.join(extras)}{_hint(self, command, extras)}")
+        return ns
+
+    def _check_value(self, action: argparse.Action, value: object) -> None:
         import difflib
 
-        if message.startswith("unrecognized arguments: "):
-            known = sorted(_long_options(self))
-            for word in message.removeprefix("unrecognized arguments: ").split():
-                option = word.split("=", 1)[0]
-                if option.startswith("--") and (close := difflib.get_close_matches(option, known, n=1)):
-                    message += f" (did you mean {close[0]}?)"
-                    break
-        elif m := re.search(r"invalid choice: '([^']*)' \(choose from (.*)\)", message):
-            choices = re.findall(r"'([^']*)'", m[2])
-            if close := difflib.get_close_matches(m[1], choices, n=1):
-                message += f" (did you mean {close[0]}?)"
-        super().error(message)
+        if action.choices is not None and value not in action.choices:
+            choices = [str(c) for c in action.choices]
+            close = difflib.get_close_matches(str(value), choices, n=1)
+            hint = f" (did you mean {close[0]}?)" if close else ""
+            raise argparse.ArgumentError(action, f"invalid choice: {value!r} (choose from {', '.join(choices)}){hint}")
+
+
+def _subcommands(parser: argparse.ArgumentParser) -> dict[str, argparse.ArgumentParser]:
+    return next((dict(a.choices) for a in parser._actions if isinstance(a, argparse._SubParsersAction)), {})
+
+
+def _own_long_options(parser: argparse.ArgumentParser) -> set[str]:
+    return {o for action in parser._actions for o in action.option_strings if o.startswith("--")}
+
+
+def _hint(root: argparse.ArgumentParser, command: argparse.ArgumentParser, words: Sequence[str]) -> str:
+    """" (did you mean --x?)" from the command's own options, else which command has the option."""
+    import difflib
+
+    own = _own_long_options(command)
+    for word in words:
+        option = word.split("=", 1)[0]
+        if not option.startswith("--"):
+            continue
+        if close := [c for c in difflib.get_close_matches(option, sorted(own), n=2) if c != option]:
+            return f" (did you mean {close[0]}?)"
+        if owners := [prog for prog, p in _all_commands(root) if option in _own_long_options(p) and p is not command]:
+            return f" ({option} is an option of '{owners[0]}')"
+    return ""
+
+
+def _all_commands(parser: argparse.ArgumentParser) -> Iterator[tuple[str, argparse.ArgumentParser]]:
+    for sub in _subcommands(parser).values():
+        yield sub.prog, sub
+        yield from _all_commands(sub)
 
 
 def _long_options(parser: argparse.ArgumentParser) -> set[str]:
     """Every long option of `parser` and of its subcommands, all the way down."""
-    found: set[str] = set()
-    for action in parser._actions:
-        found.update(o for o in action.option_strings if o.startswith("--"))
-        if isinstance(action, argparse._SubParsersAction):
-            for sub in action.choices.values():
-                found |= _long_options(sub)
+    found = _own_long_options(parser)
+    for _, sub in _all_commands(parser):
+        found |= _own_long_options(sub)
     return found
 
 
 def _check_long_options(parser: argparse.ArgumentParser, argv: Sequence[str]) -> None:
     """Refuse a misspelt long option before argparse takes its value for a positional argument."""
     known = _long_options(parser) | {"--help", "--version"}
+    command = parser
     for word in argv:
         if word == "--":
             break
+        if not word.startswith("-") and word in (subs := _subcommands(command)):
+            command = subs[word]
         option = word.split("=", 1)[0]
         if option.startswith("--") and not any(k.startswith(option) for k in known):
-            parser.error(f"unrecognized arguments: {option}")
+            command.error(f"unrecognized arguments: {option}{_hint(parser, command, [option])}")
 
 
 #: The top-level commands each registrar adds, in the order `fscas --help` lists them.

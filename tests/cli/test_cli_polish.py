@@ -142,6 +142,12 @@ def test_misspelt_option_and_command_suggest_the_right_one(tmp_path: Path) -> No
     r = cli("pul", "k", "d", home=tmp_path)
     assert r.returncode == 2 and "did you mean pull?" in r.stderr
     assert cli("pull", "k", "d", "--concurrency", "0", home=tmp_path).returncode == 2
+    r = cli("manifest", "diff", str(tmp_path), "m", "--no-cache", home=tmp_path)  # never the rejected word itself
+    assert r.returncode == 2 and "did you mean" not in r.stderr, r.stderr
+    assert "--no-cache is an option of 'fscas manifest snapshot'" in r.stderr
+    assert r.stderr.startswith("usage: fscas manifest diff")  # the command's usage, not the top level's
+    r = cli("pull", "k", "d", "--conflict", "overwrit", home=tmp_path)
+    assert r.returncode == 2 and "(did you mean overwrite?)" in r.stderr
 
 
 def test_concurrency_option(tmp_path: Path) -> None:
