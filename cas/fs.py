@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import io
 import os
+import stat
 import threading
 from collections.abc import Iterable
 from pathlib import Path
@@ -36,6 +37,11 @@ __all__ = ["FscasFileSystem", "mount"]
 _FSSPEC_OPTIONS = ("skip_instance_cache", "use_listings_cache", "listings_expiry_time", "max_paths")
 WHOLE = 4 * 2**20
 """Files up to this size are read whole (one GET, verified in memory); larger ones through the cache."""
+
+
+_FILE_MODE = stat.S_IFREG | 0o444  # the type bits as local's `ls(detail=True)` gives them: read-only files
+_FOLDER_MODE = stat.S_IFDIR | 0o555
+_OWNER = (os.getuid(), os.getgid()) if hasattr(os, "getuid") else (0, 0)  # Windows has no uid: say 0
 
 
 class FscasFileSystem(AbstractFileSystem):  # type: ignore[misc]  # fsspec ships no type information
@@ -108,10 +114,11 @@ class FscasFileSystem(AbstractFileSystem):  # type: ignore[misc]  # fsspec ships
 
     def _entry(self, p: ManifestPath) -> dict[str, Any]:
         return {"name": p.path, "size": p.size, "type": "file", "mtime": p.mtime / 1e6, "hash": p.hash,
-                "mode": 0o444, "uid": os.getuid(), "gid": os.getgid()}
+                "mode": _FILE_MODE, "uid": _OWNER[0], "gid": _OWNER[1]}
 
     def _folder(self, path: str) -> dict[str, Any]:
-        return {"name": path, "size": 0, "type": "directory", "mode": 0o555, "uid": os.getuid(), "gid": os.getgid()}
+        return {"name": path, "size": 0, "type": "directory", "mode": _FOLDER_MODE, "uid": _OWNER[0],
+                "gid": _OWNER[1]}
 
     def info(self, path: str, **kwargs: Any) -> dict[str, Any]:
         path = self._strip_protocol(path)

@@ -38,6 +38,10 @@ _KEEP = 64  # records kept per cache folder, least recently written removed firs
 _Key = tuple[int, int, int, int, int]  # size, mtime_ns, ctime_ns, inode, dev (the hash cache's key)
 _LinkSig = tuple[tuple[int, int, int, int, int, int], str, tuple[int, int, int, int, int, int] | None]
 _DIR_FD = os.stat in os.supports_dir_fd and os.stat in os.supports_follow_symlinks
+# Windows has no O_DIRECTORY and cannot open a folder at all: there each folder is stat'ed by path
+# (the root followed, the rest not), and its names by path too. Chosen once, here.
+_OPEN_FOLDER = os.O_RDONLY | os.O_DIRECTORY | getattr(os, "O_CLOEXEC", 0) if hasattr(os, "O_DIRECTORY") else None
+_NOFOLLOW = getattr(os, "O_NOFOLLOW", 0)
 
 
 class Saved(NamedTuple):
@@ -100,12 +104,13 @@ def load(path: str, root_abs: str, include: Sequence[str], exclude: Sequence[str
 
 
 def _folders_unchanged(folders: tuple[Any, ...]) -> bool:
+    if _OPEN_FOLDER is None:
+        return _folders_unchanged_by_path(folders)
     stat, lstat = os.stat, os.lstat
     for i, (path, _prefix, key, names, keys, _hashes) in enumerate(folders):
         # The root may be a link to a folder (it is followed, as the walk does); nothing below it is.
-        flags = os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC | (os.O_NOFOLLOW if i else 0)
         try:
-            fd = os.open(path, flags)
+            fd = os.open(path, _OPEN_FOLDER | (_NOFOLLOW if i else 0))
         except OSError:
             return False
         try:
@@ -126,6 +131,23 @@ def _folders_unchanged(folders: tuple[Any, ...]) -> bool:
             return False
         finally:
             os.close(fd)
+    return True
+
+
+def _folders_unchanged_by_path(folders: tuple[Any, ...]) -> bool:
+    """`_folders_unchanged` where a folder cannot be opened (Windows): the same keys, read by path.
+    A folder swapped for a link shows as the link's own stat (lstat), so its key no longer matches."""
+    for i, (path, _prefix, key, names, keys, _hashes) in enumerate(folders):
+        try:
+            s = os.stat(path) if i == 0 else os.lstat(path)
+            if not stat_mod.S_ISDIR(s.st_mode) or (s.st_mtime_ns, s.st_ctime_ns, s.st_ino, s.st_dev) != key:
+                return False
+            for name, k in zip(names, keys, strict=True):
+                s = os.lstat(os.path.join(path, name))
+                if (s.st_size, s.st_mtime_ns, s.st_ctime_ns, s.st_ino, s.st_dev) != k:
+                    return False
+        except OSError:
+            return False
     return True
 
 
