@@ -57,6 +57,8 @@ def test_tree_listing_and_info(snapshot_fs: FscasFileSystem, tree: dict[str, byt
     assert fs.info("dir")["type"] == "directory" and fs.isdir("dir/deep") and not fs.exists("nope")
     with pytest.raises(FileNotFoundError):
         fs.info("nope")
+    import stat  # the type bits as fsspec's local filesystem gives them: read-only files and folders
+    assert info["mode"] == stat.S_IFREG | 0o444 and fs.info("dir")["mode"] == stat.S_IFDIR | 0o555
 
 
 def test_reads_whole_ranged_and_seeking(snapshot_fs: FscasFileSystem, tree: dict[str, bytes]) -> None:
