@@ -175,20 +175,21 @@ def manifest(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return out
 
 
+_PEAK = ("import re, sys\nfrom fscas.cli import main\nrc = main(sys.argv[1:])\n"
+         "hwm = re.search(r'VmHWM:\\s+(\\d+)', open('/proc/self/status').read())\n"
+         "print(int(hwm.group(1)) / 1024, file=sys.stderr)\nsys.exit(rc)")
+"""`fscas` that prints its peak RSS (VmHWM, MiB) last on stderr: ru_maxrss would carry over the
+high-water mark of the (large) pytest process the child was forked from."""
+
+
 def _pull(manifest: Path, dest: Path, url: str) -> tuple[int, str, float, float]:
     """`fscas pull`: (exit code, stderr, seconds, peak RSS in MiB)."""
     started = time.monotonic()
     env = {k: v for k, v in os.environ.items() if not k.startswith("AWS_")}
-    proc = subprocess.Popen([sys.executable, "-m", "fscas", "pull", str(manifest), str(dest), "--store", url],
-                            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, env={**env, "HOME": str(dest.parent)})
-    timer = threading.Timer(120, proc.kill)  # a hang fails the test instead of the suite
-    timer.start()
-    _, status, usage = os.wait4(proc.pid, 0)
-    timer.cancel()
-    assert proc.stderr is not None
-    stderr = proc.stderr.read().decode()
-    proc.stderr.close()
-    return os.waitstatus_to_exitcode(status), stderr, time.monotonic() - started, usage.ru_maxrss / 1024
+    r = subprocess.run([sys.executable, "-c", _PEAK, "pull", str(manifest), str(dest), "--store", url],
+                       capture_output=True, text=True, timeout=120, env={**env, "HOME": str(dest.parent)})
+    *lines, peak = r.stderr.strip().splitlines()
+    return r.returncode, "\n".join(lines) + "\n", time.monotonic() - started, float(peak)
 
 
 REFUSED = {
