@@ -13,6 +13,7 @@ from __future__ import annotations
 import asyncio
 import base64
 import contextlib
+import functools
 import hashlib
 import os
 import sys
@@ -154,7 +155,7 @@ class S3Backend:
 
         o = self.options
         config: dict[str, Any] = {}
-        region = self._region()
+        region = self._aws_config[0]
         if self.endpoint:
             config["s3"] = {"addressing_style": o.addressing_style or "path"}
             config["request_checksum_calculation"] = "when_required"
@@ -170,14 +171,12 @@ class S3Backend:
             await fs.set_session()
         return fs
 
-    def _region(self) -> str | None:
-        o = self.options
-        region = o.region or os.environ.get("AWS_REGION") or os.environ.get("AWS_DEFAULT_REGION")
-        return region or ("us-east-1" if self.endpoint else None)
-
-    def _shared_config(self) -> tuple[str, str | None, int]:
-        """(region, ca_bundle, max_attempts) for the fast path, as botocore resolves them: the URL's
-        options, the environment, then the profile's section of `~/.aws/config`."""
+    @functools.cached_property
+    def _aws_config(self) -> tuple[str | None, str | None, int]:
+        """(region, ca_bundle, max_attempts) as botocore resolves them: the URL's options, the
+        environment, then the profile's section of `~/.aws/config`. One answer for both paths, so the
+        fast path and botocore sign for the same region; a custom endpoint with no region anywhere
+        gets `us-east-1`."""
         import botocore.session
 
         o = self.options
@@ -186,7 +185,7 @@ class S3Backend:
             region = o.region or os.environ.get("AWS_REGION") or session.get_config_variable("region")
             ca_bundle = session.get_config_variable("ca_bundle")
             attempts = session.get_config_variable("max_attempts")
-        return str(region or "us-east-1"), ca_bundle or None, int(attempts or ATTEMPTS)
+        return region or ("us-east-1" if self.endpoint else None), ca_bundle or None, int(attempts or ATTEMPTS)
 
     async def _fast_client(self) -> S3Http | None:
         """The fast path's client, made on first use; None where botocore must carry every request.
@@ -210,8 +209,8 @@ class S3Backend:
                 else:
                     async def credentials() -> Credentials:
                         return static
-                region, ca_bundle, attempts = self._shared_config()
-                self._http = S3Http(self.endpoint, self.bucket, region, credentials, ca_bundle=ca_bundle,
+                region, ca_bundle, attempts = self._aws_config
+                self._http = S3Http(self.endpoint, self.bucket, region or "us-east-1", credentials, ca_bundle=ca_bundle,
                                     attempts=attempts, connect_timeout=o.connect_timeout,
                                     read_timeout=o.read_timeout)
             self._http_decided = True

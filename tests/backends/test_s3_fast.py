@@ -223,3 +223,28 @@ def test_over_tls_a_body_hash_is_never_signed_and_nothing_is_probed() -> None:
             await http.close()
 
     asyncio.run(go())
+
+
+def test_both_paths_sign_for_the_region_and_trust_store_of_the_shared_config(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from fscas.backends.s3 import S3Backend, S3Options
+
+    (tmp_path / "config").write_text("[profile render]\nregion = eu-west-3\nca_bundle = /etc/ssl/farm.pem\n"
+                                     "max_attempts = 7\n")
+    for name in ("AWS_REGION", "AWS_DEFAULT_REGION", "AWS_CA_BUNDLE", "AWS_MAX_ATTEMPTS", "AWS_PROFILE"):
+        monkeypatch.delenv(name, raising=False)
+    monkeypatch.setenv("AWS_CONFIG_FILE", str(tmp_path / "config"))
+    backend = S3Backend("b", "", S3Options(endpoint_url="http://127.0.0.1:9", profile="render", key="k", secret="s"))
+    assert backend._aws_config == ("eu-west-3", "/etc/ssl/farm.pem", 7)
+
+    async def regions() -> tuple[str, str]:
+        fs = await backend._connect()  # botocore's path
+        http = await backend._fast_client()
+        assert http is not None
+        region = fs.s3.meta.region_name if getattr(fs, "_s3", None) else fs.client_kwargs["region_name"]
+        await backend.aclose()
+        return region, http.region
+
+    assert asyncio.run(regions()) == ("eu-west-3", "eu-west-3")
+    plain = S3Backend("b", "", S3Options(endpoint_url="http://127.0.0.1:9", key="k", secret="s"))
+    assert plain._aws_config[0] == "us-east-1"  # a custom endpoint with no region anywhere
