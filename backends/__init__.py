@@ -100,7 +100,7 @@ def open_backend(url: str | os.PathLike[str] | Any, *, root: str | None = None,
 def _factory(location: Location, *, generic: bool) -> Factory:
     scheme = location.scheme
     if not generic and (candidates := _registered(scheme)):
-        if scheme in _SDK and candidates[0].dist is not None and candidates[0].dist.name == "fscas" \
+        if scheme in _SDK and _dist(candidates[0]) == "fscas" \
                 and importlib.util.find_spec(_SDK[scheme][0]) is None:  # find_spec: importing s3fs costs 0.3 s
             module, extra = _SDK[scheme]
             raise ConfigError(f"{scheme}:// needs {module}: pip install {module} (in a checkout of fscas: "

@@ -137,7 +137,6 @@ class _Connection(asyncio.Protocol):
         self._repeated: dict[str, list[str]] = {}  # values of a header sent more than once, joined once
         self._head_bytes = 0
         self._head_lines = 0
-        self._head_done = False
         self._limit = 0  # body bytes this exchange may take
         self._body_bytes = 0
         self._truncate = False  # an error body: kept up to its cap, then the exchange ends
@@ -187,7 +186,7 @@ class _Connection(asyncio.Protocol):
             else:
                 self._abort(ConnectionError(f"malformed HTTP answer ({e})"))
             return
-        if not self._head_done and self._parser is not None:
+        if self._parser is not None and self._answer is not None and not self._answer.done():  # still in the head
             self._head_bytes += len(data)
             if self._head_bytes > self.limits.head_bytes:
                 self._abort(AnswerRefused(f"answer head larger than {self.limits.head_bytes} bytes"))
@@ -237,7 +236,6 @@ class _Connection(asyncio.Protocol):
             self._headers = {}
             self._head_lines = 0
             return
-        self._head_done = True
         headers = self._headers
         no_body = self._head_only or status in _NO_BODY
         if status >= 300:
@@ -253,18 +251,17 @@ class _Connection(asyncio.Protocol):
         if self._done is None or self._done.done():
             return
         self._body_bytes += len(body)
-        if self._body_bytes > self._limit:
-            if not self._truncate:
-                self._refuse(AnswerRefused(f"answer body longer than the {self._limit} bytes expected"))
-            body = body[:len(body) - (self._body_bytes - self._limit)]
-            self._body.append(body)
-            self._buffered += len(body)
-            self._finish()  # what an error says is in its first bytes; the rest is never read
-            self.reusable = False
-            self._violation = None
-            raise _Stop
+        over = self._body_bytes - self._limit
+        if over > 0 and not self._truncate:
+            self._refuse(AnswerRefused(f"answer body longer than the {self._limit} bytes expected"))
+        if over > 0:
+            body = body[:len(body) - over]
         self._body.append(body)
         self._buffered += len(body)
+        if over > 0:
+            self._finish()  # what an error says is in its first bytes; the rest is never read
+            self.reusable = False
+            raise _Stop
         if self._streaming and self._buffered > _HIGH and not self._paused and self.transport is not None:
             self.transport.pause_reading()
             self._paused = True
@@ -292,7 +289,7 @@ class _Connection(asyncio.Protocol):
         self._interim = False
         self._headers, self._repeated = {}, {}
         self._head_bytes = self._head_lines = self._body_bytes = 0
-        self._head_done = self._truncate = self._until_close = False
+        self._truncate = self._until_close = False
         self._violation = None
         self._limit = limit
         self._body.clear()

@@ -23,7 +23,6 @@ from email.utils import parsedate_to_datetime
 from typing import Any
 
 from fscas.backends.base import retry_pause
-from fscas.backends.http11 import Answer as _Answer
 from fscas.backends.http11 import CannotConnect, HttpClient, Streamed
 
 __all__ = ["ATTEMPTS", "UNSIGNED", "Credentials", "Listed", "S3Http", "error_code", "last_modified", "parse_listing",
@@ -216,7 +215,6 @@ class S3Http:
         replayed = False
         for attempt in range(self._attempts):
             signed = await self._signed(method, target, headers, payload_sha256)
-            answer: _Answer | None = None
             try:
                 answer, data = await self._client.request(method, target, signed, body, limit=limit)
                 replayed = replayed or answer.replayed

@@ -130,6 +130,15 @@ async def check_legacy_key_fallback(ctx: Context) -> None:
     assert await ctx.store.get_bytes(digest) == data
 
 
+async def _refused(write: Awaitable[Any], failure: str) -> None:
+    """`write` must be refused with `ObjectExists` (a condition the server honoured); else `failure`."""
+    try:
+        await write
+    except errors.ObjectExists:
+        return
+    raise AssertionError(failure)
+
+
 def _small_tree(work: Path) -> Path:
     root = work / "tree"
     (root / "sub").mkdir(parents=True, exist_ok=True)
@@ -272,12 +281,8 @@ async def check_create_only(ctx: Context) -> None:
     if not ctx.backend.capabilities.create_only:
         raise NotSupported("the backend declares no create-only writes")
     await ctx.backend.put("Manifests/create-only", b"first", if_absent=True)
-    try:
-        await ctx.backend.put("Manifests/create-only", b"second", if_absent=True)
-    except errors.ObjectExists:
-        pass
-    else:
-        raise AssertionError("a second create-only write succeeded: the server ignores If-None-Match")
+    await _refused(ctx.backend.put("Manifests/create-only", b"second", if_absent=True),
+                   "a second create-only write succeeded: the server ignores If-None-Match")
     assert await _raw(ctx.raw.read, "Manifests/create-only") == b"first"
 
 
@@ -308,27 +313,14 @@ async def check_compare_and_swap(ctx: Context) -> None:
     key = "swap/fscas-epoch"
     first = await backend.put_tagged(key, b"one", tag=None)  # NotSupported: the server ignores the condition
     for stale, what in ((None, "a create-only swap over an existing object"), ("0" * 8, "a made-up tag")):
-        try:
-            await backend.put_tagged(key, b"wrong", tag=stale)
-        except errors.ObjectExists:
-            pass
-        else:
-            raise AssertionError(f"{what} succeeded")
+        await _refused(backend.put_tagged(key, b"wrong", tag=stale), f"{what} succeeded")
     second = await backend.put_tagged(key, b"two", tag=first)
-    try:
-        await backend.put_tagged(key, b"stale", tag=first)
-    except errors.ObjectExists:
-        pass
-    else:
-        raise AssertionError("a swap from a tag read before the last write succeeded")
+    await _refused(backend.put_tagged(key, b"stale", tag=first),
+                   "a swap from a tag read before the last write succeeded")
     assert await backend.get_tagged(key) == (b"two", second), "get_tagged does not give the last write and its tag"
     assert await _raw(ctx.raw.read, key) == b"two"
-    try:
-        await backend.put_tagged("swap/absent", b"x", tag=second)
-    except errors.ObjectExists:
-        pass
-    else:
-        raise AssertionError("a swap of an absent object from a tag succeeded")
+    await _refused(backend.put_tagged("swap/absent", b"x", tag=second),
+                   "a swap of an absent object from a tag succeeded")
 
     async def racer(i: int) -> bool:
         try:

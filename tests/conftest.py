@@ -18,40 +18,22 @@ def vectors() -> dict[str, Any]:
     return load()
 
 
-# This project's own short names for the plugin's emulator fixtures (fscas.conformance.plugin).
-@pytest.fixture(scope="session")
-def moto_server(fscas_moto: Any) -> Any:
-    return fscas_moto
+def _alias(name: str, plugin_fixture: str) -> Any:
+    """A session fixture `name` that is the plugin's `plugin_fixture` (fscas.conformance.plugin)."""
+    def alias(request: pytest.FixtureRequest) -> Any:
+        return request.getfixturevalue(plugin_fixture)
+
+    return pytest.fixture(scope="session", name=name)(alias)
 
 
-@pytest.fixture(scope="session")
-def seaweedfs(fscas_seaweedfs: Any) -> Any:
-    return fscas_seaweedfs
-
-
-@pytest.fixture(scope="session")
-def fake_gcs(fscas_gcs: Any) -> Any:
-    return fscas_gcs
-
-
-@pytest.fixture(scope="session")
-def azurite(fscas_azurite: Any) -> Any:
-    return fscas_azurite
-
-
-@pytest.fixture(scope="session")
-def sftp_server(fscas_sftp: Any) -> Any:
-    return fscas_sftp
-
-
-@pytest.fixture(scope="session")
-def webdav_server(fscas_webdav: Any) -> Any:
-    return fscas_webdav
-
-
-@pytest.fixture(scope="session")
-def ftp_server(fscas_ftp: Any) -> Any:
-    return fscas_ftp
+# This project's own short names for the plugin's emulator fixtures.
+moto_server = _alias("moto_server", "fscas_moto")
+seaweedfs = _alias("seaweedfs", "fscas_seaweedfs")
+fake_gcs = _alias("fake_gcs", "fscas_gcs")
+azurite = _alias("azurite", "fscas_azurite")
+sftp_server = _alias("sftp_server", "fscas_sftp")
+webdav_server = _alias("webdav_server", "fscas_webdav")
+ftp_server = _alias("ftp_server", "fscas_ftp")
 
 
 @pytest.fixture(params=BACKENDS)

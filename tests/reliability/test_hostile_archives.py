@@ -13,7 +13,7 @@ import tarfile
 from pathlib import Path
 
 import pytest
-from cli_runner import run_fscas
+from cli_runner import run_fscas, run_fscas_peak
 
 import fscas
 
@@ -84,14 +84,8 @@ def _extended_bomb(path: Path, kind: bytes, size: int) -> None:
 
 def _peak_fetch(url: str, dest: Path, limit: str, home: Path) -> tuple[int, str, float]:
     """Run `fscas fetch` in a child; (exit code, stderr, the child's peak RSS in MiB)."""
-    # VmHWM, not ru_maxrss: exec carries the parent's high-water mark into ru_maxrss (a big pytest process).
-    code = ("import re, sys\nfrom fscas.cli import main\nrc = main(sys.argv[1:])\n"
-            "hwm = re.search(r'VmHWM:\\s+(\\d+)', open('/proc/self/status').read())\n"
-            "print(int(hwm.group(1)) / 1024, file=sys.stderr)\nsys.exit(rc)")
-    r = subprocess.run([sys.executable, "-c", code, "fetch", url, str(dest), "--max-size", limit],
-                       capture_output=True, text=True, timeout=300, env={**os.environ, "HOME": str(home)})
-    *lines, peak = r.stderr.strip().splitlines()
-    return r.returncode, "\n".join(lines), float(peak)
+    r, peak = run_fscas_peak("fetch", url, str(dest), "--max-size", limit, home=home)
+    return r.returncode, r.stderr.rstrip("\n"), peak
 
 
 @pytest.mark.parametrize("kind", [tarfile.XHDTYPE, tarfile.GNUTYPE_LONGNAME], ids=["pax header", "GNU long name"])

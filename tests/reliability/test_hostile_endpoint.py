@@ -9,7 +9,6 @@ each test picks how it answers the GET of the one data object the manifest names
 from __future__ import annotations
 
 import asyncio
-import os
 import subprocess
 import sys
 import threading
@@ -19,6 +18,7 @@ from pathlib import Path
 
 import pytest
 import xxhash
+from cli_runner import run_fscas_peak
 
 from fscas.backends.s3 import S3Backend, S3Options
 
@@ -175,21 +175,11 @@ def manifest(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return out
 
 
-_PEAK = ("import re, sys\nfrom fscas.cli import main\nrc = main(sys.argv[1:])\n"
-         "hwm = re.search(r'VmHWM:\\s+(\\d+)', open('/proc/self/status').read())\n"
-         "print(int(hwm.group(1)) / 1024, file=sys.stderr)\nsys.exit(rc)")
-"""`fscas` that prints its peak RSS (VmHWM, MiB) last on stderr: ru_maxrss would carry over the
-high-water mark of the (large) pytest process the child was forked from."""
-
-
 def _pull(manifest: Path, dest: Path, url: str) -> tuple[int, str, float, float]:
     """`fscas pull`: (exit code, stderr, seconds, peak RSS in MiB)."""
     started = time.monotonic()
-    env = {k: v for k, v in os.environ.items() if not k.startswith("AWS_")}
-    r = subprocess.run([sys.executable, "-c", _PEAK, "pull", str(manifest), str(dest), "--store", url],
-                       capture_output=True, text=True, timeout=120, env={**env, "HOME": str(dest.parent)})
-    *lines, peak = r.stderr.strip().splitlines()
-    return r.returncode, "\n".join(lines) + "\n", time.monotonic() - started, float(peak)
+    r, peak = run_fscas_peak("pull", str(manifest), str(dest), "--store", url, home=dest.parent, timeout=120)
+    return r.returncode, r.stderr, time.monotonic() - started, peak
 
 
 REFUSED = {
