@@ -19,6 +19,7 @@ import io
 import os
 import stat
 import threading
+import time
 from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
@@ -213,12 +214,25 @@ def mount(fs: FscasFileSystem, mountpoint: str | os.PathLike[str], *, foreground
     if not target.is_dir() or any(target.iterdir()):
         raise ConfigError(f"{target}: a mountpoint must be an empty folder")
     try:
-        from fsspec.fuse import run
+        import fsspec.fuse  # noqa: F401 - fusepy and libfuse load here
     except (ImportError, OSError) as e:  # fusepy missing, or it found no libfuse
         raise ConfigError(f"fscas mount needs fusepy and libfuse 2 ({e}): pip install fusepy (in a checkout of "
                           "fscas: pip install -e '.[mount]'); Debian: apt-get install fuse3 libfuse2") from e
     fs.manifest  # noqa: B018 - a bad manifest is an error before anything is mounted
-    run(fs, "", str(target), foreground=foreground, threads=True, ops_class=_read_only_operations())
+    from fuse import FUSE
+
+    ops = _read_only_operations()(fs, "", ready_file=False)
+
+    def serve() -> None:
+        FUSE(ops, str(target), nothreads=False, foreground=foreground)
+
+    if foreground:
+        try:
+            serve()
+        except KeyboardInterrupt:
+            pass
+    else:
+        threading.Thread(target=serve, daemon=True).start()
 
 
 def _read_only_operations() -> type:
@@ -234,11 +248,19 @@ def _read_only_operations() -> type:
     class ReadOnly(FUSEr):  # type: ignore[misc]  # fsspec ships no type information
         create = write = mkdir = rmdir = unlink = truncate = rename = chmod = chown = symlink = link = refuse
         _seek = threading.Lock()
+        use_ns = True  # fusepy: times cross as integer nanoseconds (float seconds lose ~0.2 us today)
 
         def open(self, path: str, flags: int) -> int:
             if flags & (os.O_WRONLY | os.O_RDWR | os.O_APPEND | os.O_CREAT | os.O_TRUNC):
                 raise FuseOSError(errno.EROFS)
             return int(super().open(path, flags))
+
+        def getattr(self, path: str, fh: int | None = None) -> dict[str, Any]:
+            attrs: dict[str, Any] = super().getattr(path, fh)
+            entry = self.fs._files.get(self.fs._strip_protocol(path))
+            mtime_ns = entry.mtime * 1000 if entry is not None else time.time_ns()  # manifests keep microseconds
+            attrs.update(st_mtime=mtime_ns, st_atime=mtime_ns, st_ctime=mtime_ns)
+            return attrs
 
         def read(self, path: str, size: int, offset: int, fh: int) -> bytes:
             # FUSE threads read one handle at once; FUSEr's seek-then-read on a shared file races.

@@ -37,7 +37,8 @@ def test_mount_lists_reads_and_refuses_writes(tmp_path: Path) -> None:
         (src / rel).parent.mkdir(parents=True, exist_ok=True)
         (src / rel).write_bytes(data)
     with fscas.open_store(str(tmp_path / "store")) as store:
-        key, _, _ = store.push(snapshot(src, hash_cache=False), src, farm_id="f", queue_id="q")
+        manifest = snapshot(src, hash_cache=False)
+        key, _, _ = store.push(manifest, src, farm_id="f", queue_id="q")
     mnt = tmp_path / "mnt"
     mnt.mkdir()
     env = {**os.environ, "XDG_CACHE_HOME": str(tmp_path / "cache")}
@@ -53,8 +54,10 @@ def test_mount_lists_reads_and_refuses_writes(tmp_path: Path) -> None:
         assert not cmp.left_only and not cmp.right_only and not cmp.diff_files
         for rel in ("dir/b.bin", "dir/deep/big.bin", "scène/é.txt", "empty"):
             assert subprocess.run(["cmp", str(src / rel), str(mnt / rel)]).returncode == 0, rel
-        # mtimes cross FUSE as float seconds: within Deadline's own +-1 us of the manifest's
-        assert abs(os.stat(mnt / "dir/b.bin").st_mtime_ns - os.stat(src / "dir/b.bin").st_mtime_ns) <= 1000
+        # mtimes cross FUSE as integer nanoseconds: exactly the manifest's microseconds
+        mtimes = {p.path: p.mtime for p in manifest.paths}
+        for rel in ("dir/b.bin", "scène/é.txt"):
+            assert os.stat(mnt / rel).st_mtime_ns == mtimes[rel] * 1000, rel
         with pytest.raises(OSError) as refused:
             (mnt / "new.txt").write_bytes(b"x")
         assert refused.value.errno in (30, 13)  # EROFS (or EACCES from the 0444 mode)
