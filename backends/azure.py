@@ -1,10 +1,7 @@
-"""Azure Blob Storage (and Azurite) through azure-storage-blob's async client (installed with adlfs).
+"""Azure Blob Storage (and Azurite): azure-storage-blob's async client, single-blob requests on the
+fast path (`azure_http`); names, answers and errors on the wire in `azure_wire`.
 
 Quirks handled here and nowhere else:
-- Metadata names must be C# identifiers: real Azure answers 400 to `asset-root`, Azurite accepts
-  it (Azure/Azurite#532), so we map names ourselves instead of trusting the emulator. fscas's
-  metadata grammar is `[a-z][a-z0-9-]*`, on which '-' <-> '_' is a bijection: `asset-root` is
-  stored as `asset_root` and every fscas reader maps it back.
 - adlfs `put_file` drops user metadata (fsspec/adlfs#143), and adlfs builds its client with the
   SDK's default retry policy (15 s, then 18 s, 24 s...: over a minute before an unreachable
   endpoint is reported): we build the blob service client ourselves, with a short policy.
@@ -22,24 +19,38 @@ import contextlib
 import os
 import urllib.parse
 import uuid
-from collections.abc import AsyncIterator, Iterator, Mapping
+from collections.abc import AsyncIterator, Mapping
 from typing import Any
 
 import attrs
 
-from fscas.backends.base import Body, Capabilities, ObjectInfo, at, check_metadata, check_send_by, chunks_of, read_part
-from fscas.backends.url import Location, build_options
-from fscas.errors import (
-    AccessDenied,
-    BucketNotFound,
-    ConfigError,
-    CredentialsRefused,
-    ObjectExists,
-    ObjectNotFound,
-    StoreError,
-    Unreachable,
-    redact,
+from fscas.backends import resend
+from fscas.backends.azure_http import AzureHttp, fast_path_of
+from fscas.backends.azure_wire import (
+    chunks as checked_chunks,
 )
+from fscas.backends.azure_wire import (
+    info,
+    info_from_headers,
+    name_from_wire,
+    name_to_wire,
+    status_error,
+    translated,
+)
+from fscas.backends.base import (
+    Body,
+    Capabilities,
+    FileBody,
+    ObjectInfo,
+    at,
+    check_metadata,
+    check_send_by,
+    chunks_of,
+    read_part,
+)
+from fscas.backends.http11 import Streamed
+from fscas.backends.url import Location, build_options
+from fscas.errors import AccessDenied, BucketNotFound, ConfigError, ObjectExists, ObjectNotFound, redact
 
 __all__ = ["AzureBackend", "AzureOptions", "name_from_wire", "name_to_wire"]
 
@@ -62,18 +73,21 @@ class AzureOptions:
     """Anonymous access. Env: AZURE_STORAGE_ANON."""
     part_size: int = 16 * 2**20
     """Block size for streamed objects; shorter streams go as one Put Blob."""
+    upload_cutoff: int = 200 * 2**20
+    """On the fast path, a local file up to this size goes as one Put Blob even when larger than a
+    block (S3's `upload_cutoff`): one request where staging takes one a block plus the commit."""
     part_concurrency: int = 4
     """Blocks of one object in flight at once."""
-
-
-def name_to_wire(name: str) -> str:
-    """`asset-root` -> `asset_root`: a C# identifier for a name in fscas's metadata grammar."""
-    return name.replace("-", "_")
-
-
-def name_from_wire(name: str) -> str:
-    """`asset_root` -> `asset-root`: the inverse of `name_to_wire` (Azure keeps the case we sent)."""
-    return name.lower().replace("_", "-")
+    fast_path: bool = True
+    """Send single-blob GET/HEAD/PUT/DELETE over `http11` (`azure_http`), signed by the SDK client's
+    own shared-key policy: azure-core's per-request CPU cost bounds small-object transfers. A token
+    credential, a proxy for the endpoint (`HTTPS_PROXY`/`HTTP_PROXY` less `NO_PROXY`) or a missing
+    httptools keep every request on the SDK."""
+    connect_timeout: float = 20
+    """Seconds to open a connection (azure-core's default)."""
+    read_timeout: float = 60
+    """Seconds of silence after which an answer is given up; on the fast path also the time after
+    which an exchange must average `http11.Limits.min_rate`."""
 
 
 class AzureBackend:
@@ -94,6 +108,8 @@ class AzureBackend:
         self.url = f"az://{container}/{prefix}".rstrip("/") + (f"?{query}" if query else "")
         self._client: Any = None
         self._chain: Any = None  # DefaultAzureCredential, when no explicit credential is configured
+        self._http: AzureHttp | None = None
+        self._http_decided = False
 
     @classmethod
     def from_location(cls, location: Location, options: Mapping[str, object]) -> AzureBackend:
@@ -111,26 +127,55 @@ class AzureBackend:
 
             o, kind = self.options, self._credentials()
             # Transient answers are retried a few times within seconds; a dead endpoint fails in ~2 s.
-            retry = ExponentialRetry(initial_backoff=1, increment_base=2, retry_total=4, retry_connect=1)
+            retry = ExponentialRetry(initial_backoff=1, increment_base=2, retry_total=resend.ATTEMPTS - 1,
+                                     retry_connect=1)
+            common: dict[str, Any] = {"retry_policy": retry, "connection_timeout": o.connect_timeout,
+                                      "read_timeout": o.read_timeout}
             url = o.endpoint_url or f"https://{self.account}.blob.core.windows.net"
-            with _translated(self.url, ""):
+            with translated(self.url, ""):
                 if kind == "connection_string":
                     cs = o.connection_string or os.environ["AZURE_STORAGE_CONNECTION_STRING"]
-                    self._client = BlobServiceClient.from_connection_string(cs, retry_policy=retry)
+                    self._client = BlobServiceClient.from_connection_string(cs, **common)
                 elif kind == "account_key":
                     credential = {"account_name": self.account or "", "account_key": self._account_key() or ""}
-                    self._client = BlobServiceClient(url, credential=credential, retry_policy=retry)
+                    self._client = BlobServiceClient(url, credential=credential, **common)
                 elif kind == "sas_token":
                     sas = (o.sas_token or os.environ["AZURE_STORAGE_SAS_TOKEN"]).lstrip("?")
-                    self._client = BlobServiceClient(f"{url}?{sas}", retry_policy=retry)
+                    self._client = BlobServiceClient(f"{url}?{sas}", **common)
                 elif kind == "anon":
-                    self._client = BlobServiceClient(url, retry_policy=retry)
+                    self._client = BlobServiceClient(url, **common)
                 else:
                     from azure.identity.aio import DefaultAzureCredential
 
                     self._chain = DefaultAzureCredential()
-                    self._client = BlobServiceClient(url, credential=self._chain, retry_policy=retry)
+                    self._client = BlobServiceClient(url, credential=self._chain, **common)
         return self._client
+
+    def _fast_client(self) -> AzureHttp | None:
+        """The fast path's client, made on first use from the SDK client's own resolved URL, API
+        version and signing policy; None where the SDK must carry every request."""
+        if not self._http_decided:
+            o, service = self.options, self._service()
+            found = fast_path_of(service) if o.fast_path else None
+            if found is not None and not resend.proxy_applies(found[0]):
+                env = os.environ
+                self._http = AzureHttp(found[0], self.container, found[1], service.api_version,
+                                       connect_timeout=o.connect_timeout, read_timeout=o.read_timeout,
+                                       ca_bundle=env.get("REQUESTS_CA_BUNDLE") or env.get("SSL_CERT_FILE"))
+            self._http_decided = True
+        return self._http
+
+    async def _fast(self, method: str, key: str, *, body: bytes | Streamed = b"",
+                    headers: Mapping[str, str] | None = None, limit: int | None = None,
+                    missing: type[ObjectNotFound] = ObjectNotFound) -> tuple[Mapping[str, str], bytes] | None:
+        """The request through `AzureHttp` when it applies (None: use the SDK)."""
+        if (http := self._fast_client()) is None:
+            return None
+        with translated(self.url, key):
+            answer, data = await http.request(method, self._key(key), body=body, headers=headers, limit=limit)
+        if answer.status >= 300:
+            raise status_error(self.url, key, answer.status, answer.headers, data, missing)
+        return answer.headers, data
 
     def _credentials(self) -> str:
         """Which credential the client will use; a configuration that cannot work is refused here.
@@ -188,16 +233,23 @@ class AzureBackend:
 
     async def head(self, key: str) -> ObjectInfo:
         await self._ready()
-        with _translated(self.url, key):
+        if (fast := await self._fast("HEAD", key, limit=0)) is not None:
+            return info_from_headers(key, fast[0])
+        with translated(self.url, key):
             p = await self._blob(key).get_blob_properties()
-        return _info(key, p, p.size, {name_from_wire(k): v for k, v in (p.metadata or {}).items()})
+        return info(key, p, p.size, {name_from_wire(k): v for k, v in (p.metadata or {}).items()})
 
     async def get(self, key: str, *, start: int = 0, end: int | None = None) -> bytes:
         await self._ready()
         if end is not None and end <= start:
             return b""
         length = None if end is None else end - start
-        with _translated(self.url, key):
+        if start or length is not None:
+            ranged = {"x-ms-range": f"bytes={start}-{'' if end is None else end - 1}"}
+        if (fast := await self._fast("GET", key, headers=ranged if start or length is not None else None,
+                                     limit=length)) is not None:
+            return fast[1]
+        with translated(self.url, key):
             stream = await self._blob(key).download_blob(  # offset 0 without a length is a 416 on an empty blob
                 offset=start if start or length is not None else None, length=length)
             data: bytes = await stream.readall()
@@ -209,18 +261,30 @@ class AzureBackend:
         meta = check_metadata(metadata, key)
         wire = {name_to_wire(k): v for k, v in meta.items()}
         blob = self._blob(key)
+        headers = {"x-ms-blob-type": "BlockBlob", **{f"x-ms-meta-{k}": v for k, v in wire.items()},
+                   **({"If-None-Match": "*"} if if_absent else {})}
+        if isinstance(data, FileBody) and data.size <= self.options.upload_cutoff and self._fast_client() is not None:
+            # Its sending reading checks the file against its manifest entry and holds the last chunk
+            # back until it does: what the server stores is what was snapshotted.
+            body = Streamed(data.size, data.reread)
+            fast = await self._fast("PUT", key, body=body, headers=headers, missing=BucketNotFound)
+            assert fast is not None
+            return info_from_headers(key, fast[0], size=data.size, metadata=meta)
         chunks = chunks_of(data)
         first = await read_part(chunks, self.options.part_size)
-        with _translated(self.url, key, missing=BucketNotFound):
+        if len(first) < self.options.part_size and (
+                fast := await self._fast("PUT", key, body=first, headers=headers, missing=BucketNotFound)) is not None:
+            return info_from_headers(key, fast[0], size=len(first), metadata=meta)
+        with translated(self.url, key, missing=BucketNotFound):
             if len(first) < self.options.part_size:
                 r = await blob.upload_blob(first, overwrite=not if_absent, metadata=wire)
-                return _info(key, r, len(first), meta)
+                return info(key, r, len(first), meta)
         slots = asyncio.Semaphore(self.options.part_concurrency)
         blocks: list[str] = []
 
         async def stage(block_id: str, body: bytes) -> None:
             try:
-                with _translated(self.url, key, missing=BucketNotFound):
+                with translated(self.url, key, missing=BucketNotFound):
                     await blob.stage_block(block_id, body)
             finally:
                 slots.release()
@@ -241,13 +305,13 @@ class AzureBackend:
             await asyncio.gather(*tasks, return_exceptions=True)
             raise  # staged blocks are never committed; the server drops them
         cond = {"if_none_match": "*"} if if_absent else {}
-        with _translated(self.url, key, missing=BucketNotFound):
+        with translated(self.url, key, missing=BucketNotFound):
             r = await blob.commit_block_list(blocks, metadata=wire, **cond)
-        return _info(key, r, size, meta)
+        return info(key, r, size, meta)
 
     async def get_tagged(self, key: str) -> tuple[bytes, str]:
         await self._ready()
-        with _translated(self.url, key):
+        with translated(self.url, key):
             stream = await self._blob(key).download_blob()
             data: bytes = await stream.readall()
         return data, str(stream.properties.etag)
@@ -259,7 +323,7 @@ class AzureBackend:
         await self._ready()
         condition = {"etag": tag, "match_condition": MatchConditions.IfNotModified} if tag is not None else {}
         try:
-            with _translated(self.url, key):
+            with translated(self.url, key):
                 r = await self._blob(key).upload_blob(data, overwrite=tag is not None, **condition)
         except ObjectNotFound as e:  # the blob, not the container (BucketNotFound), is gone
             if isinstance(e, BucketNotFound):
@@ -271,17 +335,40 @@ class AzureBackend:
         await self._ready()
         strip = len(self._key(""))
         container = self._service().get_container_client(self.container)
-        with _translated(self.url, prefix):
+        with translated(self.url, prefix):
             async for p in container.list_blobs(name_starts_with=self._key(prefix)):
-                yield _info(p.name[strip:], p, p.size, {})
+                yield info(p.name[strip:], p, p.size, {})
+
+    @contextlib.asynccontextmanager
+    async def stream(self, key: str, *, start: int = 0) -> AsyncIterator[AsyncIterator[bytes]]:
+        """The blob's bytes from `start`, as they arrive: one GET (the caller resumes a broken one)."""
+        await self._ready()
+        async with contextlib.AsyncExitStack() as stack:
+            if (http := self._fast_client()) is not None:
+                with translated(self.url, key):
+                    answer, chunks = await stack.enter_async_context(http.streamed(self._key(key), start=start))
+                    error = b"".join([c async for c in chunks]) if answer.status >= 300 else b""
+                if answer.status >= 300:
+                    raise status_error(self.url, key, answer.status, answer.headers, error)
+            else:
+                with translated(self.url, key):
+                    downloader = await self._blob(key).download_blob(offset=start or None)
+                chunks = downloader.chunks()
+            yield checked_chunks(self.url, key, chunks)  # outside `translated`: a full disk is the caller's error
 
     async def delete(self, key: str) -> None:
         await self._ready()
-        check_send_by(self.url, key)
-        with contextlib.suppress(ObjectNotFound), _translated(self.url, key):
-            await self._blob(key).delete_blob()
+        with contextlib.suppress(ObjectNotFound):
+            if await self._fast("DELETE", key) is not None:  # the fast path checks SEND_BY as the request leaves
+                return
+            check_send_by(self.url, key)
+            with translated(self.url, key):
+                await self._blob(key).delete_blob()
 
     async def aclose(self) -> None:
+        http, self._http, self._http_decided = self._http, None, False
+        if http is not None:
+            await http.close()
         client, self._client = self._client, None
         if client is not None:
             await client.close()
@@ -294,56 +381,3 @@ def _connection_fields(connection_string: str | None) -> dict[str, str]:
     """The fields of a connection string (the option's, else AZURE_STORAGE_CONNECTION_STRING's)."""
     cs = connection_string or os.environ.get("AZURE_STORAGE_CONNECTION_STRING", "")
     return dict(p.split("=", 1) for p in cs.split(";") if "=" in p)
-
-
-def _info(key: str, p: Any, size: int, metadata: Mapping[str, str]) -> ObjectInfo:
-    def get(name: str) -> Any:  # upload/commit answer dicts; properties and listings answer objects
-        return p.get(name) if isinstance(p, Mapping) else getattr(p, name, None)
-
-    settings = get("content_settings")
-    md5 = get("content_md5") or (settings.content_md5 if settings is not None else None)
-    modified = get("last_modified")
-    return ObjectInfo(key=key, size=size, metadata=metadata, etag=get("etag"), version_id=get("version_id"),
-                      checksums={"md5": bytes(md5).hex()} if md5 else {},
-                      last_modified=modified.timestamp() if modified else None)
-
-
-def _denied(url: str, key: str, code: object) -> AccessDenied:
-    """The key or token itself refused (or not even usable to sign), or a permission refused."""
-    if code in (None, "AuthenticationFailed", "InvalidAuthenticationInfo", 401):
-        return CredentialsRefused(f"{url}: credentials refused ({code or 'the request could not be signed'})")
-    return AccessDenied(f"{at(url, key)}: access denied ({code})")
-
-
-@contextlib.contextmanager
-def _translated(url: str, key: str, missing: type[ObjectNotFound] = ObjectNotFound) -> Iterator[None]:
-    """Map azure-core errors to fscas errors naming the URL and key, never a credential."""
-    from azure.core import exceptions as ax
-
-    try:
-        yield
-    except StoreError:
-        raise
-    except ax.ResourceNotFoundError as e:
-        if getattr(e, "error_code", None) == "ContainerNotFound" or missing is BucketNotFound:
-            raise BucketNotFound(f"{url}: container does not exist") from e
-        raise ObjectNotFound(f"{at(url, key)}: not found") from e
-    except (ax.ResourceExistsError, ax.ResourceModifiedError) as e:
-        raise ObjectExists(f"{at(url, key)}: already exists") from e
-    except ax.ClientAuthenticationError as e:
-        raise _denied(url, key, getattr(e, "error_code", None) or e.status_code) from e
-    except (ax.ServiceRequestError, ax.ServiceResponseError, ConnectionError) as e:
-        raise Unreachable(f"{at(url, key)}: endpoint unreachable ({type(e).__name__})") from e
-    except ax.HttpResponseError as e:
-        if e.status_code in (401, 403):
-            code = getattr(e, "error_code", None) or e.status_code
-            # Azurite answers a wrong key with AuthorizationFailure and Azure's AuthenticationFailed text.
-            if code == "AuthorizationFailure" and str(e.message).startswith("Server failed to authenticate"):
-                code = "AuthenticationFailed"
-            raise _denied(url, key, code) from e
-        code = getattr(e, "error_code", None) or ""
-        raise StoreError(f"{at(url, key)}: HTTP {e.status_code} {code}".rstrip()) from e
-    except ValueError as e:  # azure-core: a malformed connection string or account URL
-        raise ConfigError(f"{url}: invalid Azure configuration: {redact(str(e)).splitlines()[0]}") from e
-    except ax.AzureError as e:  # the rest of azure-core's errors
-        raise StoreError(f"{at(url, key)}: {type(e).__name__}") from e

@@ -40,6 +40,7 @@ from fscas.backends.base import (
     retry_pause,
     swap_is_honoured,
 )
+from fscas.backends.resend import ATTEMPTS, RETRY_STATUS
 from fscas.backends.url import Location, build_options
 from fscas.errors import (
     AccessDenied,
@@ -241,8 +242,7 @@ class GCSBackend:
 
 
 _TOKEN_METHODS = ("anon", "google_default", "cloud", "cache")
-_RETRY_STATUS = {408, 429, 500, 502, 503, 504}
-_ATTEMPTS = 5
+_RETRY_STATUS = RETRY_STATUS | {408}  # GCS's JSON API also answers 408 to a request it gave up on
 
 
 def _retried(request: Callable[..., Awaitable[Any]]) -> Callable[..., Awaitable[Any]]:
@@ -252,17 +252,17 @@ def _retried(request: Callable[..., Awaitable[Any]]) -> Callable[..., Awaitable[
     from gcsfs.retry import HttpError
 
     async def call(fs: Any, *args: Any, **kwargs: Any) -> Any:
-        for attempt in range(_ATTEMPTS):
+        for attempt in range(ATTEMPTS):
             try:
                 return await request(fs, *args, **kwargs)
             except aiohttp.ClientConnectorError:
                 if attempt >= 1:
                     raise
             except HttpError as e:
-                if e.code not in _RETRY_STATUS or attempt == _ATTEMPTS - 1:
+                if e.code not in _RETRY_STATUS or attempt == ATTEMPTS - 1:
                     raise
             except (aiohttp.ClientPayloadError, aiohttp.ServerDisconnectedError, TimeoutError):
-                if attempt == _ATTEMPTS - 1:
+                if attempt == ATTEMPTS - 1:
                     raise
             await retry_pause(attempt)
         raise AssertionError("unreachable")  # the loop returns or raises on its last attempt

@@ -22,6 +22,7 @@ from typing import Any
 
 import attrs
 
+from fscas.backends import resend
 from fscas.backends.base import (
     Body,
     Capabilities,
@@ -107,7 +108,8 @@ class S3Options:
     fast_path: bool = True
     """With a custom endpoint, send single-object GET/HEAD/PUT signed by awscrt over `http11` (`s3_http`;
     awscrt and httptools come with the `s3` extra): botocore's per-request CPU cost bounds small-object
-    transfers. AWS itself always goes through botocore; without those two, so does everything."""
+    transfers. AWS itself always goes through botocore; without those two, or when a proxy applies to
+    the endpoint (`HTTPS_PROXY`/`HTTP_PROXY` less `NO_PROXY`), so does everything."""
 
     def resolved_endpoint(self) -> str | None:
         return self.endpoint_url or os.environ.get("AWS_ENDPOINT_URL_S3") or os.environ.get("AWS_ENDPOINT_URL")
@@ -200,7 +202,8 @@ class S3Backend:
             if self._http_decided:
                 return self._http
             o = self.options
-            if self.endpoint and o.fast_path and not o.anon and signer_available():
+            if (self.endpoint and o.fast_path and not o.anon and signer_available()
+                    and not resend.proxy_applies(self.endpoint)):
                 static = _static_credentials(o)
                 if static is None:
                     if self._fs is None:

@@ -22,15 +22,13 @@ from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
 from email.utils import parsedate_to_datetime
 from typing import Any
 
-from fscas.backends.base import retry_pause
-from fscas.backends.http11 import CannotConnect, HttpClient, Streamed
+from fscas.backends import resend
+from fscas.backends.http11 import HttpClient, Streamed
+from fscas.backends.resend import ATTEMPTS
 
 __all__ = ["ATTEMPTS", "UNSIGNED", "Credentials", "Listed", "S3Http", "error_code", "last_modified", "parse_listing",
            "signer_available"]
 
-_RETRY_STATUS = {429, 500, 502, 503, 504}  # 429 and 503 are S3's SlowDown
-ATTEMPTS = 5
-"""Tries of one request, botocore's `standard` mode default (`AWS_MAX_ATTEMPTS` / `max_attempts` change it)."""
 _CODE = re.compile(rb"<Code>([^<]+)</Code>")
 UNSIGNED = "UNSIGNED-PAYLOAD"
 """The `x-amz-content-sha256` of a body whose hash the signature does not carry (SigV4's own value)."""
@@ -210,53 +208,26 @@ class S3Http:
     async def _send(self, method: str, target: str, headers: Mapping[str, str], body: bytes | Streamed,
                     payload_sha256: str | None, limit: int | None = None
                     ) -> tuple[int, Mapping[str, str], bytes, bool]:
-        """`target` signed and sent, retried on a broken connection, a 429 or a 5xx (signed anew each
-        time): (status, headers, body, whether an earlier copy may have reached the server)."""
-        replayed = False
-        for attempt in range(self._attempts):
-            signed = await self._signed(method, target, headers, payload_sha256)
-            try:
-                answer, data = await self._client.request(method, target, signed, body, limit=limit)
-                replayed = replayed or answer.replayed
-                if answer.status not in _RETRY_STATUS or attempt == self._attempts - 1:
-                    return answer.status, answer.headers, data, replayed
-            except (ConnectionError, TimeoutError) as e:
-                if not self._retryable(e, attempt):
-                    raise
-                replayed = replayed or not isinstance(e, CannotConnect)  # it may have been received
-            await retry_pause(attempt)
-        raise AssertionError("unreachable")  # the loop returns or raises on its last attempt
+        """`target` signed and sent by `resend.send` (signed anew each try): (status, headers, body,
+        whether an earlier copy may have reached the server)."""
+        async def sign() -> list[tuple[str, str]]:
+            return await self._signed(method, target, headers, payload_sha256)
 
-    def _retryable(self, error: BaseException, attempt: int) -> bool:
-        """Whether a failed attempt is tried again: a connection that could not be opened (refused,
-        unknown host: not transient) once only, a broken or silent one until the last attempt."""
-        return attempt < 1 if isinstance(error, CannotConnect) else attempt < self._attempts - 1
+        answer, data, replayed = await resend.send(self._client, method, target, sign, body,
+                                                   attempts=self._attempts, limit=limit)
+        return answer.status, answer.headers, data, replayed
 
     @contextlib.asynccontextmanager
     async def streamed(self, key: str, *, headers: Mapping[str, str] | None = None
                        ) -> AsyncIterator[tuple[int, Mapping[str, str], AsyncIterator[bytes]]]:
-        """One signed GET whose body is read as it arrives: (status, headers, chunks).
-
-        Retried until the answer starts; a body that breaks off later raises while it is read (the
-        caller resumes with a Range).
-        """
+        """One signed GET whose body is read as it arrives: (status, headers, chunks) (`resend.stream`)."""
         path = self._path(key)
-        for attempt in range(self._attempts):
-            signed = await self._signed("GET", path, headers or {}, None)
-            stack = contextlib.AsyncExitStack()
-            try:
-                answer, chunks = await stack.enter_async_context(self._client.stream("GET", path, signed))
-            except (ConnectionError, TimeoutError) as e:
-                if not self._retryable(e, attempt):
-                    raise
-            else:
-                if answer.status not in _RETRY_STATUS or attempt == self._attempts - 1:
-                    async with stack:
-                        yield answer.status, answer.headers, chunks
-                    return
-                await stack.aclose()
-            await retry_pause(attempt)
-        raise AssertionError("unreachable")
+
+        async def sign() -> list[tuple[str, str]]:
+            return await self._signed("GET", path, headers or {}, None)
+
+        async with resend.stream(self._client, path, sign, attempts=self._attempts) as (answer, chunks):
+            yield answer.status, answer.headers, chunks
 
 
 def _once(data: bytes) -> Callable[[], AsyncIterator[bytes]]:

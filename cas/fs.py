@@ -15,6 +15,7 @@ raises `IntegrityError`, never wrong bytes. Writes raise `NotSupported`: a snaps
 
 from __future__ import annotations
 
+import contextlib
 import io
 import os
 import stat
@@ -227,10 +228,8 @@ def mount(fs: FscasFileSystem, mountpoint: str | os.PathLike[str], *, foreground
         FUSE(ops, str(target), nothreads=False, foreground=foreground)
 
     if foreground:
-        try:
+        with contextlib.suppress(KeyboardInterrupt):
             serve()
-        except KeyboardInterrupt:
-            pass
     else:
         threading.Thread(target=serve, daemon=True).start()
 

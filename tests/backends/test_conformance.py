@@ -51,3 +51,12 @@ class TestAzurite(BackendSuite):
     @pytest.fixture
     def store_target(self, azurite: Any) -> tuple[str, dict[str, Any]]:
         return _bucket(azurite)
+
+
+class TestAzuriteSdkPath(BackendSuite):
+    """Every check again with the fast path off: the SDK path (token credentials, proxies) stays whole."""
+
+    @pytest.fixture
+    def store_target(self, azurite: Any) -> tuple[str, dict[str, Any]]:
+        url, options = _bucket(azurite)
+        return url, {**options, "fast_path": False}

@@ -1,0 +1,88 @@
+"""One retry rule for every request fscas sends itself (the S3 and Azure fast paths over `http11`).
+
+A request is signed anew and sent again after a broken or silent connection, a 429 or a 5xx, with
+`retry_pause` between tries: up to `attempts` tries, but a connection that could not even be opened
+(refused, unknown host: not transient) only twice. Whether an earlier copy may have reached the
+server is reported, so a conditional write refused after a resend can be checked for being its own.
+The SDK paths (botocore, gcsfs, azure-core) keep their SDK's retry policy, set to the same budget.
+"""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterable
+
+from fscas.backends.base import retry_pause
+from fscas.backends.http11 import Answer, CannotConnect, HttpClient, Streamed
+
+__all__ = ["ATTEMPTS", "RETRY_STATUS", "Sign", "proxy_applies", "retryable", "send", "stream"]
+
+RETRY_STATUS = frozenset({429, 500, 502, 503, 504})  # 429 and 503 are S3's SlowDown and Azure's ServerBusy
+ATTEMPTS = 5
+"""Tries of one request, botocore's `standard` mode default."""
+
+Sign = Callable[[], Awaitable[Iterable[tuple[str, str]]]]
+"""Makes the headers of one try (a fresh date and signature each time)."""
+
+
+def retryable(error: BaseException, attempt: int, attempts: int) -> bool:
+    """Whether try `attempt` (from 0), failed with `error`, is tried again."""
+    return attempt < 1 if isinstance(error, CannotConnect) else attempt < attempts - 1
+
+
+async def send(client: HttpClient, method: str, target: str, sign: Sign, body: bytes | Streamed = b"", *,
+               attempts: int = ATTEMPTS, limit: int | None = None) -> tuple[Answer, bytes, bool]:
+    """`method target` sent until it is answered without a retryable status, or tries run out:
+    (answer, body, whether an earlier copy may have reached the server).
+
+    Raises:
+        ConnectionError, TimeoutError: the last try's; `http11.AnswerRefused` at once (never retried).
+    """
+    replayed = False
+    for attempt in range(attempts):
+        try:
+            answer, data = await client.request(method, target, await sign(), body, limit=limit)
+            replayed = replayed or answer.replayed
+            if answer.status not in RETRY_STATUS or attempt == attempts - 1:
+                return answer, data, replayed
+        except (ConnectionError, TimeoutError) as e:
+            if not retryable(e, attempt, attempts):
+                raise
+            replayed = replayed or not isinstance(e, CannotConnect)  # it may have been received
+        await retry_pause(attempt)
+    raise AssertionError("unreachable")  # the loop returns or raises on its last attempt
+
+
+@contextlib.asynccontextmanager
+async def stream(client: HttpClient, target: str, sign: Sign, *, attempts: int = ATTEMPTS
+                 ) -> AsyncIterator[tuple[Answer, AsyncIterator[bytes]]]:
+    """One GET whose body is read as it arrives, retried until its answer starts; a body that
+    breaks off later raises while it is read (the caller resumes with a range)."""
+    for attempt in range(attempts):
+        stack = contextlib.AsyncExitStack()
+        try:
+            answer, chunks = await stack.enter_async_context(client.stream("GET", target, await sign()))
+        except (ConnectionError, TimeoutError) as e:
+            if not retryable(e, attempt, attempts):
+                raise
+        else:
+            if answer.status not in RETRY_STATUS or attempt == attempts - 1:
+                async with stack:
+                    yield answer, chunks
+                return
+            await stack.aclose()
+        await retry_pause(attempt)
+    raise AssertionError("unreachable")
+
+
+def proxy_applies(url: str) -> bool:
+    """Whether `HTTPS_PROXY`/`HTTP_PROXY`/`ALL_PROXY` (less `NO_PROXY`) would send requests to `url`
+    through a proxy, as requests, botocore and azure-core read them: the fast paths, which speak to
+    the server directly, then step aside for the SDK path."""
+    import urllib.request
+
+    parts = urllib.parse.urlsplit(url)
+    proxies = urllib.request.getproxies()
+    if not (proxies.get(parts.scheme) or proxies.get("all")):
+        return False
+    return not urllib.request.proxy_bypass(parts.hostname or "")
