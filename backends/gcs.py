@@ -15,43 +15,39 @@ Quirks handled here and nowhere else:
 
 from __future__ import annotations
 
-import base64
+import asyncio
 import contextlib
+import importlib.util
 import json
 import os
 import types
 import urllib.parse
 import uuid
-from collections.abc import AsyncIterator, Awaitable, Callable, Iterator, Mapping
-from datetime import datetime
+from collections.abc import AsyncIterator, Iterator, Mapping
 from typing import Any
 
 import attrs
 
+from fscas.backends import gcs_http, resend
 from fscas.backends.base import (
     Body,
     Capabilities,
+    FileBody,
     ObjectInfo,
-    at,
     check_metadata,
     check_send_by,
     chunks_of,
     read_part,
-    retry_pause,
     swap_is_honoured,
 )
-from fscas.backends.resend import ATTEMPTS, RETRY_STATUS
+from fscas.backends.gcs_http import GCSHttp
+from fscas.backends.gcs_wire import info, json_or_none, retried, translated
 from fscas.backends.url import Location, build_options
 from fscas.errors import (
-    AccessDenied,
     BucketNotFound,
     ConfigError,
-    CredentialsRefused,
     NotSupported,
-    ObjectExists,
     ObjectNotFound,
-    StoreError,
-    Unreachable,
     redact,
 )
 
@@ -74,6 +70,13 @@ class GCSOptions:
     Unset: Google's default chain. Never printed."""
     part_size: int = 16 * 2**20
     """Resumable chunk size (rounded to 256 KiB); shorter streams go as one request."""
+    upload_cutoff: int = 200 * 2**20
+    """On the fast path, a local file up to this size goes as one multipart upload even when larger
+    than a chunk (S3's `upload_cutoff`)."""
+    fast_path: bool = True
+    """Send single-object GET/metadata/upload/DELETE over `http11` (`gcs_http`), without importing
+    gcsfs for anonymous access or a raw token; a proxy for the endpoint (`HTTPS_PROXY`/`HTTP_PROXY`
+    less `NO_PROXY`) or a missing httptools keep every request on gcsfs."""
 
 
 class GCSBackend:
@@ -88,6 +91,9 @@ class GCSBackend:
         where = f"?endpoint_url={redact(self.endpoint)}" if self.endpoint else ""
         self.url = f"gs://{bucket}/{prefix}".rstrip("/") + where
         self._fs: Any = None
+        self._http: GCSHttp | None = None
+        self._http_decided = False
+        self._opening = asyncio.Lock()
         self._swaps: bool | None = None  # whether the server honours ifGenerationMatch (probed on the first swap)
 
     @classmethod
@@ -106,11 +112,11 @@ class GCSBackend:
 
             o = self.options
             token = self._token()
-            with _translated(self.url, ""):
+            with translated(self.url, ""):
                 fs = GCSFileSystem(asynchronous=True, skip_instance_cache=True, endpoint_url=self.endpoint,
                                    project=o.project or os.environ.get("GOOGLE_CLOUD_PROJECT", ""),
                                    token=token, use_listings_cache=False)
-                fs._request = types.MethodType(_retried(GCSFileSystem._request.__wrapped__), fs)
+                fs._request = types.MethodType(retried(GCSFileSystem._request.__wrapped__), fs)
                 await fs._set_session()
             self._fs = fs
         return self._fs
@@ -132,36 +138,84 @@ class GCSBackend:
         wrap: Any = credentials.Credentials  # google-auth is untyped
         return wrap(token)
 
+    async def _fast_client(self) -> GCSHttp | None:
+        """The fast path's client, made on first use; None where gcsfs must carry every request."""
+        if self._http_decided:
+            return self._http
+        async with self._opening:
+            if not self._http_decided:
+                endpoint = (self.endpoint or "https://storage.googleapis.com").rstrip("/")
+                if "://" not in endpoint:
+                    endpoint = f"http://{endpoint}"  # STORAGE_EMULATOR_HOST may name only host:port
+                if (self.options.fast_path and importlib.util.find_spec("httptools") is not None
+                        and not resend.proxy_applies(endpoint)):
+                    token = self._token()
+                    if token == "anon" or hasattr(token, "token"):  # no gcsfs needed for these two
+                        authorize = gcs_http.static_authorization(getattr(token, "token", None))
+                    else:
+                        authorize = gcs_http.gcsfs_authorization((await self._conn()).credentials)
+                    env = os.environ
+                    self._http = GCSHttp(endpoint, self.bucket, authorize,
+                                         ca_bundle=env.get("REQUESTS_CA_BUNDLE") or env.get("SSL_CERT_FILE"))
+                self._http_decided = True
+        return self._http
+
+    @contextlib.contextmanager
+    def _fast_errors(self, key: str) -> Iterator[None]:
+        """The fast path's failures as fscas errors; gcsfs's only where gcsfs refreshes credentials."""
+        with gcs_http.translated(self.url, key), (translated(self.url, key) if self._fs is not None
+                                                  else contextlib.nullcontext()):
+            yield
+
     async def _json(self, method: str, key: str, path: str, *args: str, **kwargs: Any) -> Any:
         fs = await self._conn()
-        with _translated(self.url, key):
+        with translated(self.url, key):
             return await fs._call(method, path, *args, json_out=True, **kwargs)
 
     async def head(self, key: str) -> ObjectInfo:
-        return _info(key, await self._json("GET", key, "b/{}/o/{}", self.bucket, self._key(key)))
+        if (http := await self._fast_client()) is not None:
+            with self._fast_errors(key):
+                status, body = await http.metadata(self._key(key))
+            if status >= 300:
+                raise gcs_http.status_error(self.url, key, status, body)
+            return info(key, json.loads(body))
+        return info(key, await self._json("GET", key, "b/{}/o/{}", self.bucket, self._key(key)))
 
     async def get(self, key: str, *, start: int = 0, end: int | None = None) -> bytes:
         if end is not None and end <= start:
             return b""
+        if (http := await self._fast_client()) is not None:
+            with self._fast_errors(key):
+                status, data = await http.media(self._key(key), start=start, end=end)
+            if status >= 300:
+                raise gcs_http.status_error(self.url, key, status, data)
+            return data
         fs = await self._conn()
         headers = {"Range": f"bytes={start}-{'' if end is None else end - 1}"} if start or end is not None else {}
-        with _translated(self.url, key):
+        with translated(self.url, key):
             _, data = await fs._call("GET", "b/{}/o/{}", self.bucket, self._key(key), alt="media", headers=headers)
         return bytes(data)
 
     async def put(self, key: str, data: Body, *, metadata: Mapping[str, str] | None = None,
                   if_absent: bool = False) -> ObjectInfo:
-        from gcsfs.core import initiate_upload, simple_upload
-
         meta = check_metadata(metadata, key) or None
-        mode = "create" if if_absent else "overwrite"
-        fs = await self._conn()
         part_size = max(_QUANTUM, self.options.part_size // _QUANTUM * _QUANTUM)
+        http = await self._fast_client()
+        if http is not None and isinstance(data, FileBody) and data.size <= self.options.upload_cutoff:
+            # Its sending reading checks the file against its manifest entry and holds the last chunk
+            # back until it does: what the server stores is what was snapshotted.
+            return await self._upload(http, key, data, meta, if_absent)
         chunks = chunks_of(data)
         part = await read_part(chunks, part_size)
-        with _translated(self.url, key, missing=BucketNotFound):
+        if http is not None and len(part) < part_size:
+            return await self._upload(http, key, part, meta, if_absent)
+        from gcsfs.core import initiate_upload, simple_upload
+
+        mode = "create" if if_absent else "overwrite"
+        fs = await self._conn()
+        with translated(self.url, key, missing=BucketNotFound):
             if len(part) < part_size:
-                return _info(key, await simple_upload(fs, self.bucket, self._key(key), part, meta, mode=mode))
+                return info(key, await simple_upload(fs, self.bucket, self._key(key), part, meta, mode=mode))
             location = await initiate_upload(fs, self.bucket, self._key(key), metadata=meta, mode=mode)
         try:
             offset = 0
@@ -170,7 +224,7 @@ class GCSBackend:
                 total = None if following else offset + len(part)
                 result = await self._send(key, location, part, offset, total)
                 if total is not None:
-                    return _info(key, result)
+                    return info(key, result)
                 offset += len(part)
                 part = following
         except BaseException:
@@ -178,18 +232,51 @@ class GCSBackend:
                 await fs._call("DELETE", location)
             raise
 
+    async def _upload(self, http: GCSHttp, key: str, data: bytes | FileBody, meta: Mapping[str, str] | None,
+                      if_absent: bool) -> ObjectInfo:
+        with self._fast_errors(key):
+            status, body = await http.upload(self._key(key), data, meta, if_absent=if_absent)
+        if status >= 300:
+            raise gcs_http.status_error(self.url, key, status, body, missing=BucketNotFound)
+        return info(key, json.loads(body))
+
+    @contextlib.asynccontextmanager
+    async def stream(self, key: str, *, start: int = 0) -> AsyncIterator[AsyncIterator[bytes]]:
+        """The object's bytes from `start`, as they arrive: one GET (the caller resumes a broken one)."""
+        http = await self._fast_client()
+        if http is None:  # gcsfs reads whole answers: ranged GETs of a part each
+            yield self._ranges(key, start)
+            return
+        async with contextlib.AsyncExitStack() as stack:
+            with self._fast_errors(key):
+                answer, chunks = await stack.enter_async_context(http.streamed(self._key(key), start=start))
+                error = b"".join([c async for c in chunks]) if answer.status >= 300 else b""
+            if answer.status >= 300:
+                raise gcs_http.status_error(self.url, key, answer.status, error)
+            yield self._checked(key, chunks)  # outside the translation: a full disk is the caller's error
+
+    async def _checked(self, key: str, chunks: AsyncIterator[bytes]) -> AsyncIterator[bytes]:
+        with self._fast_errors(key):
+            async for chunk in chunks:
+                yield chunk
+
+    async def _ranges(self, key: str, start: int) -> AsyncIterator[bytes]:
+        size = (await self.head(key)).size
+        for offset in range(start, size, self.options.part_size):
+            yield await self.get(key, start=offset, end=min(size, offset + self.options.part_size))
+
     async def _send(self, key: str, location: str, data: bytes, offset: int, total: int | None) -> Any:
         fs = await self._conn()
         last = offset + len(data) - 1
         span = f"bytes {offset}-{last}/{'*' if total is None else total}" if data else f"bytes */{total}"
-        with _translated(self.url, key, missing=BucketNotFound):
+        with translated(self.url, key, missing=BucketNotFound):
             _, body = await fs._call("POST", location, data=data,
                                      headers={"Content-Range": span, "Content-Length": str(len(data))})
-        return _json_or_none(body)
+        return json_or_none(body)
 
     async def get_tagged(self, key: str) -> tuple[bytes, str]:
         fs = await self._conn()
-        with _translated(self.url, key):
+        with translated(self.url, key):
             headers, data = await fs._call("GET", "b/{}/o/{}", self.bucket, self._key(key), alt="media")
         return bytes(data), str(headers.get("x-goog-generation", ""))
 
@@ -209,7 +296,7 @@ class GCSBackend:
                 f"{json.dumps({'name': self._key(key)})}\r\n--{boundary}\r\n"
                 "Content-Type: application/octet-stream\r\n\r\n")
         body = head.encode() + data + f"\r\n--{boundary}--".encode()
-        with _translated(self.url, key, missing=BucketNotFound):
+        with translated(self.url, key, missing=BucketNotFound):
             r = await fs._call("POST", f"{fs._location}/upload/storage/v1/b/{urllib.parse.quote(self.bucket)}/o",
                                uploadType="multipart", ifGenerationMatch=tag or "0", data=body, json_out=True,
                                headers={"Content-Type": f'multipart/related; boundary="{boundary}"'})
@@ -222,18 +309,27 @@ class GCSBackend:
             r = await self._json("GET", prefix, "b/{}/o", self.bucket, prefix=self._key(prefix), maxResults=1000,
                                  **page)
             for item in r.get("items", ()):
-                yield attrs.evolve(_info(item["name"][strip:], item), metadata={})
+                yield attrs.evolve(info(item["name"][strip:], item), metadata={})
             if not r.get("nextPageToken"):
                 return
             page = {"pageToken": r["nextPageToken"]}
 
     async def delete(self, key: str) -> None:
+        if (http := await self._fast_client()) is not None:  # it checks SEND_BY as the request leaves
+            with self._fast_errors(key):
+                status = await http.delete(self._key(key))
+            if status >= 300 and status != 404:
+                raise gcs_http.status_error(self.url, key, status, b"")
+            return
         fs = await self._conn()
         check_send_by(self.url, key)
-        with contextlib.suppress(ObjectNotFound), _translated(self.url, key):
+        with contextlib.suppress(ObjectNotFound), translated(self.url, key):
             await fs._call("DELETE", "b/{}/o/{}", self.bucket, self._key(key))
 
     async def aclose(self) -> None:
+        http, self._http, self._http_decided = self._http, None, False
+        if http is not None:
+            await http.close()
         fs, self._fs = self._fs, None
         if fs is not None and fs.session is not None:
             await fs.session.close()
@@ -242,82 +338,3 @@ class GCSBackend:
 
 
 _TOKEN_METHODS = ("anon", "google_default", "cloud", "cache")
-_RETRY_STATUS = RETRY_STATUS | {408}  # GCS's JSON API also answers 408 to a request it gave up on
-
-
-def _retried(request: Callable[..., Awaitable[Any]]) -> Callable[..., Awaitable[Any]]:
-    """gcsfs's unwrapped `_request` with our policy: transient answers and dropped connections are
-    retried with a short backoff; a refused connection or an unknown host fails after one retry."""
-    import aiohttp
-    from gcsfs.retry import HttpError
-
-    async def call(fs: Any, *args: Any, **kwargs: Any) -> Any:
-        for attempt in range(ATTEMPTS):
-            try:
-                return await request(fs, *args, **kwargs)
-            except aiohttp.ClientConnectorError:
-                if attempt >= 1:
-                    raise
-            except HttpError as e:
-                if e.code not in _RETRY_STATUS or attempt == ATTEMPTS - 1:
-                    raise
-            except (aiohttp.ClientPayloadError, aiohttp.ServerDisconnectedError, TimeoutError):
-                if attempt == ATTEMPTS - 1:
-                    raise
-            await retry_pause(attempt)
-        raise AssertionError("unreachable")  # the loop returns or raises on its last attempt
-
-    return call
-
-
-def _json_or_none(body: bytes | str | None) -> Any:
-    return json.loads(body) if body else None
-
-
-def _b64hex(value: str | None) -> str | None:
-    return base64.b64decode(value).hex() if value else None
-
-
-def _info(key: str, r: Mapping[str, Any]) -> ObjectInfo:
-    checksums = {name: h for name, field in (("md5", "md5Hash"), ("crc32c", "crc32c"))
-                 if (h := _b64hex(r.get(field)))}
-    updated = r.get("updated")
-    return ObjectInfo(key=key, size=int(r["size"]), metadata=r.get("metadata") or {}, etag=r.get("etag"),
-                      version_id=str(r["generation"]) if r.get("generation") else None, checksums=checksums,
-                      last_modified=datetime.fromisoformat(updated.replace("Z", "+00:00")).timestamp()
-                      if updated else None)
-
-
-@contextlib.contextmanager
-def _translated(url: str, key: str, missing: type[ObjectNotFound] = ObjectNotFound) -> Iterator[None]:
-    """Map gcsfs/aiohttp/google-auth errors to fscas errors naming the URL and key."""
-    import aiohttp
-    from gcsfs.retry import HttpError
-    from google.auth.exceptions import GoogleAuthError
-
-    try:
-        yield
-    except StoreError:
-        raise
-    except FileNotFoundError as e:
-        what = "bucket does not exist" if missing is BucketNotFound else f"{key}: not found"
-        raise missing(f"{url}: {what}") from e
-    except FileExistsError as e:
-        raise ObjectExists(f"{at(url, key)}: already exists") from e
-    except GoogleAuthError as e:
-        raise AccessDenied(f"{url}: no usable Google credentials: give token= (see GCSOptions.token) or set "
-                           f"GOOGLE_APPLICATION_CREDENTIALS ({type(e).__name__})") from e
-    except HttpError as e:
-        if e.code == 401:
-            raise CredentialsRefused(f"{url}: credentials refused (401: the token is not valid or has expired)") from e
-        if e.code == 403:
-            raise AccessDenied(f"{at(url, key)}: access denied ({e.code})") from e
-        raise StoreError(f"{at(url, key)}: HTTP {e.code}: {e.message}") from e
-    except (TimeoutError, aiohttp.ClientError, ConnectionError) as e:
-        raise Unreachable(f"{at(url, key)}: endpoint unreachable ({type(e).__name__})") from e
-    except OSError as e:
-        if str(e).startswith("Forbidden"):
-            raise AccessDenied(f"{at(url, key)}: access denied") from e
-        raise StoreError(f"{at(url, key)}: {type(e).__name__}") from e
-    except ValueError as e:
-        raise StoreError(f"{at(url, key)}: {str(e).splitlines()[0]}") from e

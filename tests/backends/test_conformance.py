@@ -60,3 +60,12 @@ class TestAzuriteSdkPath(BackendSuite):
     def store_target(self, azurite: Any) -> tuple[str, dict[str, Any]]:
         url, options = _bucket(azurite)
         return url, {**options, "fast_path": False}
+
+
+class TestFakeGcsSdkPath(BackendSuite):
+    """Every check again with the fast path off: gcsfs carries every request."""
+
+    @pytest.fixture
+    def store_target(self, fake_gcs: Any) -> tuple[str, dict[str, Any]]:
+        url, options = _bucket(fake_gcs)
+        return url, {**options, "fast_path": False}

@@ -85,16 +85,18 @@ def test_upload_and_download_through_ten_percent_faults(moto_server: Any, tmp_pa
 
 def _through(kind: str, emulator: Any, bucket: str, endpoint: str) -> tuple[str, dict[str, Any]]:
     """A store URL and options reaching `bucket` on `emulator` at `endpoint` (a proxy's, or its own)."""
+    if kind == "fake_gcs":
+        return f"gs://{bucket}/root?endpoint_url={endpoint}&token=anon", {}
     if kind == "azurite":
         return (f"az://{bucket}/root?endpoint_url={endpoint}/{AZURITE_ACCOUNT}",
                 {"account_name": AZURITE_ACCOUNT, "account_key": AZURITE_KEY})
     return f"s3://{bucket}/root?endpoint_url={endpoint}", emulator.options()
 
 
-@pytest.mark.parametrize("kind", ["moto", "azurite"])
+@pytest.mark.parametrize("kind", ["moto", "azurite", "fake_gcs"])
 def test_a_broken_download_stream_resumes_where_it_stopped(kind: str, request: Any, tmp_path: Path,
                                                             record: Any) -> None:
-    emulator = request.getfixturevalue("moto_server" if kind == "moto" else "azurite")
+    emulator = request.getfixturevalue("moto_server" if kind == "moto" else kind)
     bucket = unique_bucket()
     emulator.create_bucket(bucket)
     src, dst = tmp_path / "src", tmp_path / "dst"
