@@ -115,7 +115,8 @@ class GCSBackend:
             with translated(self.url, ""):
                 fs = GCSFileSystem(asynchronous=True, skip_instance_cache=True, endpoint_url=self.endpoint,
                                    project=o.project or os.environ.get("GOOGLE_CLOUD_PROJECT", ""),
-                                   token=token, use_listings_cache=False)
+                                   token=token, use_listings_cache=False,
+                                   session_kwargs={"trust_env": True})  # HTTPS_PROXY etc., as requests and botocore
                 fs._request = types.MethodType(retried(GCSFileSystem._request.__wrapped__), fs)
                 await fs._set_session()
             self._fs = fs
