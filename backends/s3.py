@@ -11,13 +11,11 @@ Quirks handled here and nowhere else:
 from __future__ import annotations
 
 import asyncio
-import base64
 import contextlib
 import functools
 import hashlib
 import os
-import sys
-from collections.abc import AsyncIterator, Awaitable, Callable, Iterator, Mapping
+from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
 from typing import Any
 
 import attrs
@@ -36,29 +34,26 @@ from fscas.backends.base import (
     read_part,
     swap_is_honoured,
 )
-from fscas.backends.http11 import AnswerRefused, CannotConnect, Streamed
+from fscas.backends.http11 import Streamed
 from fscas.backends.s3_http import (
     ATTEMPTS,
     UNSIGNED,
     Credentials,
     S3Http,
-    error_code,
-    last_modified,
     parse_listing,
     signer_available,
 )
+from fscas.backends.s3_wire import chunks as checked_chunks
+from fscas.backends.s3_wire import info, info_from_headers, raise_status, translated
 from fscas.backends.url import Location, build_options
 from fscas.errors import (
     AccessDenied,
     BucketNotFound,
-    ConfigError,
     CredentialsRefused,
-    FscasError,
     NotSupported,
     ObjectExists,
     ObjectNotFound,
     StoreError,
-    Unreachable,
     redact,
 )
 
@@ -149,7 +144,7 @@ class S3Backend:
             async with self._opening:
                 if self._fs is None:
                     self._fs = await self._connect()
-        with _translated(self.url, key):
+        with translated(self.url, key):
             return await self._fs._call_s3(method, Bucket=self.bucket, **kwargs)
 
     async def _connect(self) -> Any:
@@ -169,7 +164,7 @@ class S3Backend:
             asynchronous=True, skip_instance_cache=True, anon=o.anon, key=o.key, secret=o.secret,
             token=o.token, profile=o.profile, endpoint_url=self.endpoint, config_kwargs=config,
             client_kwargs={"region_name": region} if region else {}, use_listings_cache=False)
-        with _translated(self.url, ""):
+        with translated(self.url, ""):
             await fs.set_session()
         return fs
 
@@ -182,7 +177,7 @@ class S3Backend:
         import botocore.session
 
         o = self.options
-        with _translated(self.url, ""):
+        with translated(self.url, ""):
             session = botocore.session.Session(profile=o.profile)
             region = o.region or os.environ.get("AWS_REGION") or session.get_config_variable("region")
             ca_bundle = session.get_config_variable("ca_bundle")
@@ -240,18 +235,18 @@ class S3Backend:
         """The request through `S3Http` when it applies (None: use botocore)."""
         if (http := await self._fast_client()) is None:
             return None
-        with _translated(self.url, key):
+        with translated(self.url, key):
             status, answer, data = await http.request(method, self._key(key), body=body, headers=headers,
                                                       payload_sha256=payload_sha256, limit=limit)
         if status >= 300:
-            _raise_status(self.url, key, status, data)
+            raise_status(self.url, key, status, data)
         return answer, data
 
     async def head(self, key: str) -> ObjectInfo:
         if (fast := await self._fast("HEAD", key)) is not None:
-            return _info_from_headers(key, fast[0])
+            return info_from_headers(key, fast[0])
         r = await self._call("head_object", key, Key=self._key(key), ChecksumMode="ENABLED")
-        return _info(key, r, r["ContentLength"])
+        return info(key, r, r["ContentLength"])
 
     async def get(self, key: str, *, start: int = 0, end: int | None = None) -> bytes:
         if end is not None and end <= start:
@@ -261,7 +256,7 @@ class S3Backend:
         if (fast := await self._fast("GET", key, headers=kwargs, limit=limit)) is not None:
             return fast[1]
         r = await self._call("get_object", key, Key=self._key(key), **kwargs)
-        with _translated(self.url, key):
+        with translated(self.url, key):
             async with r["Body"] as body:
                 data: bytes = await body.read()
         return data
@@ -271,16 +266,16 @@ class S3Backend:
         headers = {"Range": f"bytes={start}-"} if start else {}
         async with contextlib.AsyncExitStack() as stack:
             if (http := await self._fast_client()) is not None:
-                with _translated(self.url, key):
+                with translated(self.url, key):
                     status, _, chunks = await stack.enter_async_context(http.streamed(self._key(key), headers=headers))
                     error = b"".join([c async for c in chunks]) if status >= 300 else b""
                 if status >= 300:
-                    _raise_status(self.url, key, status, error)
+                    raise_status(self.url, key, status, error)
             else:
                 r = await self._call("get_object", key, Key=self._key(key), **{k: v for k, v in headers.items()})
                 chunks = (await stack.enter_async_context(r["Body"])).iter_chunks(1 << 20)
             # Outside `_translated`: an error of the caller's own (a full disk) must not become a StoreError.
-            yield _chunks(self.url, key, chunks)
+            yield checked_chunks(self.url, key, chunks)
 
     async def put(self, key: str, data: Body, *, metadata: Mapping[str, str] | None = None,
                   if_absent: bool = False) -> ObjectInfo:
@@ -306,15 +301,15 @@ class S3Backend:
         cond = {"IfNoneMatch": "*"} if if_absent else {}
         headers = {**{f"x-amz-meta-{k}": v for k, v in meta.items()}, **({"If-None-Match": "*"} if if_absent else {})}
         if (isinstance(data, FileBody) and self.options.part_size <= data.size <= self.options.upload_cutoff
-                and (info := await self._put_file(key, data, headers, meta)) is not None):
-            return info
+                and (done := await self._put_file(key, data, headers, meta)) is not None):
+            return done
         chunks = chunks_of(data)
         first = await read_part(chunks, self.options.part_size)
         if len(first) < self.options.part_size:  # the whole stream fits one part
             if (fast := await self._fast("PUT", key, body=first, headers=headers)) is not None:
-                return _info_from_headers(key, fast[0], size=len(first), metadata=meta)
+                return info_from_headers(key, fast[0], size=len(first), metadata=meta)
             r = await self._call("put_object", key, Key=self._key(key), Body=first, Metadata=meta, **cond)
-            return _info(key, r, len(first), meta)
+            return info(key, r, len(first), meta)
         return await self._multipart(key, first, chunks, meta, cond)
 
     async def _put_file(self, key: str, data: FileBody, headers: Mapping[str, str], meta: dict[str, str]
@@ -333,7 +328,7 @@ class S3Backend:
         body = Streamed(data.size, data.reread)
         fast = await self._fast("PUT", key, body=body, headers=headers, payload_sha256=payload)
         assert fast is not None
-        return _info_from_headers(key, fast[0], size=data.size, metadata=meta)
+        return info_from_headers(key, fast[0], size=data.size, metadata=meta)
 
     async def _multipart(self, key: str, first: bytes, chunks: AsyncIterator[bytes],
                          meta: dict[str, str], cond: dict[str, str]) -> ObjectInfo:
@@ -369,13 +364,13 @@ class S3Backend:
             with contextlib.suppress(StoreError):
                 await self._call("abort_multipart_upload", key, **upload)
             raise
-        return _info(key, r, size, meta)
+        return info(key, r, size, meta)
 
     async def get_tagged(self, key: str) -> tuple[bytes, str]:
         if (fast := await self._fast("GET", key)) is not None:
             return fast[1], fast[0].get("etag", "")
         r = await self._call("get_object", key, Key=self._key(key))
-        with _translated(self.url, key):
+        with translated(self.url, key):
             async with r["Body"] as body:
                 data: bytes = await body.read()
         return data, r.get("ETag", "")
@@ -409,10 +404,10 @@ class S3Backend:
         if (http := await self._fast_client()) is not None:
             after: str | None = None  # the continuation token of the page before
             while True:
-                with _translated(self.url, prefix):
+                with translated(self.url, prefix):
                     status, body = await http.list_page(full, after)
                 if status >= 300:
-                    _raise_status(self.url, prefix, status, body)
+                    raise_status(self.url, prefix, status, body)
                 try:
                     items, after = parse_listing(body)
                 except ValueError as e:
@@ -452,13 +447,6 @@ class S3Backend:
 
 
 
-async def _chunks(url: str, key: str, chunks: AsyncIterator[bytes]) -> AsyncIterator[bytes]:
-    """A body's chunks, a connection that breaks off mid-body raised as the fscas error."""
-    with _translated(url, key):
-        async for chunk in chunks:
-            yield chunk
-
-
 def _static_credentials(o: S3Options) -> Credentials | None:
     """Keys given as options, or in the environment when no profile is asked for (botocore's chain
     looks at the environment first too); None when only the SDK's chain can tell."""
@@ -468,118 +456,3 @@ def _static_credentials(o: S3Options) -> Credentials | None:
     if o.profile is None and env.get("AWS_ACCESS_KEY_ID") and env.get("AWS_SECRET_ACCESS_KEY"):
         return (env["AWS_ACCESS_KEY_ID"], env["AWS_SECRET_ACCESS_KEY"], env.get("AWS_SESSION_TOKEN") or None)
     return None
-
-
-def _info(key: str, r: Mapping[str, Any], size: int, metadata: Mapping[str, str] | None = None) -> ObjectInfo:
-    """ObjectInfo from a botocore answer (HeadObject, PutObject, CompleteMultipartUpload)."""
-    modified = r.get("LastModified")
-    return _object_info(key, size, r.get("ETag"), r.get("VersionId"),
-                        {n[8:].lower(): v for n, v in r.items() if n.startswith("Checksum") and n != "ChecksumType"},
-                        r.get("Metadata", metadata or {}), modified.timestamp() if modified else None)
-
-
-def _info_from_headers(key: str, h: Mapping[str, str], *, size: int | None = None,
-                       metadata: Mapping[str, str] | None = None) -> ObjectInfo:
-    """ObjectInfo from the raw response headers of the signed fast path (names lowercase)."""
-    meta = metadata if metadata is not None else {k[11:]: v for k, v in h.items() if k.startswith("x-amz-meta-")}
-    return _object_info(key, size if size is not None else int(h.get("content-length", 0)), h.get("etag"),
-                        h.get("x-amz-version-id"),
-                        {n: h.get(f"x-amz-checksum-{n}") for n in ("crc32", "crc32c", "sha256", "sha1", "crc64nvme")},
-                        meta, last_modified(h))
-
-
-def _object_info(key: str, size: int, etag: str | None, version: str | None, b64_checksums: Mapping[str, Any],
-                 metadata: Mapping[str, str], modified: float | None) -> ObjectInfo:
-    # Full-object checksums only ("-N" marks a composite multipart one); a single-part ETag is the MD5.
-    checksums = {n: base64.b64decode(v).hex() for n, v in b64_checksums.items() if isinstance(v, str) and "-" not in v}
-    plain = (etag or "").strip('"')
-    if len(plain) == 32 and "-" not in plain:
-        checksums["md5"] = plain.lower()
-    return ObjectInfo(key=key, size=size, metadata=metadata, etag=etag,
-                      version_id=None if version in (None, "null") else version, checksums=checksums,
-                      last_modified=modified)
-
-
-def _raise_status(url: str, key: str, status: int, body: bytes) -> None:
-    """Map an S3 error answer of the fast path to the fscas error botocore's path would raise."""
-    code = error_code(body) or str(status)
-    if code == "NoSuchBucket":
-        raise BucketNotFound(f"{url}: bucket does not exist")
-    if status == 404 or code in _NOT_FOUND:
-        raise ObjectNotFound(f"{at(url, key)}: not found")
-    if status == 403 or code in _DENIED:
-        raise _denied(url, key, code)
-    if status in (409, 412) or code in _EXISTS:
-        raise ObjectExists(f"{at(url, key)}: already exists")
-    raise StoreError(f"{at(url, key)}: HTTP {status} {code}".rstrip())
-
-
-_NOT_FOUND = {"NoSuchKey", "404", "NotFound"}
-_CREDENTIALS_REFUSED = {
-    "InvalidAccessKeyId": "the server does not know this access key id",
-    "SignatureDoesNotMatch": "the secret key does not match the access key id",
-    "ExpiredToken": "the session token has expired", "TokenRefreshRequired": "the session token has expired",
-    "InvalidToken": "the session token is not valid",
-}
-
-
-def _denied(url: str, key: str, code: str) -> AccessDenied:
-    """Bad credentials and a refused permission are different mistakes; say which one it is."""
-    if code in _CREDENTIALS_REFUSED:
-        return CredentialsRefused(f"{url}: credentials refused: {_CREDENTIALS_REFUSED[code]} ({code})")
-    return AccessDenied(f"{at(url, key)}: access denied ({code})")
-
-
-_DENIED = {"AccessDenied", "403", "InvalidAccessKeyId", "SignatureDoesNotMatch", "ExpiredToken",
-           "InvalidToken", "AllAccessDisabled", "AccountProblem"}
-_EXISTS = {"PreconditionFailed", "412", "ConditionalRequestConflict"}
-
-
-@contextlib.contextmanager
-def _translated(url: str, key: str) -> Iterator[None]:
-    """Map botocore/s3fs errors to fscas errors naming the URL and key, never a credential."""
-    from botocore import exceptions as bx
-
-    # aiohttp's errors only where s3fs has loaded it: importing it costs 0.23 s, half of what a
-    # fast-path command that moves little takes in all.
-    http = (aiohttp.ClientError,) if (aiohttp := sys.modules.get("aiohttp")) is not None else ()
-
-    try:
-        yield
-    except FscasError:  # already ours, the store's or the local file's (a streamed body reads one)
-        raise
-    except (bx.NoCredentialsError, bx.PartialCredentialsError) as e:
-        raise AccessDenied(f"{url}: no AWS credentials: give key= and secret=, a profile, or set "
-                           f"AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY ({type(e).__name__})") from e
-    except bx.ProfileNotFound as e:
-        raise ConfigError(f"{url}: AWS profile {e.kwargs.get('profile')!r} not found in the shared config") from e
-    except AnswerRefused as e:  # a limit crossed: a clean error, not a reason to try again
-        raise StoreError(f"{at(url, key)}: {e}") from e
-    except (TimeoutError, bx.EndpointConnectionError, bx.ConnectTimeoutError, bx.ReadTimeoutError,
-            bx.HTTPClientError, ConnectionError, *http) as e:
-        # The fast path's own errors say what happened (which limit, a certificate); others keep to their type.
-        ours = type(e) in (TimeoutError, ConnectionError) or isinstance(e, CannotConnect)
-        detail = f": {e}" if ours and str(e) else ""
-        raise Unreachable(f"{at(url, key)}: endpoint unreachable ({type(e).__name__}{detail})") from e
-    except (bx.ClientError, OSError) as e:
-        cause = e if isinstance(e, bx.ClientError) else e.__cause__
-        response = getattr(cause, "response", None) or {}
-        code = str(response.get("Error", {}).get("Code", ""))
-        message = response.get("Error", {}).get("Message") or code or type(e).__name__
-        if code == "NoSuchBucket":
-            raise BucketNotFound(f"{url}: bucket does not exist") from e
-        if code in _NOT_FOUND:
-            raise ObjectNotFound(f"{at(url, key)}: not found") from e
-        if code in _DENIED:
-            raise _denied(url, key, code) from e
-        if code in _EXISTS:
-            raise ObjectExists(f"{at(url, key)}: already exists") from e
-        if isinstance(e, FileNotFoundError):
-            raise ObjectNotFound(f"{at(url, key)}: not found") from e
-        if isinstance(e, PermissionError):
-            raise AccessDenied(f"{at(url, key)}: access denied") from e
-        if isinstance(e, ConnectionError):
-            raise Unreachable(f"{at(url, key)}: endpoint unreachable") from e
-        raise StoreError(f"{at(url, key)}: {message}") from e
-    except bx.BotoCoreError as e:  # the rest of botocore's own errors (a response it could not parse...)
-        raise StoreError(f"{at(url, key)}: {type(e).__name__}") from e

@@ -69,3 +69,12 @@ class TestFakeGcsSdkPath(BackendSuite):
     def store_target(self, fake_gcs: Any) -> tuple[str, dict[str, Any]]:
         url, options = _bucket(fake_gcs)
         return url, {**options, "fast_path": False}
+
+
+class TestMotoSdkPath(BackendSuite):
+    """Every check again with the fast path off: s3fs/botocore carries every request."""
+
+    @pytest.fixture
+    def store_target(self, moto_server: Any) -> tuple[str, dict[str, Any]]:
+        url, options = _bucket(moto_server)
+        return url, {**options, "fast_path": False}
