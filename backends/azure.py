@@ -158,10 +158,9 @@ class AzureBackend:
             o, service = self.options, self._service()
             found = fast_path_of(service) if o.fast_path else None
             if found is not None and not resend.proxy_applies(found[0]):
-                env = os.environ
                 self._http = AzureHttp(found[0], self.container, found[1], service.api_version,
                                        connect_timeout=o.connect_timeout, read_timeout=o.read_timeout,
-                                       ca_bundle=env.get("REQUESTS_CA_BUNDLE") or env.get("SSL_CERT_FILE"))
+                                       ca_bundle=resend.ca_bundle())
             self._http_decided = True
         return self._http
 

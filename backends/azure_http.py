@@ -13,8 +13,6 @@ from __future__ import annotations
 
 import base64
 import contextlib
-import hashlib
-import ssl
 import urllib.parse
 from collections.abc import AsyncIterator, Mapping
 from email.utils import formatdate
@@ -69,10 +67,8 @@ class AzureHttp:
         self._query = f"?{parts.query}" if parts.query else ""
         self._policy, self._version = policy, api_version
         self._attempts = max(1, attempts)
-        tls = ssl.create_default_context(cafile=ca_bundle or None) if parts.scheme == "https" else None
-        self._client = HttpClient(parts.scheme, parts.hostname or "", parts.port or (443 if tls else 80),
-                                  connections=connections, ssl_context=tls, connect_timeout=connect_timeout,
-                                  read_timeout=read_timeout)
+        self._client = HttpClient.for_url(service_url, ca_bundle=ca_bundle, connections=connections,
+                                          connect_timeout=connect_timeout, read_timeout=read_timeout)
 
     async def close(self) -> None:
         await self._client.close()
@@ -109,7 +105,8 @@ class AzureHttp:
                                                    attempts=self._attempts, limit=limit)
         if answer.status in (409, 412) and replayed and method == "PUT" and (headers or {}).get("If-None-Match"):
             held, _ = await self.request("HEAD", blob, limit=0)
-            if held.status == 200 and held.headers.get("content-md5") == await _md5(body):
+            md5 = base64.b64encode(await resend.md5(body)).decode()  # as Content-MD5 carries it
+            if held.status == 200 and held.headers.get("content-md5") == md5:
                 return held, b""
         return answer, data
 
@@ -124,17 +121,6 @@ class AzureHttp:
 
         async with resend.stream(self._client, path + self._query, sign, attempts=self._attempts) as answer:
             yield answer
-
-
-async def _md5(body: bytes | Streamed) -> str:
-    """Base64 MD5 of `body`, as Azure's Content-MD5 carries it."""
-    md5 = hashlib.md5(usedforsecurity=False)
-    if isinstance(body, Streamed):
-        async for chunk in body.chunks():
-            md5.update(chunk)
-    else:
-        md5.update(body)
-    return base64.b64encode(md5.digest()).decode()
 
 
 def fast_path_of(client: Any) -> tuple[str, Any] | None:

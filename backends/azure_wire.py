@@ -16,7 +16,8 @@ from email.utils import parsedate_to_datetime
 from typing import Any
 
 from fscas.backends.base import ObjectInfo, at
-from fscas.backends.http11 import AnswerRefused, CannotConnect
+from fscas.backends.http11 import AnswerRefused
+from fscas.backends.resend import unreachable
 from fscas.errors import (
     AccessDenied,
     BucketNotFound,
@@ -25,7 +26,6 @@ from fscas.errors import (
     ObjectExists,
     ObjectNotFound,
     StoreError,
-    Unreachable,
     redact,
 )
 
@@ -125,9 +125,7 @@ def translated(url: str, key: str, missing: type[ObjectNotFound] = ObjectNotFoun
     except AnswerRefused as e:  # the fast path's limits: a clean error, not a reason to try again
         raise StoreError(f"{at(url, key)}: {e}") from e
     except (ax.ServiceRequestError, ax.ServiceResponseError, ConnectionError, TimeoutError) as e:
-        ours = type(e) in (TimeoutError, ConnectionError) or isinstance(e, CannotConnect)  # the fast path's say what
-        detail = f": {e}" if ours and str(e) else ""
-        raise Unreachable(f"{at(url, key)}: endpoint unreachable ({type(e).__name__}{detail})") from e
+        raise unreachable(url, key, e) from e
     except ax.HttpResponseError as e:
         if e.status_code in (401, 403):
             code = getattr(e, "error_code", None) or e.status_code

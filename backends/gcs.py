@@ -155,9 +155,7 @@ class GCSBackend:
                         authorize = gcs_http.static_authorization(getattr(token, "token", None))
                     else:
                         authorize = gcs_http.gcsfs_authorization((await self._conn()).credentials)
-                    env = os.environ
-                    self._http = GCSHttp(endpoint, self.bucket, authorize,
-                                         ca_bundle=env.get("REQUESTS_CA_BUNDLE") or env.get("SSL_CERT_FILE"))
+                    self._http = GCSHttp(endpoint, self.bucket, authorize, ca_bundle=resend.ca_bundle())
                 self._http_decided = True
         return self._http
 

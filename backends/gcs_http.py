@@ -13,7 +13,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import json
-import ssl
 import urllib.parse
 import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator, Mapping
@@ -21,7 +20,7 @@ from typing import Any
 
 from fscas.backends import resend
 from fscas.backends.base import FileBody, at
-from fscas.backends.http11 import Answer, AnswerRefused, CannotConnect, HttpClient, Streamed
+from fscas.backends.http11 import Answer, AnswerRefused, HttpClient, Streamed
 from fscas.errors import (
     AccessDenied,
     BucketNotFound,
@@ -29,7 +28,6 @@ from fscas.errors import (
     ObjectExists,
     ObjectNotFound,
     StoreError,
-    Unreachable,
 )
 
 __all__ = ["Authorize", "GCSHttp", "status_error", "translated"]
@@ -54,10 +52,8 @@ class GCSHttp:
         self._bucket = urllib.parse.quote(bucket, safe="")
         self._authorize = authorize
         self._attempts = max(1, attempts)
-        tls = ssl.create_default_context(cafile=ca_bundle or None) if parts.scheme == "https" else None
-        self._client = HttpClient(parts.scheme, parts.hostname or "", parts.port or (443 if tls else 80),
-                                  connections=connections, ssl_context=tls, connect_timeout=connect_timeout,
-                                  read_timeout=read_timeout)
+        self._client = HttpClient.for_url(endpoint, ca_bundle=ca_bundle, connections=connections,
+                                          connect_timeout=connect_timeout, read_timeout=read_timeout)
 
     async def close(self) -> None:
         await self._client.close()
@@ -186,6 +182,4 @@ def translated(url: str, key: str) -> Iterator[None]:
     except AnswerRefused as e:
         raise StoreError(f"{at(url, key)}: {e}") from e
     except (ConnectionError, TimeoutError) as e:
-        detail = f": {e}" if str(e) else ""
-        kind = "CannotConnect" if isinstance(e, CannotConnect) else type(e).__name__
-        raise Unreachable(f"{at(url, key)}: endpoint unreachable ({kind}{detail})") from e
+        raise resend.unreachable(url, key, e, ours=True) from e

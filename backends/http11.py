@@ -27,6 +27,7 @@ import contextlib
 import dataclasses
 import re
 import ssl
+import urllib.parse
 from collections.abc import AsyncIterator, Callable, Iterable, Iterator
 from typing import Any
 
@@ -455,6 +456,14 @@ class HttpClient:
         self._slots = asyncio.Semaphore(connections)
         self.connect_timeout, self.read_timeout = connect_timeout, read_timeout
         self._closed = False
+
+    @classmethod
+    def for_url(cls, url: str, *, ca_bundle: str | None = None, **options: Any) -> HttpClient:
+        """A client for `url`'s scheme, host and port (443 or 80 by default); over https, certificates
+        are checked against `ca_bundle`, else the system's trust store. `options` as for the constructor."""
+        parts = urllib.parse.urlsplit(url)
+        tls = ssl.create_default_context(cafile=ca_bundle or None) if parts.scheme == "https" else None
+        return cls(parts.scheme, parts.hostname or "", parts.port or (443 if tls else 80), ssl_context=tls, **options)
 
     async def request(self, method: str, target: str, headers: Iterable[tuple[str, str]], body: Body = b"", *,
                       limit: int | None = None, idempotent: bool | None = None) -> tuple[Answer, bytes]:

@@ -10,12 +10,17 @@ The SDK paths (botocore, gcsfs, azure-core) keep their SDK's retry policy, set t
 from __future__ import annotations
 
 import contextlib
+import hashlib
+import os
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterable
+from urllib.parse import urlsplit
 
-from fscas.backends.base import retry_pause
+from fscas.backends.base import at, retry_pause
 from fscas.backends.http11 import Answer, CannotConnect, HttpClient, Streamed
+from fscas.errors import Unreachable
 
-__all__ = ["ATTEMPTS", "RETRY_STATUS", "Sign", "proxy_applies", "retryable", "send", "stream"]
+__all__ = ["ATTEMPTS", "RETRY_STATUS", "Sign", "ca_bundle", "md5", "proxy_applies", "retryable", "send", "stream",
+           "unreachable"]
 
 RETRY_STATUS = frozenset({429, 500, 502, 503, 504})  # 429 and 503 are S3's SlowDown and Azure's ServerBusy
 ATTEMPTS = 5
@@ -81,8 +86,36 @@ def proxy_applies(url: str) -> bool:
     the server directly, then step aside for the SDK path."""
     import urllib.request
 
-    parts = urllib.parse.urlsplit(url)
+    parts = urlsplit(url)
     proxies = urllib.request.getproxies()
     if not (proxies.get(parts.scheme) or proxies.get("all")):
         return False
     return not urllib.request.proxy_bypass(parts.hostname or "")
+
+
+def ca_bundle() -> str | None:
+    """The trust store named for requests-based SDKs (`REQUESTS_CA_BUNDLE`, else `SSL_CERT_FILE`): what
+    the Azure and GCS fast paths check certificates against (None: the system's)."""
+    return os.environ.get("REQUESTS_CA_BUNDLE") or os.environ.get("SSL_CERT_FILE") or None
+
+
+async def md5(body: bytes | Streamed) -> bytes:
+    """The MD5 digest of a request body, a streamed one read again: what a server's ETag or
+    Content-MD5 says it holds, to tell whether a write refused after a resend was our own copy."""
+    digest = hashlib.md5(usedforsecurity=False)
+    if isinstance(body, Streamed):
+        async for chunk in body.chunks():
+            digest.update(chunk)
+    else:
+        digest.update(body)
+    return digest.digest()
+
+
+def unreachable(url: str, key: str, error: BaseException, *, ours: bool | None = None) -> Unreachable:
+    """A connection that failed or fell silent, as the fscas error naming the URL and key. The
+    fast paths' own errors (`ours`; by default: plain `ConnectionError`/`TimeoutError` and
+    `CannotConnect`) say what happened (which limit, a certificate); an SDK's keep to its type name."""
+    if ours is None:
+        ours = type(error) in (TimeoutError, ConnectionError) or isinstance(error, CannotConnect)
+    detail = f": {error}" if ours and str(error) else ""
+    return Unreachable(f"{at(url, key)}: endpoint unreachable ({type(error).__name__}{detail})")

@@ -16,7 +16,6 @@ import asyncio
 import contextlib
 import hashlib
 import re
-import ssl
 import urllib.parse
 from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
 from email.utils import parsedate_to_datetime
@@ -69,16 +68,12 @@ class S3Http:
         self.bucket, self.region = bucket, region
         self._credentials = credentials
         self._attempts = max(1, attempts)
-        tls = None
-        if parts.scheme == "https":
-            tls = ssl.create_default_context(cafile=ca_bundle or None)
-        self._client = HttpClient(parts.scheme, parts.hostname or "", parts.port or (443 if tls else 80),
-                                  connections=connections, ssl_context=tls, connect_timeout=connect_timeout,
-                                  read_timeout=read_timeout)
+        self._client = HttpClient.for_url(endpoint, ca_bundle=ca_bundle, connections=connections,
+                                          connect_timeout=connect_timeout, read_timeout=read_timeout)
         self._signing: tuple[Credentials, Any, dict[str, Any]] | None = None  # config of the last credentials
         # Whether signing a body's SHA-256 protects it: over TLS the channel already does (what the AWS
         # SDKs rely on for streamed uploads); over plain HTTP only if the server checks it (probed).
-        self._checks_payload: bool | None = False if tls else None
+        self._checks_payload: bool | None = False if parts.scheme == "https" else None
         self._probing: asyncio.Lock | None = None
 
     async def close(self) -> None:
@@ -197,13 +192,7 @@ class S3Http:
         etag = answer.get("etag", "").strip('"').lower()
         if status != 200 or len(etag) != 32:
             return None
-        md5 = hashlib.md5(usedforsecurity=False)
-        if isinstance(body, Streamed):
-            async for chunk in body.chunks():
-                md5.update(chunk)
-        else:
-            md5.update(body)
-        return answer if md5.hexdigest() == etag else None
+        return answer if (await resend.md5(body)).hex() == etag else None
 
     async def _send(self, method: str, target: str, headers: Mapping[str, str], body: bytes | Streamed,
                     payload_sha256: str | None, limit: int | None = None

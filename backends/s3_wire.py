@@ -11,7 +11,8 @@ from collections.abc import AsyncIterator, Iterator, Mapping
 from typing import Any
 
 from fscas.backends.base import ObjectInfo, at
-from fscas.backends.http11 import AnswerRefused, CannotConnect
+from fscas.backends.http11 import AnswerRefused
+from fscas.backends.resend import unreachable
 from fscas.backends.s3_http import error_code, last_modified
 from fscas.errors import (
     AccessDenied,
@@ -123,9 +124,7 @@ def translated(url: str, key: str) -> Iterator[None]:
     except (TimeoutError, bx.EndpointConnectionError, bx.ConnectTimeoutError, bx.ReadTimeoutError,
             bx.HTTPClientError, ConnectionError, *http) as e:
         # The fast path's own errors say what happened (which limit, a certificate); others keep to their type.
-        ours = type(e) in (TimeoutError, ConnectionError) or isinstance(e, CannotConnect)
-        detail = f": {e}" if ours and str(e) else ""
-        raise Unreachable(f"{at(url, key)}: endpoint unreachable ({type(e).__name__}{detail})") from e
+        raise unreachable(url, key, e) from e
     except (bx.ClientError, OSError) as e:
         cause = e if isinstance(e, bx.ClientError) else e.__cause__
         response = getattr(cause, "response", None) or {}
