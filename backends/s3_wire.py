@@ -121,8 +121,8 @@ def translated(url: str, key: str) -> Iterator[None]:
         raise ConfigError(f"{url}: AWS profile {e.kwargs.get('profile')!r} not found in the shared config") from e
     except AnswerRefused as e:  # a limit crossed: a clean error, not a reason to try again
         raise StoreError(f"{at(url, key)}: {e}") from e
-    except (TimeoutError, bx.EndpointConnectionError, bx.ConnectTimeoutError, bx.ReadTimeoutError,
-            bx.HTTPClientError, ConnectionError, *http) as e:
+    except (TimeoutError, bx.ConnectionError, bx.HTTPClientError, ConnectionError, *http) as e:
+        # bx.ConnectionError: the endpoint, a proxy, TLS or a connect timeout; HTTPClientError: read timeouts, resets.
         # The fast path's own errors say what happened (which limit, a certificate); others keep to their type.
         raise unreachable(url, key, e) from e
     except (bx.ClientError, OSError) as e:
