@@ -16,7 +16,7 @@ from fscas.backends.azure import AzureBackend, AzureOptions
 from fscas.backends.azure_http import fast_path_of
 from fscas.conformance.emulators import AZURITE_ACCOUNT, AZURITE_KEY
 from fscas.conformance.plugin import unique_bucket
-from fscas.errors import ObjectExists, ObjectNotFound, Unreachable
+from fscas.errors import ObjectExists, ObjectNotFound
 from fscas.manifests import snapshot
 from fscas.runner import run_sync
 
@@ -92,37 +92,6 @@ def test_a_token_credential_keeps_the_sdk_path() -> None:
     assert fast_path_of(BlobServiceClient(url, credential=AzureSasCredential("sv=1&sig=2"))) is None
     found = fast_path_of(BlobServiceClient(url, credential={"account_name": "acct", "account_key": AZURITE_KEY}))
     assert found is not None and found[0].startswith(url)
-
-
-def test_a_proxy_for_the_endpoint_is_honoured_and_no_proxy_lifts_it(azurite: Any, monkeypatch: Any) -> None:
-    container = _container(azurite)
-    options = _options(azurite, container, "account key")
-    dead = f"http://127.0.0.1:{_closed_port()}"
-    monkeypatch.setenv("HTTP_PROXY", dead)
-    monkeypatch.delenv("NO_PROXY", raising=False)
-    monkeypatch.delenv("no_proxy", raising=False)
-
-    async def through(expect_fast: bool) -> None:
-        b = AzureBackend(container, "", options)
-        try:
-            assert (b._fast_client() is not None) is expect_fast
-            if expect_fast:
-                await b.put("k", b"x")
-            else:  # every request goes to the (dead) proxy, as the SDK sends it: unreachable, named
-                with pytest.raises(Unreachable):
-                    await b.put("k", b"x")
-        finally:
-            await b.aclose()
-
-    run_sync(through(False))
-    monkeypatch.setenv("NO_PROXY", "127.0.0.1")
-    run_sync(through(True))
-
-
-def _closed_port() -> int:
-    from fscas.conformance.emulators import free_port
-
-    return free_port()
 
 
 def test_a_large_file_goes_as_one_put_blob_and_streams_back(azurite: Any, tmp_path: Path) -> None:

@@ -68,29 +68,3 @@ def test_both_paths_carry_the_same_bytes_metadata_and_refusals(fake_gcs: Any, fa
 
     run_sync(run())
 
-
-def test_a_proxy_for_the_endpoint_is_honoured_and_no_proxy_lifts_it(fake_gcs: Any, monkeypatch: Any) -> None:
-    from fscas.conformance.emulators import free_port
-    from fscas.errors import Unreachable
-
-    bucket = unique_bucket()
-    fake_gcs.create_bucket(bucket)
-    monkeypatch.setenv("HTTP_PROXY", f"http://127.0.0.1:{free_port()}")  # nothing listens there
-    for name in ("NO_PROXY", "no_proxy", "http_proxy"):
-        monkeypatch.delenv(name, raising=False)
-
-    async def through(expect_fast: bool) -> None:
-        b = GCSBackend(bucket, "", GCSOptions(endpoint_url=fake_gcs.endpoint, token="anon"))
-        try:
-            assert (await b._fast_client() is not None) is expect_fast
-            if expect_fast:
-                await b.put("k", b"x")
-            else:  # gcsfs sends every request to the (dead) proxy: unreachable, named
-                with pytest.raises(Unreachable):
-                    await b.put("k", b"x")
-        finally:
-            await b.aclose()
-
-    run_sync(through(False))
-    monkeypatch.setenv("NO_PROXY", "127.0.0.1")
-    run_sync(through(True))

@@ -1,4 +1,5 @@
-"""Certificates on every fast path: a self-signed HTTPS endpoint is refused, and reached once its CA is given."""
+"""Proxies and certificates on every fast path: a proxy for the endpoint sends every request through
+the SDK, which uses it; a self-signed HTTPS endpoint is refused, and reached once its CA is given."""
 
 from __future__ import annotations
 
@@ -106,3 +107,34 @@ def test_a_self_signed_endpoint_is_refused_unless_its_ca_is_given(cloud: str, tl
     monkeypatch.setenv("AWS_CA_BUNDLE" if cloud == "s3" else "REQUESTS_CA_BUNDLE", str(cert))
     with fscas.open_store(url, existence_cache=False, **options) as store, pytest.raises(ObjectNotFound):
         run_sync(store.aio.backend.head("Data/x"))
+
+
+@pytest.mark.parametrize("cloud", ["s3", "az", "gs"])
+def test_a_proxy_for_the_endpoint_is_honoured_and_no_proxy_lifts_it(cloud: str, request: Any,
+                                                                    monkeypatch: Any) -> None:
+    from fscas.backends import open_backend
+    from fscas.conformance.emulators import free_port
+    from fscas.conformance.plugin import unique_bucket
+
+    emulator = request.getfixturevalue({"s3": "moto_server", "az": "azurite", "gs": "fake_gcs"}[cloud])
+    bucket = unique_bucket()
+    emulator.create_bucket(bucket)
+    monkeypatch.setenv("HTTP_PROXY", f"http://127.0.0.1:{free_port()}")  # nothing listens there
+    for name in ("NO_PROXY", "no_proxy", "http_proxy"):
+        monkeypatch.delenv(name, raising=False)
+
+    async def through(expect_fast: bool) -> None:
+        backend = open_backend(emulator.store_url(bucket), **emulator.options())
+        try:
+            if expect_fast:
+                await backend.put("k", b"x")
+            else:  # the SDK sends every request to the (dead) proxy: unreachable, named
+                with pytest.raises(Unreachable):
+                    await backend.put("k", b"x")
+            assert (backend._http is not None) is expect_fast
+        finally:
+            await backend.aclose()
+
+    run_sync(through(False))
+    monkeypatch.setenv("NO_PROXY", "127.0.0.1")
+    run_sync(through(True))
