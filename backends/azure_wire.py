@@ -17,7 +17,7 @@ from typing import Any
 
 from fscas.backends.base import ObjectInfo, at
 from fscas.backends.http11 import AnswerRefused
-from fscas.backends.resend import unreachable
+from fscas.backends.resend import redirected, unreachable
 from fscas.errors import (
     AccessDenied,
     BucketNotFound,
@@ -71,6 +71,8 @@ def status_error(url: str, key: str, status: int, headers: Mapping[str, str], bo
                   missing: type[ObjectNotFound] = ObjectNotFound) -> StoreError:
     """A fast-path answer of `status` as the fscas error `_translated` gives for the SDK's."""
     code = headers.get("x-ms-error-code") or _xml_field(body, "Code")
+    if 300 <= status < 400:
+        return redirected(url, key, status, headers.get("location", ""))
     if status == 404:
         if code == "ContainerNotFound" or missing is BucketNotFound:
             return BucketNotFound(f"{url}: container does not exist")

@@ -158,6 +158,8 @@ def status_error(url: str, key: str, status: int, body: bytes,
         message = str(json.loads(body)["error"]["message"])
     except (ValueError, KeyError, TypeError):
         message = body[:200].decode("utf-8", "replace")
+    if 300 <= status < 400:
+        return resend.redirected(url, key, status)
     if status == 404:
         lowered = message.lower()
         if missing is BucketNotFound or "bucket does not exist" in lowered or "bucket not found" in lowered:

@@ -17,10 +17,10 @@ from urllib.parse import urlsplit
 
 from fscas.backends.base import at, retry_pause
 from fscas.backends.http11 import Answer, CannotConnect, HttpClient, Streamed
-from fscas.errors import Unreachable
+from fscas.errors import StoreError, Unreachable, redact
 
-__all__ = ["ATTEMPTS", "RETRY_STATUS", "Sign", "ca_bundle", "md5", "proxy_applies", "retryable", "send", "stream",
-           "unreachable"]
+__all__ = ["ATTEMPTS", "RETRY_STATUS", "Sign", "ca_bundle", "md5", "proxy_applies", "redirected", "retryable", "send",
+           "stream", "unreachable"]
 
 RETRY_STATUS = frozenset({429, 500, 502, 503, 504})  # 429 and 503 are S3's SlowDown and Azure's ServerBusy
 ATTEMPTS = 5
@@ -119,3 +119,11 @@ def unreachable(url: str, key: str, error: BaseException, *, ours: bool | None =
         ours = type(error) in (TimeoutError, ConnectionError) or isinstance(error, CannotConnect)
     detail = f": {error}" if ours and str(error) else ""
     return Unreachable(f"{at(url, key)}: endpoint unreachable ({type(error).__name__}{detail})")
+
+
+def redirected(url: str, key: str, status: int, location: str = "") -> StoreError:
+    """A 3xx, never followed on any path: the request carries credentials, and whatever `Location`
+    names would receive them. The user gives the URL the endpoint redirects to instead."""
+    to = f" (to {redact(location)})" if location else ""
+    return StoreError(f"{at(url, key)}: HTTP {status}: the endpoint redirects{to}; fscas does not follow "
+                      "redirects with credentials: give the URL it redirects to")

@@ -14,6 +14,7 @@ import asyncio
 import contextlib
 import functools
 import hashlib
+import logging
 import os
 from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
 from typing import Any
@@ -44,7 +45,7 @@ from fscas.backends.s3_http import (
     signer_available,
 )
 from fscas.backends.s3_wire import chunks as checked_chunks
-from fscas.backends.s3_wire import info, info_from_headers, raise_status, translated
+from fscas.backends.s3_wire import info, info_from_headers, raise_status, translated, unfollowing_session
 from fscas.backends.url import Location, build_options
 from fscas.errors import (
     AccessDenied,
@@ -59,6 +60,15 @@ from fscas.errors import (
 
 __all__ = ["S3Backend", "S3Options"]
 
+log = logging.getLogger(__name__)
+_UNHONOURED: dict[str, set[str] | None] = {
+    "s3.addressing_style": {"virtual"}, "s3.payload_signing_enabled": {"true"},
+    "s3.use_accelerate_endpoint": {"true"}, "s3.use_dualstack_endpoint": {"true"},
+    "use_dualstack_endpoint": {"true"}, "use_fips_endpoint": {"true"}, "sigv4a_signing_region_set": None,
+}
+"""Settings botocore honours and the fast path (path-style, SigV4, one endpoint, a body hash only where
+it protects the body) cannot: set to one of these values, every request goes through botocore. A
+`None` entry means any value."""
 _MIN_PART = 5 * 2**20  # S3's smallest non-final multipart part
 _PROBE = "fscas-probe"
 """Key (under the store's root) of the fast path's one-off probe of whether the server checks a signed
@@ -159,7 +169,8 @@ class S3Backend:
             config["response_checksum_validation"] = "when_required"
         elif o.addressing_style:
             config["s3"] = {"addressing_style": o.addressing_style}
-        config.update(connect_timeout=o.connect_timeout, read_timeout=o.read_timeout)
+        config.update(connect_timeout=o.connect_timeout, read_timeout=o.read_timeout,
+                      http_session_cls=unfollowing_session())
         fs = s3fs.S3FileSystem(
             asynchronous=True, skip_instance_cache=True, anon=o.anon, key=o.key, secret=o.secret,
             token=o.token, profile=o.profile, endpoint_url=self.endpoint, config_kwargs=config,
@@ -174,6 +185,12 @@ class S3Backend:
         environment, then the profile's section of `~/.aws/config`. One answer for both paths, so the
         fast path and botocore sign for the same region; a custom endpoint with no region anywhere
         gets `us-east-1`."""
+        region, ca_bundle, attempts, _ = self._shared_config
+        return region, ca_bundle, attempts
+
+    @functools.cached_property
+    def _shared_config(self) -> tuple[str | None, str | None, int, str | None]:
+        """`_aws_config`, and why the fast path must step aside (None: it honours everything set)."""
         import botocore.session
 
         o = self.options
@@ -182,7 +199,15 @@ class S3Backend:
             region = o.region or os.environ.get("AWS_REGION") or session.get_config_variable("region")
             ca_bundle = session.get_config_variable("ca_bundle")
             attempts = session.get_config_variable("max_attempts")
-        return region or ("us-east-1" if self.endpoint else None), ca_bundle or None, int(attempts or ATTEMPTS)
+            scoped = session.get_scoped_config()
+        s3 = scoped.get("s3") if isinstance(scoped.get("s3"), dict) else {}
+        settings = {**{f"s3.{k}": v for k, v in s3.items()}, **scoped}
+        if o.addressing_style:
+            settings["s3.addressing_style"] = o.addressing_style
+        unhonoured = sorted(name for name, value in settings.items() if name in _UNHONOURED
+                            and (_UNHONOURED[name] is None or str(value).lower() in _UNHONOURED[name]))
+        aside = f"{', '.join(unhonoured)} set (in the URL or the AWS config)" if unhonoured else None
+        return region or ("us-east-1" if self.endpoint else None), ca_bundle or None, int(attempts or ATTEMPTS), aside
 
     async def _fast_client(self) -> S3Http | None:
         """The fast path's client, made on first use; None where botocore must carry every request.
@@ -197,7 +222,10 @@ class S3Backend:
             if self._http_decided:
                 return self._http
             o = self.options
-            if (self.endpoint and o.fast_path and not o.anon and signer_available()
+            aside = self._shared_config[3]
+            if aside:  # botocore honours it; sending half the requests without it would be worse
+                log.debug("%s: the fast path steps aside: %s", self.url, aside)
+            if (self.endpoint and o.fast_path and not o.anon and not aside and signer_available()
                     and not resend.proxy_applies(self.endpoint)):
                 static = _static_credentials(o)
                 if static is None:

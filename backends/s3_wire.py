@@ -12,7 +12,7 @@ from typing import Any
 
 from fscas.backends.base import ObjectInfo, at
 from fscas.backends.http11 import AnswerRefused
-from fscas.backends.resend import unreachable
+from fscas.backends.resend import redirected, unreachable
 from fscas.backends.s3_http import error_code, last_modified
 from fscas.errors import (
     AccessDenied,
@@ -26,7 +26,8 @@ from fscas.errors import (
     Unreachable,
 )
 
-__all__ = ["chunks", "denied", "info", "info_from_headers", "object_info", "raise_status", "translated"]
+__all__ = ["RedirectRefused", "chunks", "denied", "info", "info_from_headers", "object_info", "raise_status",
+           "translated", "unfollowing_session"]
 
 
 async def chunks(url: str, key: str, body: AsyncIterator[bytes]) -> AsyncIterator[bytes]:
@@ -68,7 +69,9 @@ def object_info(key: str, size: int, etag: str | None, version: str | None, b64_
 
 def raise_status(url: str, key: str, status: int, body: bytes) -> None:
     """Map an S3 error answer of the fast path to the fscas error botocore's path would raise."""
-    code = error_code(body) or str(status)
+    code = error_code(body) or ""
+    if 300 <= status < 400:
+        raise redirected(url, key, status)
     if code == "NoSuchBucket":
         raise BucketNotFound(f"{url}: bucket does not exist")
     if status == 404 or code in _NOT_FOUND:
@@ -122,6 +125,8 @@ def translated(url: str, key: str) -> Iterator[None]:
     except AnswerRefused as e:  # a limit crossed: a clean error, not a reason to try again
         raise StoreError(f"{at(url, key)}: {e}") from e
     except (TimeoutError, bx.ConnectionError, bx.HTTPClientError, ConnectionError, *http) as e:
+        if isinstance(refused := getattr(e, "kwargs", {}).get("error"), RedirectRefused):
+            raise redirected(url, key, *refused.args) from e
         # bx.ConnectionError: the endpoint, a proxy, TLS or a connect timeout; HTTPClientError: read timeouts, resets.
         # The fast path's own errors say what happened (which limit, a certificate); others keep to their type.
         raise unreachable(url, key, e) from e
@@ -147,3 +152,39 @@ def translated(url: str, key: str) -> Iterator[None]:
         raise StoreError(f"{at(url, key)}: {message}") from e
     except bx.BotoCoreError as e:  # the rest of botocore's own errors (a response it could not parse...)
         raise StoreError(f"{at(url, key)}: {type(e).__name__}") from e
+
+
+class RedirectRefused(Exception):
+    """The SDK path's answer was a redirect (status, Location): not followed, see `resend.redirected`."""
+
+
+def unfollowing_session() -> type:
+    """aiobotocore's HTTP session class, made not to follow redirects, as botocore's own never does.
+
+    aiobotocore leaves aiohttp's default (follow up to 10), and aiohttp drops only `Authorization` on a
+    redirect to another host: the signed request's `X-Amz-Security-Token` went there. A 3xx now ends
+    the request as `RedirectRefused` (returned as an answer, botocore's S3 region redirector would ask
+    the same endpoint for the bucket's region without end). `_get_session(proxy_url)` is aiobotocore's
+    (2.13 to 3.x, bounded in pyproject); a release without it fails tests/backends/test_tls.py.
+    """
+    from aiobotocore.httpsession import AIOHTTPSession
+
+    class Unfollowing:
+        def __init__(self, session: Any) -> None:
+            self._session = session
+
+        async def request(self, *args: Any, **kwargs: Any) -> Any:
+            response = await self._session.request(*args, allow_redirects=False, **kwargs)
+            if 300 <= response.status < 400:
+                response.release()
+                raise RedirectRefused(response.status, response.headers.get("Location", ""))
+            return response
+
+        def __getattr__(self, name: str) -> Any:
+            return getattr(self._session, name)
+
+    class UnfollowingSession(AIOHTTPSession):  # type: ignore[misc]
+        async def _get_session(self, proxy_url: Any) -> Any:
+            return Unfollowing(await super()._get_session(proxy_url))
+
+    return UnfollowingSession

@@ -248,3 +248,35 @@ def test_both_paths_sign_for_the_region_and_trust_store_of_the_shared_config(
     assert asyncio.run(regions()) == ("eu-west-3", "eu-west-3")
     plain = S3Backend("b", "", S3Options(endpoint_url="http://127.0.0.1:9", key="k", secret="s"))
     assert plain._aws_config[0] == "us-east-1"  # a custom endpoint with no region anywhere
+
+
+@pytest.mark.parametrize(("config", "options"), [
+    ("s3 =\n    addressing_style = virtual\n", {}),
+    ("s3 =\n    payload_signing_enabled = true\n", {}),
+    ("s3 =\n    use_accelerate_endpoint = true\n", {}),
+    ("use_fips_endpoint = true\n", {}),
+    ("sigv4a_signing_region_set = *\n", {}),
+    ("", {"addressing_style": "virtual"}),
+])
+def test_the_fast_path_steps_aside_for_settings_only_botocore_honours(
+        config: str, options: dict[str, str], tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A profile asking for what the fast path cannot do (virtual hosts, a signed body over TLS, an
+    accelerate or FIPS endpoint, SigV4a) sends every request through botocore, which honours it;
+    settings that do not change a request (max_attempts, the s3 section's max_concurrent_requests)
+    keep the fast path."""
+    from fscas.backends.s3 import S3Backend, S3Options
+
+    (tmp_path / "config").write_text(f"[default]\nregion = us-east-1\n{config}")
+    (tmp_path / "harmless").write_text("[default]\nmax_attempts = 3\ns3 =\n    max_concurrent_requests = 20\n")
+    monkeypatch.delenv("AWS_PROFILE", raising=False)
+
+    def fast(config_file: Path, **kwargs: str) -> bool:
+        monkeypatch.setenv("AWS_CONFIG_FILE", str(config_file))
+        backend = S3Backend("b", "", S3Options(endpoint_url="http://127.0.0.1:9", key="k", secret="s", **kwargs))
+        try:
+            return asyncio.run(backend._fast_client()) is not None
+        finally:
+            asyncio.run(backend.aclose())
+
+    assert fast(tmp_path / "harmless")
+    assert not fast(tmp_path / "config", **options)

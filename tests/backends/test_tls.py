@@ -1,5 +1,6 @@
-"""Proxies and certificates on every fast path: a proxy for the endpoint sends every request through
-the SDK, which uses it; a self-signed HTTPS endpoint is refused, and reached once its CA is given."""
+"""Proxies, certificates and redirects on every path: a proxy for the endpoint sends every request
+through the SDK, which uses it; a self-signed HTTPS endpoint is refused, and reached once its CA is
+given; no credential follows a redirect to another host, on the fast path or the SDK's."""
 
 from __future__ import annotations
 
@@ -15,7 +16,7 @@ from typing import Any
 import pytest
 
 import fscas
-from fscas.errors import ObjectNotFound, Unreachable
+from fscas.errors import FscasError, ObjectNotFound, Unreachable
 from fscas.runner import run_sync
 
 _CA_VARIABLES = ("AWS_CA_BUNDLE", "REQUESTS_CA_BUNDLE", "SSL_CERT_FILE", "CURL_CA_BUNDLE")
@@ -65,6 +66,49 @@ class _NotFound(http.server.BaseHTTPRequestHandler):
 
     def log_message(self, *args: Any) -> None:
         pass
+
+
+class _Recording(http.server.BaseHTTPRequestHandler):
+    """Answers 404 to everything, keeping each request's headers in `server.seen`."""
+
+    protocol_version = "HTTP/1.1"
+
+    def _answer(self) -> None:
+        self.server.seen.append((self.command, dict(self.headers)))  # type: ignore[attr-defined]
+        self.send_response(404)
+        self.send_header("Content-Length", "0")
+        self.end_headers()
+
+    do_GET = do_HEAD = do_PUT = do_POST = do_DELETE = _answer
+
+    def log_message(self, *args: Any) -> None:
+        pass
+
+
+def _redirecting_to(elsewhere: str, status: int) -> type[http.server.BaseHTTPRequestHandler]:
+    class Redirecting(http.server.BaseHTTPRequestHandler):
+        protocol_version = "HTTP/1.1"
+
+        def _answer(self) -> None:
+            if length := int(self.headers.get("Content-Length") or 0):
+                self.rfile.read(length)
+            self.send_response(status)
+            self.send_header("Location", elsewhere + self.path)
+            self.send_header("Content-Length", "0")
+            self.end_headers()
+
+        do_GET = do_HEAD = do_PUT = do_POST = do_DELETE = _answer
+
+        def log_message(self, *args: Any) -> None:
+            pass
+    return Redirecting
+
+
+def _serving(handler: type[http.server.BaseHTTPRequestHandler]) -> http.server.ThreadingHTTPServer:
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
+    server.seen = []  # type: ignore[attr-defined]
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    return server
 
 
 @pytest.fixture
@@ -138,3 +182,39 @@ def test_a_proxy_for_the_endpoint_is_honoured_and_no_proxy_lifts_it(cloud: str, 
     run_sync(through(False))
     monkeypatch.setenv("NO_PROXY", "127.0.0.1")
     run_sync(through(True))
+
+
+_CREDENTIAL_HEADERS = ("authorization", "x-amz-security-token", "proxy-authorization")
+
+
+@pytest.mark.parametrize("fast", [True, False], ids=["fast", "sdk"])
+@pytest.mark.parametrize("cloud", ["s3", "az", "gs"])
+def test_no_credential_follows_a_redirect_to_another_host(cloud: str, fast: bool) -> None:
+    """aiobotocore let aiohttp follow a 307 with the signed request: aiohttp dropped `Authorization`
+    but the session token went to the other host. Every path now stops at the redirect, or (the
+    Azure and GCS SDKs) follows it with no credential."""
+    elsewhere = _serving(_Recording)
+    other = f"http://localhost:{elsewhere.server_address[1]}"  # another host, not only another port
+    redirecting = _serving(_redirecting_to(other, 307))
+    endpoint = f"http://127.0.0.1:{redirecting.server_address[1]}"
+    url, options = _store(cloud, endpoint)
+    options = {**options, "fast_path": fast}
+    if cloud == "s3":
+        options["token"] = "SESSION-TOKEN"
+    elif cloud == "gs":
+        url, options["token"] = url.replace("&token=anon", ""), "ya29.raw-access-token"
+    try:
+        with fscas.open_store(url, existence_cache=False, **options) as store:
+            for call in (store.aio.backend.head("Data/x"), store.aio.backend.put("Data/y", b"hello")):
+                with pytest.raises(FscasError) as failed:
+                    run_sync(call)
+                assert "internal" not in str(failed.value) and "SESSION-TOKEN" not in str(failed.value)
+        leaked = [(method, name) for method, headers in elsewhere.seen  # type: ignore[attr-defined]
+                  for name in headers if name.lower() in _CREDENTIAL_HEADERS]
+        assert not leaked, leaked
+        if cloud == "s3" or fast:  # stopped at the redirect, and said so
+            assert not elsewhere.seen and "redirect" in str(failed.value), (elsewhere.seen, failed.value)  # type: ignore[attr-defined]
+    finally:
+        for server in (redirecting, elsewhere):
+            server.shutdown()
+            server.server_close()
