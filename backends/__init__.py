@@ -10,7 +10,6 @@ and any fsspec filesystem instance, goes through the generic `FsspecBackend`.
 from __future__ import annotations
 
 import importlib.util
-import logging
 import os
 from collections.abc import Callable
 from importlib.metadata import EntryPoint, entry_points
@@ -30,12 +29,12 @@ from fscas.backends.base import (
     check_metadata,
 )
 from fscas.backends.url import FSSPEC_ALIASES, Location, known_protocol, parse_url
-from fscas.errors import ConfigError, redact
+from fscas.errors import ConfigError, logger, redact
 
 __all__ = ["Backend", "BackendEntry", "Body", "Capabilities", "Location", "ObjectInfo", "Raw", "RawAccess", "Swappable",
            "available_backends", "check_key", "check_metadata", "open_backend", "parse_url"]
 
-log = logging.getLogger(__name__)
+log = logger(__name__)
 
 GROUP = "fscas.backends"
 _SDK = {"s3": ("s3fs", "s3"), "gs": ("gcsfs", "gcs"), "az": ("adlfs", "azure")}  # scheme: (module, extra)

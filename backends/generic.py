@@ -58,6 +58,8 @@ _NOT_THREAD_SAFE = {"ftp"}
 _POOL = 4  # connections of a non-thread-safe filesystem opened from a URL
 _THREADS = 16  # calls of a sync filesystem in flight (they wait on the network, not the CPU)
 _WEBDAV_UNSAFE = set("#?*;[%")  # webdav4 puts names into URLs unquoted and lists them through fsspec globs
+_EXTRAS = {"sftp": "sftp", "ssh": "sftp", "webdav": "webdav"}
+"""The fscas extra that brings a protocol's filesystem."""
 _WEBDAV = {"webdav+https": "https", "webdav+http": "http", "davs": "https", "dav": "http", "webdav": "https"}
 
 
@@ -87,7 +89,13 @@ class FsspecBackend:
         if protocol in _WEBDAV:  # webdav4 wants the server as base_url, and the user as auth
             address, storage = _webdav(location, storage)
             protocol = "webdav"
-        cls_ = fsspec.get_filesystem_class(protocol)
+        try:
+            cls_ = fsspec.get_filesystem_class(protocol)
+        except ImportError as e:  # fsspec's own SFTP wants paramiko: the extra brings sshfs instead
+            extra = _EXTRAS.get(protocol)
+            fix = f"pip install 'fscas[{extra}]'" if extra else "install the package fsspec names"
+            raise ConfigError(f"{location.scheme}:// needs a package that is not installed: {fix} "
+                              f"({str(e).splitlines()[0] if str(e) else type(e).__name__})") from e
         from_url = cls_._get_kwargs_from_urls(address)
         for name in ("username", "password"):  # fsspec leaves them percent-encoded, as they are in the URL
             if isinstance(from_url.get(name), str):

@@ -14,7 +14,6 @@ import asyncio
 import contextlib
 import functools
 import hashlib
-import logging
 import os
 from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
 from typing import Any
@@ -55,12 +54,13 @@ from fscas.errors import (
     ObjectExists,
     ObjectNotFound,
     StoreError,
+    logger,
     redact,
 )
 
 __all__ = ["S3Backend", "S3Options"]
 
-log = logging.getLogger(__name__)
+log = logger(__name__)
 _UNHONOURED: dict[str, set[str] | None] = {
     "s3.addressing_style": {"virtual"}, "s3.payload_signing_enabled": {"true"},
     "s3.use_accelerate_endpoint": {"true"}, "s3.use_dualstack_endpoint": {"true"},
@@ -205,7 +205,7 @@ class S3Backend:
         if o.addressing_style:
             settings["s3.addressing_style"] = o.addressing_style
         unhonoured = sorted(name for name, value in settings.items() if name in _UNHONOURED
-                            and (_UNHONOURED[name] is None or str(value).lower() in _UNHONOURED[name]))
+                            and str(value).lower() in (_UNHONOURED[name] or {str(value).lower()}))
         aside = f"{', '.join(unhonoured)} set (in the URL or the AWS config)" if unhonoured else None
         return region or ("us-east-1" if self.endpoint else None), ca_bundle or None, int(attempts or ATTEMPTS), aside
 

@@ -151,6 +151,9 @@ def build_options(cls: type[T], location: Location, given: Mapping[str, Any]) ->
                 close = difflib.get_close_matches(name, valid, n=1)
                 hint = f"; did you mean {close[0]!r}?" if close else f"; valid: {', '.join(valid)}"
                 raise ConfigError(f"{shown}: unknown {source} option {name!r}{hint}")
+            if isinstance(value, str) and any(ord(c) < 32 or ord(c) == 127 for c in value):
+                # A CR/LF would end up in a header (region, token): say which option, never its value.
+                raise ConfigError(f"{shown}: option {name!r} holds a control character (CR, LF, NUL...)")
             values[name] = _convert(shown, name, value, fields[name].type) if source == "URL" else value
     return cls(**values)
 

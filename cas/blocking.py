@@ -106,9 +106,10 @@ class Store:
         return run_sync(self.aio.upload(manifest, root, callback=callback, use_cache=use_cache))
 
     def download(self, manifest: Manifest, dest: str | os.PathLike[str], *, conflict: ConflictMode = "skip",
-                 checksum: bool = False, callback: Callback | None = None) -> TransferSummary:
+                 checksum: bool = False, callback: Callback | None = None, dry_run: bool = False) -> TransferSummary:
         """See `AsyncStore.download`."""
-        return run_sync(self.aio.download(manifest, dest, conflict=conflict, checksum=checksum, callback=callback))
+        return run_sync(self.aio.download(manifest, dest, conflict=conflict, checksum=checksum, callback=callback,
+                                          dry_run=dry_run))
 
     def manifests(self, *, kind: ManifestKind | None = None, farm_id: str | None = None,
                   queue_id: str | None = None) -> list[StoredManifest]:

@@ -52,7 +52,7 @@ def _state(p: ManifestPath, target: str, checksum: bool) -> Literal["new", "same
 
 async def download(store: AsyncStore, manifest: Manifest, dest: str | os.PathLike[str], *,
                    conflict: ConflictMode = "skip", checksum: bool = False,
-                   callback: Callback | None = None) -> TransferSummary:
+                   callback: Callback | None = None, dry_run: bool = False) -> TransferSummary:
     """See `fscas.AsyncStore.download`."""
     if conflict not in ("skip", "overwrite", "create-copy"):
         raise ValueError(f"conflict must be skip, overwrite or create-copy, not {conflict!r}")
@@ -61,10 +61,11 @@ async def download(store: AsyncStore, manifest: Manifest, dest: str | os.PathLik
     targets = [(p, safe_path(dest_s, p.path)) for p in manifest.paths]  # strings: pathlib costs µs per file
     check_layout(p.path for p in manifest.paths)
     check_folder_target(Path(dest_s))
-    os.makedirs(dest_s, exist_ok=True)
-    for folder in {os.path.dirname(t) for _, t in targets}:  # what a killed earlier download left behind
-        if os.path.isdir(folder):
-            remove_stale_temps(folder)
+    if not dry_run:
+        os.makedirs(dest_s, exist_ok=True)
+        for folder in {os.path.dirname(t) for _, t in targets}:  # what a killed earlier download left behind
+            if os.path.isdir(folder):
+                remove_stale_temps(folder)
     dest_real = os.path.realpath(dest_s)
 
     if checksum:  # hashing: on worker threads, a bounded number at a time
@@ -87,6 +88,13 @@ async def download(store: AsyncStore, manifest: Manifest, dest: str | os.PathLik
         else:
             plan.append((p, target))
     total = sum(p.size for p, _ in plan)
+
+    def summary() -> TransferSummary:
+        return TransferSummary(files=len(plan), bytes=total, skipped_files=len(targets) - len(plan),
+                               skipped_bytes=manifest.total_size - total, unchanged_files=unchanged,
+                               kept=tuple(kept), seconds=time.monotonic() - started)
+    if dry_run:
+        return summary()
     progress = progress_of(callback, total)
 
     prepared: set[str] = set()  # folders made and checked once per download, not once per file
@@ -110,7 +118,5 @@ async def download(store: AsyncStore, manifest: Manifest, dest: str | os.PathLik
 
     await in_lanes(one, ([x for x in plan if x[0].size <= PART], store.concurrency),
                    ([x for x in plan if x[0].size > PART], _BIG))  # large files in flight: bounds memory
-    return TransferSummary(files=len(plan), bytes=total, skipped_files=len(targets) - len(plan),
-                           skipped_bytes=manifest.total_size - total, unchanged_files=unchanged,
-                           kept=tuple(kept), seconds=time.monotonic() - started)
+    return summary()
 

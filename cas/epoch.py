@@ -42,7 +42,6 @@ from __future__ import annotations
 
 import asyncio
 import json
-import logging
 import math
 import uuid
 from collections.abc import Awaitable, Callable
@@ -61,11 +60,12 @@ from fscas.errors import (
     ObjectExists,
     ObjectNotFound,
     StoreError,
+    logger,
 )
 
 __all__ = ["LEASE", "SETTLE", "Epoch", "GcLease", "ensure_epoch", "read_epoch", "wait_for_end", "window"]
 
-log = logging.getLogger(__name__)
+log = logger(__name__)
 
 LEASE = 60.0
 """Seconds a gc's marker stays valid without a heartbeat; it beats every quarter of that."""

@@ -30,6 +30,10 @@ from __future__ import annotations
 import re
 import urllib.parse
 from collections.abc import Iterable
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    import logging
 
 __all__ = [
     "AccessDenied",
@@ -47,6 +51,7 @@ __all__ = [
     "StoreError",
     "Unreachable",
     "UnsafePathError",
+    "logger",
     "redact",
     "secrets_in",
 ]
@@ -153,3 +158,21 @@ def secrets_in(text: str) -> set[str]:
     found |= {m[2] for m in _CONNECTION_STRING.finditer(text)}
     found |= {urllib.parse.unquote(s) for s in found}
     return {s for s in found if s != MASK}
+
+
+def logger(name: str) -> logging.Logger:
+    """fscas's logger `name` (a `logging.Logger`), with credentials masked in everything it logs
+    (`redact`). Logger filters are not inherited, so each of fscas's loggers is made here. The SDKs'
+    DEBUG logs are their own: botocore's "Sending http request" line carries `X-Amz-Security-Token`
+    (README says so). `logging` is imported here, not at the top: commands that log nothing skip it."""
+    import logging
+
+    class Redacting(logging.Filter):
+        def filter(self, record: logging.LogRecord) -> bool:
+            record.msg, record.args = redact(record.getMessage()), None
+            return True
+
+    made = logging.getLogger(name)
+    if not any(type(f).__name__ == "Redacting" for f in made.filters):
+        made.addFilter(Redacting())
+    return made

@@ -16,6 +16,7 @@ raises `IntegrityError`, never wrong bytes. Writes raise `NotSupported`: a snaps
 from __future__ import annotations
 
 import contextlib
+import datetime
 import io
 import os
 import stat
@@ -25,7 +26,7 @@ from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
 
-from fsspec.spec import AbstractFileSystem
+from fsspec.spec import AbstractBufferedFile, AbstractFileSystem
 
 from fscas.blocking import Store, open_store
 from fscas.content import ContentCache
@@ -163,14 +164,33 @@ class FscasFileSystem(AbstractFileSystem):  # type: ignore[misc]  # fsspec ships
             f.seek(first)
             return f.read(max(0, last - first))
 
+    def modified(self, path: str) -> datetime.datetime:
+        """The file's mtime as the manifest records it (UTC)."""
+        return datetime.datetime.fromtimestamp(self._file(path).mtime / 1e6, datetime.UTC)
+
     def _open(self, path: str, mode: str = "rb", block_size: int | None = None, autocommit: bool = True,
               cache_options: dict[str, Any] | None = None, **kwargs: Any) -> Any:
         if "r" not in mode or "+" in mode:
             raise NotSupported(f"fscas://{path}: read-only: a snapshot does not change; push a new one")
         p = self._file(path)
-        if p.size <= WHOLE and self.cache.get(p.hash, p.size) is None:
-            return io.BytesIO(self.store.get_bytes(p.hash))
-        return open(self.local_path(path), "rb")  # the caller closes it
+        # fsspec's buffered file, so read_block, blockcache:: and every reader see fsspec's interface.
+        # A small file is one verified GET held whole ("all"); a larger one is read in blocks from its
+        # verified copy in the content cache.
+        small = p.size <= WHOLE
+        return FscasFile(self, p.path, mode, block_size=p.size or 1 if small else block_size or "default",
+                         autocommit=autocommit, cache_type="all" if small else kwargs.pop("cache_type", "readahead"),
+                         cache_options=cache_options, size=p.size)
+
+    def __reduce__(self) -> tuple[Any, ...]:
+        """Pickled as the store's URL and options with the manifest, for Dask workers to open again."""
+        spec = self.store.aio.opened_with
+        if spec is None:
+            raise TypeError("this fscas:// filesystem's store was made from a backend or a filesystem "
+                            "instance and cannot be opened elsewhere; give store= a URL or folder (with its "
+                            "options) to pickle it")
+        target, options = spec
+        fsspec_options = {k: v for k, v in self.storage_options.items() if k in _FSSPEC_OPTIONS}
+        return _reopened, (type(self), target, options, self._source, self.cache, fsspec_options)
 
     # -- everything that would change the snapshot -------------------------------------------
 
@@ -182,6 +202,18 @@ class FscasFileSystem(AbstractFileSystem):  # type: ignore[misc]  # fsspec ships
     def __repr__(self) -> str:
         source = self._source if isinstance(self._source, (str, os.PathLike)) else "<Manifest>"
         return f"FscasFileSystem({self.store.url!r}, {os.fspath(source)!r})"
+
+
+class FscasFile(AbstractBufferedFile):  # type: ignore[misc]  # fsspec ships no type information
+    """A file of a `fscas://` snapshot: fsspec's read-only buffered file over `cat_file` ranges."""
+
+    def _fetch_range(self, start: int, end: int) -> bytes:
+        return bytes(self.fs.cat_file(self.path, start, end))
+
+
+def _reopened(cls: type[FscasFileSystem], target: str, options: dict[str, Any], manifest: Any, cache: ContentCache,
+              fsspec_options: dict[str, Any]) -> FscasFileSystem:
+    return cls(open_store(target, **options), manifest, cache=cache, **fsspec_options)
 
 
 def _span(start: int | None, end: int | None, size: int) -> tuple[int, int]:

@@ -29,18 +29,24 @@ async def collect(store: AsyncStore, *, delete: bool, grace_seconds: float, leas
     gc before anything is deleted.
     """
     cutoff = time.time() - grace_seconds
-    candidates = [o async for o in store.backend.list(keys.DATA + "/")
-                  if keys.digest_of_key(o.key) is not None and (o.last_modified or 0) <= cutoff]
+    candidates: list[ObjectInfo] = []
+    young: list[str] = []  # digests of objects within the grace period: only counted, if unreferenced
+    async for o in store.backend.list(keys.DATA + "/"):
+        if (digest := keys.digest_of_key(o.key)) is not None:
+            if (o.last_modified or 0) <= cutoff:
+                candidates.append(o)
+            else:
+                young.append(digest)
     if not delete or not candidates:
         referenced, manifests = await _mark(store, None)
-        return _report(candidates, referenced, manifests, deleted=False)
+        return _report(candidates, referenced, manifests, young, deleted=False)
     async with GcLease(store.backend, lease=lease) as held:
         referenced, manifests = await _mark(store, held)
         doomed = [o for o in candidates if keys.digest_of_key(o.key) not in referenced]
         store.forget([o.key for o in doomed])  # before deleting: a crash leaves no entry for a gone object
         for start in range(0, len(doomed), _BATCH):
             await held.deleting([o.key for o in doomed[start:start + _BATCH]], store.backend.delete)
-    return _report(candidates, referenced, manifests, deleted=True)
+    return _report(candidates, referenced, manifests, young, deleted=True)
 
 
 async def _mark(store: AsyncStore, held: GcLease | None) -> tuple[set[str], int]:
@@ -55,7 +61,9 @@ async def _mark(store: AsyncStore, held: GcLease | None) -> tuple[set[str], int]
     return referenced, manifests
 
 
-def _report(candidates: list[ObjectInfo], referenced: set[str], manifests: int, *, deleted: bool) -> GcReport:
+def _report(candidates: list[ObjectInfo], referenced: set[str], manifests: int, young: list[str], *,
+            deleted: bool) -> GcReport:
     unreferenced = [o for o in candidates if keys.digest_of_key(o.key) not in referenced]
     return GcReport(manifests=manifests, referenced=len(referenced), unreferenced=tuple(o.key for o in unreferenced),
-                    unreferenced_bytes=sum(o.size for o in unreferenced), deleted=deleted)
+                    unreferenced_bytes=sum(o.size for o in unreferenced), deleted=deleted,
+                    kept_for_grace=sum(1 for digest in young if digest not in referenced))

@@ -49,6 +49,9 @@ class AsyncStore:
         self.concurrency = concurrency
         self._cache = None if existence_cache is False else existence_cache or ExistenceCache()
         self._owns_cache = existence_cache is None  # a cache passed in may serve other stores too
+        self.opened_with: tuple[str, dict[str, Any]] | None = None
+        """(URL or folder, keywords) it was opened with by `open_async_store`, to open it again in
+        another process (`fscas://` pickled for Dask); None when made from a backend or a filesystem."""
 
     @property
     def url(self) -> str:
@@ -233,7 +236,8 @@ class AsyncStore:
                                skipped_bytes=manifest.total_size - total, seconds=time.monotonic() - started)
 
     async def download(self, manifest: Manifest, dest: str | os.PathLike[str], *, conflict: ConflictMode = "skip",
-                       checksum: bool = False, callback: Callback | None = None) -> TransferSummary:
+                       checksum: bool = False, callback: Callback | None = None,
+                       dry_run: bool = False) -> TransferSummary:
         """Materialise `manifest` under `dest`: parallel, verified, one temp file + rename per file.
 
         Every path is checked before anything is written: absolute paths, `..`, backslashes, NUL,
@@ -249,6 +253,8 @@ class AsyncStore:
                 replaced (`overwrite`), or the download goes to `name (1).ext` (`create-copy`).
             checksum: compare local files by hash instead of mtime (slower; for trees whose
                 mtimes are not trustworthy).
+            dry_run: decide what would be written (the summary's `files`/`bytes`, `kept`,
+                `unchanged_files`) and write nothing, not even `dest`.
 
         Raises:
             UnsafePathError: a path would land outside `dest`.
@@ -257,7 +263,8 @@ class AsyncStore:
         """
         from fscas.download import download
 
-        return await download(self, manifest, dest, conflict=conflict, checksum=checksum, callback=callback)
+        return await download(self, manifest, dest, conflict=conflict, checksum=checksum, callback=callback,
+                              dry_run=dry_run)
 
     # -- manifest objects --------------------------------------------------------------------
 
@@ -403,8 +410,12 @@ def open_async_store(target: str | os.PathLike[str] | Any, *, root: str | None =
                      existence_cache: ExistenceCache | Literal[False] | None = None, **options: Any) -> AsyncStore:
     """Open a store for use from async code; see `fscas.open_store`."""
     opened = open_backend(target, root=root, backend=backend, **options)
-    return AsyncStore(opened, concurrency=concurrency or (8 if opened.url.startswith(("file:", "memory:")) else 32),
-                      existence_cache=existence_cache)
+    store = AsyncStore(opened, concurrency=concurrency or (8 if opened.url.startswith(("file:", "memory:")) else 32),
+                       existence_cache=existence_cache)
+    if isinstance(target, (str, os.PathLike)) and existence_cache in (None, False):
+        store.opened_with = (os.fspath(target), {"root": root, "backend": backend, "concurrency": concurrency,
+                                                 "existence_cache": existence_cache, **options})
+    return store
 
 
 

@@ -82,3 +82,5 @@ class GcReport:
     unreferenced_bytes: int
     deleted: bool
     """Whether the unreferenced objects were deleted."""
+    kept_for_grace: int = 0
+    """Unreferenced Data objects younger than the grace period: kept (a push may be about to name them)."""

@@ -66,6 +66,7 @@ async def verify_objects(backend: Backend, manifests: Iterable[Manifest] | None,
             except IntegrityError as e:
                 corrupt.append(str(e))
                 corrupt_digests.append(digest)
+                return size or 0  # read too (it is what was checked and found wrong)
             return 0
 
     total = sum(await asyncio.gather(*(one(d, s) for d, s in sizes.items())))

@@ -7,7 +7,6 @@ a corrupt one is moved aside with a warning and started afresh; neither ever sto
 from __future__ import annotations
 
 import contextlib
-import logging
 import os
 import sqlite3
 import threading
@@ -18,7 +17,9 @@ from typing import Any
 
 __all__ = ["LocalDB"]
 
-log = logging.getLogger("fscas.localdb")
+from fscas.errors import logger
+
+log = logger("fscas.localdb")
 
 
 class LocalDB:

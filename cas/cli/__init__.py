@@ -19,7 +19,7 @@ from fscas.cli.manifest import add_manifest_commands
 from fscas.cli.output import set_secrets
 from fscas.cli.outputs import add_outputs_commands
 from fscas.cli.publish import add_publish_commands
-from fscas.cli.store import add_manifest_transfer_commands, add_store_commands, store_arg
+from fscas.cli.store import add_manifest_transfer_commands, add_store_commands
 from fscas.errors import ConfigError, FscasError, ManifestError, UnsafePathError, redact, secrets_in
 
 __all__ = ["COMMANDS", "build_parser", "main"]
@@ -146,7 +146,7 @@ def build_parser(command: str | None = None) -> argparse.ArgumentParser:
     if wanted("browse"):
         add_browse_commands(groups)
     if wanted("outputs"):
-        add_outputs_commands(groups, store_arg)
+        add_outputs_commands(groups)
     if wanted("publish"):
         add_publish_commands(groups)
     if wanted("conformance"):
@@ -207,6 +207,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         if isinstance(e, FscasError):
             print(f"fscas: error: {redact(str(e), secrets)}", file=sys.stderr)
             return 2 if isinstance(e, _INPUT_ERRORS) else 1
+        if isinstance(e, OSError) and e.filename is not None:  # a local path in the way: not fscas's fault
+            where = f"{e.filename} -> {e.filename2}" if e.filename2 is not None else str(e.filename)
+            print(f"fscas: error: {redact(where, secrets)}: {e.strerror or type(e).__name__}", file=sys.stderr)
+            return 1
         message = redact(f"{type(e).__name__}: {e}", secrets).splitlines()[0] if str(e) else type(e).__name__
         hint = "" if debug else " — rerun with --debug for the traceback"
         print(f"fscas: internal error: {message}{hint}", file=sys.stderr)

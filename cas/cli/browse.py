@@ -6,8 +6,8 @@ import argparse
 import sys
 from typing import Any
 
+from fscas.cli.common import open_store_of, store_arg
 from fscas.cli.output import emit_json
-from fscas.cli.store import open_store_of, store_arg
 
 __all__ = ["add_browse_commands"]
 
@@ -24,7 +24,7 @@ def add_browse_commands(groups: Any) -> None:
                       help="the Data objects instead of the manifests")
     p.add_argument("--farm-id", default=None, help="only manifests of this farm")
     p.add_argument("--queue-id", default=None, help="only manifests of this queue")
-    store_arg(p)
+    store_arg(p, positional=True)
     p.set_defaults(handler=_ls)
 
     p = groups.add_parser("cat", help="print one stored object's bytes (a manifest key, or a Data key verified)")

@@ -11,7 +11,7 @@ import time
 from typing import Any
 
 from fscas.cli.args import positive_int
-from fscas.cli.output import emit_json
+from fscas.cli.output import emit_json, masked
 
 __all__ = ["add_conformance_commands"]
 
@@ -127,9 +127,9 @@ def _conformance(args: argparse.Namespace) -> int:
     failed = bool(unreachable) or any(r.status == "fail" for rs in results.values() for r in rs)
     if args.json:
         emit_json({"ok": not failed, "results": [
-            {"target": name, "check": r.check, "status": r.status, "detail": r.detail, "seconds": round(r.seconds, 3)}
-            for name, rs in results.items() for r in rs] + [
-            {"target": name, "check": None, "status": "n/a", "detail": why} for name, why in skipped.items()]})
+            {"target": name, "check": r.check, "status": r.status, "detail": masked(r.detail),
+             "seconds": round(r.seconds, 3)} for name, rs in results.items() for r in rs] + [
+            {"target": name, "check": None, "status": "n/a", "detail": masked(why)} for name, why in skipped.items()]})
     else:
         _matrix(results, skipped, args.check or list(CHECKS))
     return 1 if failed else 0
@@ -148,9 +148,10 @@ def _matrix(results: dict[str, list[Any]], skipped: dict[str, str], checks: list
     for name, rs in results.items():
         for r in rs:
             if r.status != "pass":
-                print(f"{name}: {r.check}: {r.status}: {r.detail.splitlines()[0] if r.detail else ''}", file=sys.stderr)
+                detail = masked(r.detail.splitlines()[0]) if r.detail else ""
+                print(f"{name}: {r.check}: {r.status}: {detail}", file=sys.stderr)
     for name, why in skipped.items():
-        print(f"{name}: n/a: {why}", file=sys.stderr)
+        print(f"{name}: n/a: {masked(why)}", file=sys.stderr)
 
 
 def _emulator_run(args: argparse.Namespace) -> int:

@@ -9,15 +9,15 @@ import sys
 from typing import TYPE_CHECKING, Any
 
 from fscas.cli.args import add_filters, existing_folder
+from fscas.cli.common import add_scale_options, manifest_of, read_manifest, scaled
 from fscas.cli.output import emit_json, progress_bar, warn
-from fscas.cli.store import add_scale_options, scaled
-from fscas.errors import ConfigError, ManifestError, SnapshotError
+from fscas.errors import ConfigError, SnapshotError
 from fscas.files import atomic_write_bytes
 
 if TYPE_CHECKING:
-    from fscas.manifests import Manifest, ManifestDiff
+    from fscas.manifests import ManifestDiff
 
-__all__ = ["add_manifest_commands", "read_manifest"]
+__all__ = ["add_manifest_commands"]
 
 
 def add_manifest_commands(groups: Any) -> Any:
@@ -37,12 +37,14 @@ def add_manifest_commands(groups: Any) -> Any:
 
     p = sub.add_parser("diff", help="compare a folder with a manifest")
     p.add_argument("root", type=existing_folder, help="the folder to compare")
-    p.add_argument("manifest", help="a local manifest file")
+    p.add_argument("manifest", help="a local manifest file, or a manifest key in the store (Manifests/...)")
     add_filters(p)
     p.add_argument("--exact", action="store_true", help="compare hashes, not size and mtime")
+    p.add_argument("--no-cache", action="store_true", help="with --exact, hash every file (no hash cache)")
     p.add_argument("--exit-code", action="store_true",
                    help="exit 1 when there are differences, 0 when there are none (like git diff --exit-code)")
     p.add_argument("--json", action="store_true", help="print {new, modified, deleted} as JSON")
+    _store_options(p)
     p.set_defaults(handler=_diff, local=True)
 
     p = sub.add_parser("merge", help="merge manifests, later ones win")
@@ -52,25 +54,21 @@ def add_manifest_commands(groups: Any) -> Any:
     p.set_defaults(handler=_merge, local=True)
 
     p = sub.add_parser("show", help="print a manifest's entries")
-    p.add_argument("file", metavar="MANIFEST", help="a local manifest file")
+    p.add_argument("file", metavar="MANIFEST",
+                   help="a local manifest file, or a manifest key in the store (Manifests/...)")
     p.add_argument("--json", action="store_true", help="print the manifest as JSON")
+    _store_options(p)
     p.set_defaults(handler=_show, local=True)
     return sub
 
 
-def read_manifest(path: str) -> Manifest:
-    """Read and decode a local manifest file; errors name the file."""
-    from fscas.manifests import decode
-
-    try:
-        with open(path, "rb") as f:
-            data = f.read()
-    except OSError as e:
-        raise ManifestError(f"{path}: cannot read manifest: {e.strerror}") from e
-    try:
-        return decode(data)
-    except ManifestError as e:
-        raise ManifestError(f"{path}: {e}") from e
+def _store_options(p: argparse.ArgumentParser) -> None:
+    """Where a manifest given as a store key is read from (the `--json` flag is the command's own)."""
+    p.add_argument("--store", default=None, metavar="URL",
+                   help="the store a MANIFEST key is read from (default: $FSCAS_STORE or a local folder store)")
+    for flag, text in (("--endpoint-url", "the store's endpoint"), ("--profile", "the AWS profile"),
+                       ("--region", "the S3 region")):
+        p.add_argument(flag, default=None, help=f"{text}, as the aws CLI's flag")
 
 
 def _snapshot(args: argparse.Namespace) -> int:
@@ -138,8 +136,9 @@ def _diff_json(d: ManifestDiff) -> dict[str, list[str]]:
 def _diff(args: argparse.Namespace) -> int:
     from fscas.manifests import diff_tree
 
-    m = read_manifest(args.manifest)
+    m = manifest_of(args, args.manifest)
     d = diff_tree(args.root, m, exact=args.exact, include=args.include, exclude=args.exclude,
+                  hash_cache=False if args.no_cache else None,
                   on_skip=None if args.json else (lambda rel, why: warn(f"skipped {rel}: {why}")))
     if args.json:
         emit_json(_diff_json(d))
@@ -165,7 +164,7 @@ def _merge(args: argparse.Namespace) -> int:
 
 
 def _show(args: argparse.Namespace) -> int:
-    m = read_manifest(args.file)
+    m = manifest_of(args, args.file)
     if args.json:
         emit_json({"hashAlg": m.hash_alg, "manifestVersion": m.version, "totalSize": m.total_size,
                    "paths": [{"path": p.path, "hash": p.hash, "size": p.size, "mtime": p.mtime}

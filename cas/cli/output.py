@@ -12,7 +12,7 @@ from fscas.errors import redact
 if TYPE_CHECKING:
     from fsspec.callbacks import Callback
 
-__all__ = ["emit_json", "progress_bar", "set_secrets", "warn"]
+__all__ = ["emit_json", "masked", "progress_bar", "set_secrets", "warn"]
 
 _SECRETS: set[str] = set()  # this process's command line and environment: set once by main()
 
@@ -26,13 +26,30 @@ def set_secrets(secrets: Iterable[str]) -> None:
 def emit_json(obj: Any) -> None:
     """Print one JSON document on stdout (non-ASCII kept; lone surrogates escaped).
 
-    Known secret values are masked; patterns are not applied, so a file named `key=x` stays intact.
+    Masked by structure: a string that is a URL (or `,opt=` options, a connection string) has the
+    credential slots masked (`fscas.errors.redact`'s patterns: userinfo, `secret=`, `sig=`...). Keys,
+    paths and bucket names are printed as they are, even when a secret is also a word in them
+    (a secret `fscas` must not turn `Manifests/mp/fscas.manifest` into `***`). Text from a third
+    party's error goes through `masked` before it is put in the document.
     """
-    text = json.dumps(obj, ensure_ascii=True, sort_keys=True)
-    for secret in _SECRETS:
-        text = text.replace(secret, "***") if len(secret) >= 4 else text
+    text = json.dumps(_masked_urls(obj), ensure_ascii=True, sort_keys=True)
     sys.stdout.write(text + "\n")
     sys.stdout.flush()
+
+
+def masked(text: str) -> str:
+    """Free text (a third-party error) with every known secret value and credential pattern masked."""
+    return redact(text, _SECRETS)
+
+
+def _masked_urls(obj: Any) -> Any:
+    if isinstance(obj, str):
+        return redact(obj) if ("://" in obj or ",opt=" in obj or ("=" in obj and ";" in obj)) else obj
+    if isinstance(obj, dict):
+        return {k: _masked_urls(v) for k, v in obj.items()}
+    if isinstance(obj, (list, tuple)):
+        return [_masked_urls(v) for v in obj]
+    return obj
 
 
 def warn(message: str) -> None:

@@ -6,26 +6,10 @@ import argparse
 import sys
 from typing import Any
 
+from fscas.cli.common import add_location_options, locations_from, open_store_of, store_arg, transfer
 from fscas.cli.output import emit_json
 
-__all__ = ["add_location_options", "add_outputs_commands", "locations_from"]
-
-
-def add_location_options(p: argparse.ArgumentParser, *, typed: bool) -> None:
-    """`--file-system-location NAME=PATH[:LOCAL|:SHARED]` (repeatable) and `--file-system-locations FILE`."""
-    kinds = "[:LOCAL|:SHARED]" if typed else ""
-    p.add_argument("--file-system-location", action="append", default=[], metavar=f"NAME=PATH{kinds}",
-                   help="a storage-profile file-system location on this machine (repeatable)")
-    p.add_argument("--file-system-locations", default=None, metavar="FILE",
-                   help="the locations of a storage profile, as JSON ({\"fileSystemLocations\": [...]})")
-
-
-def locations_from(args: argparse.Namespace) -> list[Any]:
-    """The `FileSystemLocation`s the location options name."""
-    from fscas.pathmapping import FileSystemLocation
-
-    found = list(FileSystemLocation.load(args.file_system_locations)) if args.file_system_locations else []
-    return found + [FileSystemLocation.parse(text) for text in args.file_system_location]
+__all__ = ["add_outputs_commands"]
 
 
 def _ids(p: argparse.ArgumentParser) -> None:
@@ -39,7 +23,7 @@ def _ids(p: argparse.ArgumentParser) -> None:
                         "dropping roots it did not write)")
 
 
-def add_outputs_commands(groups: Any, store_arg: Any) -> None:
+def add_outputs_commands(groups: Any) -> None:
     """Register `fscas outputs list` and `fscas outputs download`."""
     group = groups.add_parser("outputs", help="list or download a Deadline job's task outputs")
     sub = group.add_subparsers(dest="command", metavar="COMMAND", required=True)
@@ -68,11 +52,14 @@ def add_outputs_commands(groups: Any, store_arg: Any) -> None:
 
 
 def _scope(args: argparse.Namespace) -> dict[str, Any]:
+    if args.task_id and not args.step_id:  # a task id is only unique within its step (Deadline refuses it too)
+        from fscas.errors import ConfigError
+
+        raise ConfigError("--task-id needs --step-id: a task is named within its step")
     return {"step_id": args.step_id, "task_id": args.task_id}
 
 
 def _list(args: argparse.Namespace) -> int:
-    from fscas.cli.store import open_store_of
     from fscas.manifests import select_outputs
 
     with open_store_of(args) as store:
@@ -100,7 +87,6 @@ def _row(o: Any, selected: bool) -> dict[str, Any]:
 
 
 def _download(args: argparse.Namespace) -> int:
-    from fscas.cli.store import open_store_of, transfer
     from fscas.errors import ConfigError
     from fscas.pathmapping import PathMappingRules
 

@@ -3,78 +3,32 @@
 from __future__ import annotations
 
 import argparse
-import contextlib
 import os
 import sys
-from collections.abc import Callable, Iterator
-from typing import TYPE_CHECKING, Any, TypeVar
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Any
 
-from fscas.cli.args import add_filters, existing_folder, non_negative_float, positive_int, size
-from fscas.cli.output import emit_json, progress_bar, warn
-from fscas.cli.outputs import add_location_options, locations_from
+from fscas.cli.args import add_filters, existing_folder, non_negative_float, size
+from fscas.cli.common import (
+    add_location_options,
+    add_scale_options,
+    flag_options,
+    locations_from,
+    open_store_of,
+    read_manifest,
+    scaled,
+    store_arg,
+    store_url_of,
+    transfer,
+)
+from fscas.cli.output import emit_json, warn
 
 if TYPE_CHECKING:
-    from fsspec.callbacks import Callback
 
-    from fscas.blocking import Store
     from fscas.manifests import Manifest
     from fscas.summary import TransferSummary
 
-__all__ = ["add_manifest_transfer_commands", "add_scale_options", "add_store_commands", "default_store_url",
-           "open_store_of", "scaled", "store_arg", "transfer"]
-
-T = TypeVar("T")
-
-
-def default_store_url() -> str:
-    """`$FSCAS_STORE`, else a local folder store under the user's data folder (`default_data_dir`:
-    `$XDG_DATA_HOME/fscas/store`, `~/.local/share/fscas/store` on Linux)."""
-    if url := os.environ.get("FSCAS_STORE"):
-        return url
-    from fscas.manifests.cachedir import default_data_dir
-
-    return os.path.join(default_data_dir(), "store")
-
-
-def add_scale_options(p: argparse.ArgumentParser) -> None:
-    """`--scheduler ADDRESS` or `--processes N`: spread the work (`fscas.distributed`)."""
-    group = p.add_mutually_exclusive_group()
-    group.add_argument("--scheduler", default=None, metavar="ADDRESS",
-                       help="spread the work over the Dask cluster of this scheduler (tcp://host:8786)")
-    group.add_argument("--processes", type=positive_int, default=None, metavar="N",
-                       help="spread the work over N local processes")
-
-
-@contextlib.contextmanager
-def scaled(args: argparse.Namespace) -> Iterator[dict[str, Any] | None]:
-    """The `client=` or `executor=` the scale options ask for, or None for this process alone."""
-    if getattr(args, "scheduler", None):
-        try:
-            from distributed import Client
-        except ImportError as e:
-            from fscas.errors import ConfigError
-
-            raise ConfigError("--scheduler needs dask.distributed: pip install 'dask[distributed]' (in a checkout "
-                              "of fscas: pip install -e '.[dask]')") from e
-        with Client(args.scheduler, timeout=30) as client:  # type: ignore[no-untyped-call]
-            yield {"client": client}
-    elif getattr(args, "processes", None):
-        from fscas.distributed import process_pool
-
-        with process_pool(args.processes) as pool:
-            yield {"executor": pool}
-    else:
-        yield None
-
-
-def store_arg(p: argparse.ArgumentParser) -> None:
-    """`--store URL` and `--json`."""
-    p.add_argument("--store", default=None, metavar="URL",
-                   help="s3://bucket/prefix?endpoint_url=..., gs://..., az://..., a folder "
-                        "(default: $FSCAS_STORE or a local folder store)")
-    p.add_argument("--json", action="store_true", help="print only a JSON summary on stdout")
-    p.add_argument("--concurrency", type=positive_int, default=None, metavar="N",
-                   help="transfers in flight at once (default 32; 8 for a folder store)")
+__all__ = ["add_manifest_transfer_commands", "add_store_commands"]
 
 
 def add_store_commands(groups: Any) -> None:
@@ -83,6 +37,8 @@ def add_store_commands(groups: Any) -> None:
     p.add_argument("root", type=existing_folder, help="the folder to snapshot and push")
     _add_ids(p)
     p.add_argument("-o", "--output", help="also write the manifest file here")
+    p.add_argument("--dry-run", action="store_true",
+                   help="snapshot and say what the store lacks; upload and write nothing")
     add_filters(p)
     add_location_options(p, typed=True)
     add_scale_options(p)
@@ -99,14 +55,16 @@ def add_store_commands(groups: Any) -> None:
 
     p = groups.add_parser("gc", help="list (and with --delete remove) Data objects no manifest references")
     p.add_argument("--delete", action="store_true", help="delete them (default: only list them)")
+    p.add_argument("--dry-run", action="store_true", help="only list what --delete would remove (the default)")
     p.add_argument("--grace", type=non_negative_float, default=86400.0, metavar="SECONDS",
-                   help="keep objects younger than this (uploads write data before manifests)")
+                   help="keep objects younger than this (uploads write data before manifests; default 86400: a day)")
     store_arg(p)
     p.set_defaults(handler=_gc)
 
     p = groups.add_parser("verify", help="read back and hash every object manifests reference; report what is wrong")
     p.add_argument("manifests", nargs="*", metavar="MANIFEST",
-                   help="local manifest files (default: every Data object in the store)")
+                   help="manifest keys in the store (Manifests/...) or local manifest files "
+                        "(default: every Data object in the store)")
     store_arg(p)
     p.set_defaults(handler=_verify)
 
@@ -130,13 +88,14 @@ def add_store_commands(groups: Any) -> None:
     p.set_defaults(handler=_attachment_download)
 
     p = groups.add_parser("mount", help="serve a stored snapshot read-only through FUSE, fetching files on first read")
-    p.add_argument("store", metavar="STORE", help="the store: a URL (s3://..., sftp://...) or a folder")
     p.add_argument("manifest", metavar="MANIFEST", help="a manifest key in the store, or a local manifest file")
     p.add_argument("mountpoint", metavar="MOUNTPOINT", help="an empty folder to mount it on")
+    p.add_argument("legacy", nargs="?", default=None, help=argparse.SUPPRESS)  # the old STORE MANIFEST MOUNTPOINT
     p.add_argument("--cache-dir", default=None, metavar="DIR",
                    help="where verified objects are kept (default: $XDG_CACHE_HOME/fscas/objects)")
     p.add_argument("--cache-size", type=size, default=10 * 2**30, metavar="SIZE",
                    help="budget of the object cache, least recently used first out (default 10GiB)")
+    store_arg(p)
     p.set_defaults(handler=_mount)
 
 
@@ -168,20 +127,7 @@ def _add_sync_options(p: argparse.ArgumentParser) -> None:
                         "(create-copy). Identical files are always left alone")
     p.add_argument("--checksum", action="store_true",
                    help="compare local files by hash, not by size and mtime (slower; when mtimes lie)")
-
-
-def open_store_of(args: argparse.Namespace) -> Store:
-    """The store `--store` names (or the default local folder store)."""
-    from fscas.blocking import open_store  # lazily: the store imports fsspec
-
-    return open_store(args.store or default_store_url(), concurrency=getattr(args, "concurrency", None))
-
-
-def transfer(args: argparse.Namespace, what: str, run: Callable[[Callback | None], T]) -> T:
-    """Run a transfer with a progress bar on a terminal (none with --json)."""
-    bar = None if args.json else progress_bar(what)
-    with bar if bar is not None else contextlib.nullcontext():
-        return run(bar)
+    p.add_argument("--dry-run", action="store_true", help="say what would be downloaded; write nothing")
 
 
 _NAMED = 20  # kept files named one by one on stderr; the rest counted (--json lists them all)
@@ -192,7 +138,7 @@ def _report(args: argparse.Namespace, summary: TransferSummary, *, download: boo
         emit_json({**extra, **summary.as_dict()})
         return
     for name, value in extra.items():
-        if name != "skipped" and value != []:  # skipped files were warned about one by one
+        if name not in ("snapshot_skipped", "dry_run") and value != []:  # skipped files were warned about one by one
             print(f"{name}: {value}")
     if download:
         for path in summary.kept[:_NAMED]:
@@ -202,6 +148,10 @@ def _report(args: argparse.Namespace, summary: TransferSummary, *, download: boo
         skipped = f"{summary.unchanged_files} unchanged, {len(summary.kept)} kept"
     else:
         skipped = f"{summary.skipped_files} already in the store"
+    if extra.get("dry_run"):
+        print(f"would transfer {summary.files} files, {summary.bytes} bytes; {skipped}; nothing was written "
+              "(--dry-run)", file=sys.stderr)
+        return
     print(f"{summary.files} files, {summary.bytes} bytes transferred; {skipped}; "
           f"{summary.seconds:.2f} s ({summary.rate / 2**20:.1f} MiB/s)", file=sys.stderr)
 
@@ -223,6 +173,8 @@ def _push(args: argparse.Namespace) -> int:
             warn(f"skipped {rel}: {why}")
 
     locations = locations_from(args)
+    if args.dry_run:
+        return _push_dry_run(args, locations, on_skip, skipped)
     home = innermost(locations, os.path.abspath(args.root))
     metadata = {"file-system-location-name": home.name} if home is not None and home.type == "LOCAL" else None
     with scaled(args) as spread:
@@ -247,7 +199,30 @@ def _push(args: argparse.Namespace) -> int:
                                            on_hashed=on_hashed),
                 sendable=_not_shared(args.root, locations), prepare=prepare, metadata=metadata, callback=bar)))
             _report(args, summary, store=store.url, key=key, hash=digest, total_files=len(m.paths),
-                    total_size=m.total_size, shared_skipped=shared, skipped=skipped)
+                    total_size=m.total_size, shared_skipped=shared, snapshot_skipped=skipped)
+    return 0
+
+
+def _push_dry_run(args: argparse.Namespace, locations: list[Any], on_skip: Callable[[str, str], None],
+                  skipped: list[dict[str, str]]) -> int:
+    """What `push` would send and write: the snapshot, and which of its objects the store lacks."""
+    from fscas.keys import input_manifest_key
+    from fscas.manifests import snapshot
+
+    with open_store_of(args) as store:
+        m, shared = _without_shared(snapshot(args.root, include=args.include, exclude=args.exclude, on_skip=on_skip),
+                                    args.root, locations, quiet=args.json)
+        lacking = store.missing([p.hash for p in m.paths])
+        sizes = {p.hash: p.size for p in m.paths}
+        key = input_manifest_key(args.farm_id, args.queue_id, os.path.abspath(args.root))
+        found = {"store": store.url, "key": key, "dry_run": True, "files": len(lacking),
+                 "bytes": sum(sizes[d] for d in lacking), "total_files": len(m.paths), "total_size": m.total_size,
+                 "shared_skipped": shared, "snapshot_skipped": skipped}
+    if args.json:
+        emit_json(found)
+    else:
+        print(f"would upload {found['files']} objects, {found['bytes']} bytes of {len(m.paths)} files "
+              f"({m.total_size} bytes) and write {key}; nothing was sent (--dry-run)", file=sys.stderr)
     return 0
 
 
@@ -273,7 +248,7 @@ def _push_spread(args: argparse.Namespace, spread: dict[str, Any]) -> int:
 
     if args.file_system_location or args.file_system_locations:
         raise ConfigError("--file-system-location is not supported with --scheduler or --processes yet")
-    url = args.store or default_store_url()
+    url = store_url_of(args)
     key, digest, summary = distributed.push(args.root, url, farm_id=args.farm_id, queue_id=args.queue_id,
                                             include=args.include, exclude=args.exclude, **spread)
     with open_store_of(args) as store:
@@ -301,23 +276,27 @@ def _without_shared(m: Manifest, root: str, locations: list[Any], *, quiet: bool
 
 
 def _pull(args: argparse.Namespace) -> int:
+    if args.dry_run:  # deciding is a stat per file: no need to spread it
+        return _download(args, from_store=not os.path.isfile(args.manifest))
     with scaled(args) as spread:
         if spread is None:
             return _download(args, from_store=not os.path.isfile(args.manifest))
         from fscas import distributed
-        from fscas.cli.manifest import read_manifest
 
         source: Any = read_manifest(args.manifest) if os.path.isfile(args.manifest) else args.manifest
-        url = args.store or default_store_url()
+        url = store_url_of(args)
         summary = distributed.pull(source, args.dest, url, conflict=args.conflict, checksum=args.checksum, **spread)
         with open_store_of(args) as store:
             _report(args, summary, download=True, store=store.url, dest=args.dest)
     return 0
 
 
-def _attachment_upload(args: argparse.Namespace) -> int:
-    from fscas.cli.manifest import read_manifest
+def _is_key(ref: str) -> bool:
+    """A store key rather than a local file: what `pull` takes either way."""
+    return not os.path.isfile(ref) and ref.startswith("Manifests/")
 
+
+def _attachment_upload(args: argparse.Namespace) -> int:
     m, shared = _without_shared(read_manifest(args.manifest), args.root, locations_from(args), quiet=args.json)
     with open_store_of(args) as store:
         repaired: list[str] = []
@@ -329,6 +308,14 @@ def _attachment_upload(args: argparse.Namespace) -> int:
                     warn(f"replaced corrupt object {line}")
         summary = transfer(args, "uploading", lambda bar: store.upload(
             m, args.root, callback=bar, use_cache=not args.force_check))
+        if repaired:  # sent by the repair, so the upload found them present: count them where they were sent
+            import attrs
+
+            sizes = {p.hash: p.size for p in m.paths}
+            sent = sum(sizes.get(d, 0) for d in repaired)
+            summary = attrs.evolve(summary, files=summary.files + len(repaired), bytes=summary.bytes + sent,
+                                   skipped_files=max(0, summary.skipped_files - len(repaired)),
+                                   skipped_bytes=max(0, summary.skipped_bytes - sent))
         _report(args, summary, store=store.url, shared_skipped=shared, repaired=repaired)
     return 0
 
@@ -339,18 +326,16 @@ def _attachment_download(args: argparse.Namespace) -> int:
 
 def _download(args: argparse.Namespace, *, from_store: bool) -> int:
     """Materialise `args.manifest` (a key in the store, or a local file) into `args.dest`."""
-    from fscas.cli.manifest import read_manifest
-
     with open_store_of(args) as store:
         m = store.get_manifest(args.manifest) if from_store else read_manifest(args.manifest)
         summary = transfer(args, "downloading", lambda bar: store.download(
-            m, args.dest, conflict=args.conflict, checksum=args.checksum, callback=bar))
-        _report(args, summary, download=True, store=store.url, dest=args.dest)
+            m, args.dest, conflict=args.conflict, checksum=args.checksum, callback=bar, dry_run=args.dry_run))
+        _report(args, summary, download=True, store=store.url, dest=args.dest,
+                **({"dry_run": True} if args.dry_run else {}))
     return 0
 
 
 def _manifest_upload(args: argparse.Namespace) -> int:
-    from fscas.cli.manifest import read_manifest
     from fscas.keys import MANIFESTS
 
     m = read_manifest(args.file)
@@ -385,8 +370,17 @@ def _mount(args: argparse.Namespace) -> int:
     from fscas.content import ContentCache
     from fscas.fs import FscasFileSystem, mount
 
-    fs = FscasFileSystem(args.store, args.manifest, cache=ContentCache(args.cache_dir, max_bytes=args.cache_size),
-                         skip_instance_cache=True)
+    if args.legacy is not None:  # fscas mount STORE MANIFEST MOUNTPOINT, before --store
+        if args.store:
+            from fscas.errors import ConfigError
+
+            raise ConfigError("mount takes MANIFEST MOUNTPOINT with --store URL; not a store before them too")
+        warn("'fscas mount STORE MANIFEST MOUNTPOINT' is deprecated: "
+             "use 'fscas mount MANIFEST MOUNTPOINT --store STORE'")
+        args.store, args.manifest, args.mountpoint = args.manifest, args.mountpoint, args.legacy
+    fs = FscasFileSystem(store_url_of(args), args.manifest,
+                         cache=ContentCache(args.cache_dir, max_bytes=args.cache_size), skip_instance_cache=True,
+                         **flag_options(args))
     files = len(fs.manifest.paths)  # a bad store or manifest is reported before anything is mounted
     print(f"fscas: {files} files of {fs.store.url} at {args.mountpoint}; unmount with "
           f"`fusermount -u {args.mountpoint}` or Ctrl-C", file=sys.stderr, flush=True)
@@ -399,25 +393,24 @@ def _mount(args: argparse.Namespace) -> int:
 
 def _gc(args: argparse.Namespace) -> int:
     with open_store_of(args) as store:
-        report = store.gc(delete=args.delete, grace_seconds=args.grace)
+        report = store.gc(delete=args.delete and not args.dry_run, grace_seconds=args.grace)
     if args.json:
         emit_json({"store": store.url, "manifests": report.manifests, "referenced": report.referenced,
                    "unreferenced": list(report.unreferenced), "unreferenced_bytes": report.unreferenced_bytes,
-                   "deleted": report.deleted})
+                   "deleted": report.deleted, "kept_for_grace": report.kept_for_grace, "dry_run": args.dry_run})
         return 0
     for key in report.unreferenced:
         print(key)
     verb = "deleted" if report.deleted else "unreferenced (run with --delete to remove)"
     print(f"{len(report.unreferenced)} objects, {report.unreferenced_bytes} bytes {verb}; "
+          f"{report.kept_for_grace} unreferenced objects younger than --grace {args.grace:g} s kept; "
           f"{report.manifests} manifests reference {report.referenced} digests", file=sys.stderr)
     return 0
 
 
 def _verify(args: argparse.Namespace) -> int:
-    from fscas.cli.manifest import read_manifest
-
-    manifests = [read_manifest(m) for m in args.manifests] or None
     with open_store_of(args) as store:
+        manifests = [store.get_manifest(m) if _is_key(m) else read_manifest(m) for m in args.manifests] or None
         report = store.verify(manifests)
     if args.json:
         emit_json({"store": store.url, "ok": report.ok, "checked": report.checked, "bytes": report.bytes,

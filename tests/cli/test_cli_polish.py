@@ -111,7 +111,7 @@ def test_json_reports_skipped_links_and_no_embedded_manifest(tmp_path: Path) -> 
     (src / "out-link").symlink_to(outside)
     r = cli("push", str(src), "--store", str(tmp_path / "store"), "--json", home=tmp_path)
     assert r.returncode == 0, r.stderr
-    assert [s["path"] for s in json.loads(r.stdout)["skipped"]] == ["out-link"]
+    assert [s["path"] for s in json.loads(r.stdout)["snapshot_skipped"]] == ["out-link"]
     r = cli("manifest", "snapshot", str(src), "--json", home=tmp_path)
     assert r.returncode == 2 and "-o" in r.stderr
     r = cli("manifest", "snapshot", str(src), "--json", "-o", str(tmp_path / "m.json"), home=tmp_path)
@@ -142,10 +142,10 @@ def test_misspelt_option_and_command_suggest_the_right_one(tmp_path: Path) -> No
     r = cli("pul", "k", "d", home=tmp_path)
     assert r.returncode == 2 and "did you mean pull?" in r.stderr
     assert cli("pull", "k", "d", "--concurrency", "0", home=tmp_path).returncode == 2
-    r = cli("manifest", "diff", str(tmp_path), "m", "--no-cache", home=tmp_path)  # never the rejected word itself
+    r = cli("manifest", "merge", "m", "-o", "x", "--no-cache", home=tmp_path)  # never the rejected word itself
     assert r.returncode == 2 and "did you mean" not in r.stderr, r.stderr
     assert "--no-cache is an option of 'fscas manifest snapshot'" in r.stderr
-    assert r.stderr.startswith("usage: fscas manifest diff")  # the command's usage, not the top level's
+    assert r.stderr.startswith("usage: fscas manifest merge")  # the command's usage, not the top level's
     r = cli("pull", "k", "d", "--conflict", "overwrit", home=tmp_path)
     assert r.returncode == 2 and "(did you mean overwrite?)" in r.stderr
 

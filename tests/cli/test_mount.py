@@ -42,7 +42,7 @@ def test_mount_lists_reads_and_refuses_writes(tmp_path: Path) -> None:
     mnt = tmp_path / "mnt"
     mnt.mkdir()
     env = {**os.environ, "XDG_CACHE_HOME": str(tmp_path / "cache")}
-    proc = subprocess.Popen([sys.executable, "-m", "fscas", "mount", str(tmp_path / "store"), key, str(mnt)],
+    proc = subprocess.Popen([sys.executable, "-m", "fscas", "mount", key, str(mnt), "--store", str(tmp_path / "store")],
                             env=env, stderr=subprocess.PIPE, text=True, cwd=REPO)
     try:
         _wait_mounted(mnt, proc)
@@ -79,5 +79,9 @@ def test_mount_refuses_a_busy_mountpoint_and_a_bad_manifest(tmp_path: Path) -> N
 
     (tmp_path / "busy").mkdir()
     (tmp_path / "busy" / "x").write_text("x")
-    r = run_fscas("mount", str(tmp_path / "store"), "Manifests/nope", str(tmp_path / "busy"), home=tmp_path)
+    r = run_fscas("mount", "Manifests/nope", str(tmp_path / "busy"), "--store", str(tmp_path / "store"), home=tmp_path)
     assert r.returncode in (1, 2) and "Traceback" not in r.stderr and r.stderr.startswith("fscas: error:"), r.stderr
+    # The form before --store (STORE MANIFEST MOUNTPOINT) still works, with one deprecation line first.
+    old = run_fscas("mount", str(tmp_path / "store"), "Manifests/nope", str(tmp_path / "busy"), home=tmp_path)
+    warning, error = old.stderr.splitlines()[:2]
+    assert "deprecated" in warning and error == r.stderr.splitlines()[0], old.stderr
