@@ -10,6 +10,7 @@ removes its temp data. Use them as context managers, or through the pytest fixtu
 from __future__ import annotations
 
 import contextlib
+import functools
 import json
 import os
 import shutil
@@ -290,7 +291,7 @@ class SeaweedFSEmulator(_S3Emulator):
         return [weed, "server", f"-dir={self.workdir}", "-ip=127.0.0.1", "-ip.bind=127.0.0.1", "-s3",
                 f"-s3.port={self.port}", f"-s3.config={self._identities()}", "-volume.max=1000",
                 "-master.volumeSizeLimitMB=128", "-iam=false", "-master.telemetry=false",
-                *(f"-{flag}={port}" for flag, port in ports.items())]
+                *(f"-{flag}={port}" for flag, port in ports.items() if flag in _weed_flags(weed))]
 
     def _ready(self) -> bool:
         # The S3 port answers before the volume layer can take writes: probe with a real, signed write.
@@ -428,6 +429,14 @@ def _folder_name(bucket: str) -> None:
 def _weed() -> str | None:
     found = shutil.which("weed") or str(Path(sys.executable).parent / "weed")
     return found if os.path.isfile(found) else None
+
+
+@functools.cache
+def _weed_flags(weed: str) -> frozenset[str]:
+    """The flags this `weed server` knows: each release adds listeners (s3.port.lance came after
+    4.40), and an unknown flag stops it; a port for a listener it does not have is left out."""
+    text = subprocess.run([weed, "server", "-h"], capture_output=True, text=True, timeout=30).stderr
+    return frozenset(line.split()[0].lstrip("-") for line in text.splitlines() if line.startswith("  -"))
 
 
 class SftpEmulator(_FolderServer):
