@@ -214,7 +214,10 @@ class GCSBackend:
         fs = await self._conn()
         with translated(self.url, key, missing=BucketNotFound):
             if len(part) < part_size:
-                return info(key, await simple_upload(fs, self.bucket, self._key(key), part, meta, mode=mode))
+                written = await simple_upload(fs, self.bucket, self._key(key), part, meta, mode=mode)
+                if written is None:  # gcsfs before 2025 drops the answer: ask for what was written
+                    return await self.head(key)
+                return info(key, written)
             location = await initiate_upload(fs, self.bucket, self._key(key), metadata=meta, mode=mode)
         try:
             offset = 0

@@ -140,9 +140,10 @@ class Emulator:
             raise
 
     def _start(self) -> Emulator:
+        command = self.command()  # before the log exists: making it may run the binary (`weed server -h`)
         try:
             with open(self.log_path, "wb") as log:  # the child keeps its own copy of the descriptor
-                self.process = subprocess.Popen(self.command(), stdout=log, stderr=subprocess.STDOUT,
+                self.process = subprocess.Popen(command, stdout=log, stderr=subprocess.STDOUT,
                                                 stdin=subprocess.DEVNULL, cwd=self.workdir, start_new_session=True)
         except OSError as e:
             raise EmulatorError(f"the {self.name} emulator cannot start: {e}") from e
