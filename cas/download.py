@@ -21,7 +21,15 @@ from fscas.manifests import Manifest, ManifestPath
 from fscas.manifests.hashing import hash_path
 from fscas.paths import check_folder_target, check_layout, safe_path
 from fscas.summary import TransferSummary
-from fscas.transfer import PART, fetch_to_file, in_lanes, prepare_parent, progress_of, reserve_copy_name
+from fscas.transfer import (
+    PART,
+    fetch_to_file,
+    files_done_of,
+    in_lanes,
+    prepare_parent,
+    progress_of,
+    reserve_copy_name,
+)
 
 if TYPE_CHECKING:
     from fsspec.callbacks import Callback
@@ -96,6 +104,7 @@ async def download(store: AsyncStore, manifest: Manifest, dest: str | os.PathLik
     if dry_run:
         return summary()
     progress = progress_of(callback, total)
+    file_done = files_done_of(callback, len(plan))
 
     prepared: set[str] = set()  # folders made and checked once per download, not once per file
 
@@ -115,6 +124,7 @@ async def download(store: AsyncStore, manifest: Manifest, dest: str | os.PathLik
                                 progress=progress)
         except ObjectNotFound as e:
             raise ObjectNotFound(f"{p.path}: {e}") from None
+        file_done()
 
     await in_lanes(one, ([x for x in plan if x[0].size <= PART], store.concurrency),
                    ([x for x in plan if x[0].size > PART], _BIG))  # large files in flight: bounds memory

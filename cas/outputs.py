@@ -106,7 +106,8 @@ class OutputsSummary:
 
 @attrs.frozen(kw_only=True)
 class Placement:
-    """Files of one destination folder: a manifest relative to it, and the roots it came from."""
+    """Files of one destination folder: a manifest relative to it, and the source folders that land
+    there (an asset root, or the source of the path-mapping rule that maps part of one)."""
 
     dest: str
     manifest: Manifest
@@ -124,7 +125,7 @@ def plan_outputs(outputs: Sequence[OutputManifest], *, dest_for_root: DestForRoo
             files at one local path.
         UnsafePathError: a manifest path leaves its root.
     """
-    files: dict[str, dict[str, tuple[ManifestPath, str]]] = {}
+    files: dict[str, dict[str, tuple[ManifestPath, str, str]]] = {}
     unmapped: set[str] = set()
     for o in sorted(outputs, key=lambda o: o.last_modified):
         explicit = _explicit(dest_for_root, o.asset_root)
@@ -137,18 +138,19 @@ def plan_outputs(outputs: Sequence[OutputManifest], *, dest_for_root: DestForRoo
             if where is None:
                 unmapped.add(o.asset_root)
                 continue
-            dest, rel = where
+            dest, rel, source = where
             earlier = files.setdefault(dest, {}).get(rel)
             if earlier is not None and earlier[1] != o.asset_root and earlier[0].hash != p.hash:
                 raise ConfigError(f"{os.path.join(dest, rel)}: outputs of the roots {earlier[1]!r} and "
                                   f"{o.asset_root!r} both land here; map them to different folders")
-            files[dest][rel] = (attrs.evolve(p, path=rel), o.asset_root)
+            files[dest][rel] = (attrs.evolve(p, path=rel), o.asset_root, source)
     if unmapped:
         raise ConfigError(f"no local folder for the asset root(s) {', '.join(sorted(unmapped))}: give --root "
                           "ORIGINAL=LOCAL, path-mapping rules or file-system locations, or --original-roots to write "
                           "to the roots as recorded")
-    return [Placement(dest=dest, manifest=Manifest.from_paths(p for p, _ in by_rel.values()),
-                      roots=tuple(sorted({r for _, r in by_rel.values()}))) for dest, by_rel in files.items()]
+    return [Placement(dest=dest, manifest=Manifest.from_paths(p for p, _, _ in by_rel.values()),
+                      roots=tuple(sorted({source for _, _, source in by_rel.values()})))
+            for dest, by_rel in files.items()]
 
 
 def _explicit(dest_for_root: DestForRoot | None, root: str) -> str | None:
@@ -159,19 +161,21 @@ def _explicit(dest_for_root: DestForRoot | None, root: str) -> str | None:
 
 
 def _place(o: OutputManifest, rel: str, explicit: str | None, rules: PathMappingRules | None,
-           locations: Mapping[str, str] | None, original_roots: bool) -> tuple[str, str] | None:
-    """(destination folder, path below it) of one output file, or None when nothing maps it."""
+           locations: Mapping[str, str] | None, original_roots: bool) -> tuple[str, str, str] | None:
+    """(destination folder, path below it, the source folder that lands at the destination) of one
+    output file, or None when nothing maps it. The source is the asset root, or the source of the
+    rule that maps it: what `outputs download` prints beside the destination."""
     if explicit is not None:
-        return explicit, rel
+        return explicit, rel, o.asset_root
     if rules is not None and (found := rules.match(join_source(o.asset_root, rel))) is not None:
         rule, rest = found
         if rest:
-            return rule.destination_path, "/".join(rest)
+            return rule.destination_path, "/".join(rest), rule.source_path
     name = o.file_system_location_name
     if locations and name and name in locations:
-        return locations[name], rel
+        return locations[name], rel, o.asset_root
     if original_roots and os.path.isabs(o.asset_root) and path_format_of(o.asset_root) == _LOCAL_FORMAT:
-        return o.asset_root, rel
+        return o.asset_root, rel, o.asset_root
     return None
 
 

@@ -18,7 +18,7 @@ from fscas.existence import ExistenceCache
 from fscas.manifests import Manifest, OutputManifest, decode, encode, hash_bytes, manifest_hash
 from fscas.paths import safe_path
 from fscas.summary import GcReport, TransferSummary
-from fscas.transfer import PART, fetch_to_file, in_lanes, progress_of, send_file
+from fscas.transfer import PART, fetch_to_file, files_done_of, in_lanes, progress_of, send_file
 from fscas.verify import VerifyReport, verify_objects
 
 if TYPE_CHECKING:
@@ -218,12 +218,14 @@ class AsyncStore:
         todo = await self.missing(first, use_cache=use_cache)
         total = sum(first[d][1] for d in todo)
         progress = progress_of(callback, total)
+        file_done = files_done_of(callback, len(todo))
         done: list[str] = []
 
         async def one(digest: str) -> None:
             path, size = first[digest]
             await send_file(self.backend, path, root_real, digest, size, progress)
             done.append(keys.data_key(digest))
+            file_done()
 
         try:  # big files first within their lane: better packing
             order = sorted(todo, key=lambda d: -first[d][1])

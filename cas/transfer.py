@@ -31,6 +31,7 @@ if TYPE_CHECKING:
 __all__ = [
     "PART",
     "fetch_to_file",
+    "files_done_of",
     "first_error",
     "in_lanes",
     "open_source",
@@ -71,6 +72,16 @@ def progress_of(callback: Callback | None, total: int) -> Progress:
 
 def _ignore(inc: int = 1) -> None:
     pass
+
+
+def files_done_of(callback: Callback | None, files: int) -> Callable[[], None]:
+    """What to call as each of `files` files is done, for a callback that counts files as well as
+    bytes (one with `set_files(n)` and `file_done()`, as the CLI's progress bar has); else a no-op.
+    A byte count alone hides thousands of small files behind a few large ones."""
+    if callback is None or not hasattr(callback, "file_done"):
+        return _ignore
+    callback.set_files(files)
+    return callback.file_done  # type: ignore[no-any-return]
 
 
 async def in_lanes(fn: Callable[[T], Awaitable[None]], *lanes: tuple[Iterable[T], int]) -> None:

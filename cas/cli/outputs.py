@@ -69,9 +69,13 @@ def _list(args: argparse.Namespace) -> int:
     if args.json:
         emit_json({"outputs": rows})
         return 0
-    for r in rows:
-        print(f"{'*' if r['selected'] else ' '} {r['step']}/{r['task'] or '-'} {r['session_action']} {r['time']}  "
-              f"{r['asset_root']}  {r['files']} files, {r['bytes']} bytes")
+    table = [("", "STEP/TASK", "SESSION ACTION", "TIME", "FILES", "BYTES", "ASSET ROOT")] + [
+        ("*" if r["selected"] else "", f"{r['step']}/{r['task'] or '-'}", r["session_action"], r["time"],
+         str(r["files"]), str(r["bytes"]), r["asset_root"]) for r in rows]
+    widths = [max(len(row[i]) for row in table) for i in range(6)]
+    for row in table:
+        cells = [c.rjust(w) if i in (4, 5) else c.ljust(w) for i, (c, w) in enumerate(zip(row, widths, strict=False))]
+        print("  ".join([*cells, row[6]]))
     print(f"{len(rows)} output manifests, {len(selected)} selected (*)", file=sys.stderr)
     return 0
 

@@ -269,3 +269,25 @@ def test_cli_list_and_push_with_storage_profile_locations(job_store: fscas.Store
 
     meta = run_sync(job_store.aio.backend.head(pushed["key"])).metadata
     assert meta["file-system-location-name"] == "Project"
+
+
+def test_cli_list_has_a_header_and_download_names_where_files_land(job_store: fscas.Store, tmp_path: Path) -> None:
+    """A rule mapping part of a root: the printed line names the rule's source, not the whole root,
+    beside the folder its files really land in."""
+    from cli_runner import run_fscas
+
+    store = str(tmp_path / "store")
+    ids = ["--farm-id", "farm-1", "--queue-id", "queue-1", "--job-id", "job-1"]
+    r = run_fscas("outputs", "list", "--store", store, *ids, home=tmp_path)
+    lines = r.stdout.splitlines()
+    assert r.returncode == 0 and lines[0].split() == ["STEP/TASK", "SESSION", "ACTION", "TIME", "FILES", "BYTES",
+                                                      "ASSET", "ROOT"] and len(lines) == 6, r.stdout
+    rules = tmp_path / "rules.json"
+    rules.write_text(json.dumps({"version": "pathmapping-1.0", "path_mapping_rules": [
+        {"source_path_format": "POSIX", "source_path": f"{ROOT_A}/frames", "destination_path": str(tmp_path / "fr")},
+        {"source_path_format": "POSIX", "source_path": ROOT_B, "destination_path": str(tmp_path / "b")},
+        {"source_path_format": "POSIX", "source_path": f"{ROOT_A}/日本", "destination_path": str(tmp_path / "jp")}]}))
+    r = run_fscas("outputs", "download", "--store", store, *ids, "--path-mapping-rules", str(rules), home=tmp_path)
+    assert r.returncode == 0, r.stderr
+    assert f"{ROOT_A}/frames -> {tmp_path / 'fr'}" in r.stdout.splitlines(), r.stdout
+    assert sorted(_tree(tmp_path / "fr")) == ["f001.exr", "f003.exr"]  # task-2's rerun dropped its ROOT_A run

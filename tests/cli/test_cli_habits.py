@@ -179,3 +179,24 @@ def test_fscas_files_are_fsspec_files_and_the_filesystem_pickles(pushed: tuple[P
     with fsspec.open("blockcache::fscas://a.txt", fscas={"store": store, "manifest": key},
                      blockcache={"cache_storage": str(tmp_path / "blocks")}) as f:
         assert f.read() == (src / "a.txt").read_bytes()
+
+
+def test_progress_counts_files_as_well_as_bytes(tmp_path: Path, capsys: Any) -> None:
+    """200 small files beside one of 20 MiB: the bar says how many files are done, not only bytes."""
+    from fscas.cli.output import progress_bar
+
+    src = tmp_path / "src"
+    src.mkdir()
+    for i in range(200):
+        (src / f"f{i}").write_bytes(os.urandom(50 + i))
+    (src / "big").write_bytes(os.urandom(20 * 2**20))
+    with fscas.open_store(str(tmp_path / "store")) as store:
+        m = fscas.snapshot(src, hash_cache=False)
+        for what, run in (("uploading", lambda bar: store.upload(m, src, callback=bar)),
+                          ("downloading", lambda bar: store.download(m, tmp_path / "out", callback=bar))):
+            bar = progress_bar(what, force=True)
+            assert bar is not None
+            with bar:
+                summary = run(bar)
+            assert summary.files == bar.files == bar.done == 201
+            assert "201/201 files" in capsys.readouterr().err
