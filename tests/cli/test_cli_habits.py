@@ -200,3 +200,23 @@ def test_progress_counts_files_as_well_as_bytes(tmp_path: Path, capsys: Any) -> 
                 summary = run(bar)
             assert summary.files == bar.files == bar.done == 201
             assert "201/201 files" in capsys.readouterr().err
+
+
+def test_counters_agree_with_what_happened(pushed: tuple[Path, str, str], capsys: Any) -> None:
+    """verify counts the corrupt object among those checked; a --force-check repair counts as sent."""
+    from fscas.keys import data_key
+
+    src, store, key = pushed
+    with fscas.open_store(store) as opened:
+        m = opened.get_manifest(key)
+    victim = next(p for p in m.paths if p.path == "a.txt")
+    (Path(store) / data_key(victim.hash)).write_bytes(b"X" * victim.size)  # same size, wrong bytes
+    rc, out, _ = _run(capsys, "verify", "--store", store, "--json")
+    report = json.loads(out)
+    assert rc == 1 and report["checked"] == 2 and report["bytes"] == m.total_size and len(report["corrupt"]) == 1
+    manifest_file = src.parent / "m.manifest"
+    rc, _, _ = _run(capsys, "manifest", "download", key, "-o", str(manifest_file), "--store", store)
+    rc, out, _ = _run(capsys, "attachment", "upload", "-m", str(manifest_file), "-r", str(src), "--store", store,
+                      "--force-check", "--json")
+    sent = json.loads(out)
+    assert rc == 0 and (sent["files"], sent["bytes"]) == (1, victim.size) and sent["repaired"] == [victim.hash]
