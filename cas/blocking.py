@@ -18,9 +18,11 @@ from fscas.verify import VerifyReport
 if TYPE_CHECKING:
     from fsspec.callbacks import Callback
 
+    from fscas.attachments import Attachments
     from fscas.listing import ManifestKind, StoredManifest
     from fscas.manifests.walker import SkipHandler
     from fscas.outputs import OutputsSummary
+    from fscas.session import SessionInputs, SessionOutputs
 
 __all__ = ["Store", "open_store"]
 
@@ -154,6 +156,16 @@ class Store:
                          task_id: str | None = None) -> list[OutputManifest]:
         """See `AsyncStore.output_manifests`."""
         return run_sync(self.aio.output_manifests(farm_id, queue_id, job_id, step_id, task_id))
+
+    def session_start(self, attachments: Attachments, session_dir: str | os.PathLike[str], **options: Any
+                      ) -> SessionInputs:
+        """See `AsyncStore.session_start`."""
+        return run_sync(self.aio.session_start(attachments, session_dir, **options))
+
+    def session_finish(self, attachments: Attachments, session_dir: str | os.PathLike[str], **options: Any
+                       ) -> SessionOutputs:
+        """See `AsyncStore.session_finish`."""
+        return run_sync(self.aio.session_finish(attachments, session_dir, **options))
 
     def download_outputs(self, farm_id: str, queue_id: str, job_id: str, **options: Any) -> OutputsSummary:
         """See `AsyncStore.download_outputs` (same keyword arguments)."""

@@ -24,9 +24,11 @@ from fscas.verify import VerifyReport, verify_objects
 if TYPE_CHECKING:
     from fsspec.callbacks import Callback
 
+    from fscas.attachments import Attachments
     from fscas.listing import ManifestKind, StoredManifest
     from fscas.manifests.walker import SkipHandler
     from fscas.outputs import OutputsSummary
+    from fscas.session import SessionInputs, SessionOutputs
 
 __all__ = ["AsyncStore", "ConflictMode", "open_async_store"]
 
@@ -359,6 +361,25 @@ class AsyncStore:
         from fscas.outputs import put_output
 
         return await put_output(self, manifest, root, **ids)
+
+    async def session_start(self, attachments: Attachments, session_dir: str | os.PathLike[str], **options: Any
+                            ) -> SessionInputs:
+        """Materialise a job's inputs in a worker's session folder, as Deadline's worker does.
+
+        See `fscas.session.start` for the keyword arguments (farm, queue and job ids,
+        `step_dependencies`, `locations`, `group`, `callback`)."""
+        from fscas.session import start
+
+        return await start(self, attachments, session_dir, **options)
+
+    async def session_finish(self, attachments: Attachments, session_dir: str | os.PathLike[str], **options: Any
+                             ) -> SessionOutputs:
+        """Upload a task's outputs from a session folder and write its output manifests.
+
+        See `fscas.session.finish` for the keyword arguments (the ids, `start_time`, `locations`)."""
+        from fscas.session import finish
+
+        return await finish(self, attachments, session_dir, **options)
 
     async def output_manifests(self, farm_id: str, queue_id: str, job_id: str, step_id: str | None = None,
                                task_id: str | None = None) -> list[OutputManifest]:

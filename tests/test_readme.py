@@ -51,3 +51,29 @@ def test_quick_start_push_leaves_out_venv_and_git(tmp_path: Path) -> None:
     r = subprocess.run(["bash", "-c", push], cwd=checkout, env=env, capture_output=True, text=True, timeout=120)
     assert r.returncode == 0, r.stderr
     assert json.loads(r.stdout)["total_files"] == 2
+
+
+def _recipe(tmp_path: Path, extra: dict[str, str]) -> subprocess.CompletedProcess[str]:
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("AWS_", "FSCAS_"))}
+    env.update(extra, HOME=str(tmp_path), XDG_DATA_HOME=str(tmp_path / "data"), XDG_CACHE_HOME=str(tmp_path / "cache"),
+               PATH=f"{Path(sys.executable).parent}{os.pathsep}{env.get('PATH', '')}")
+    return subprocess.run(["bash", "-ec", _block("### A worker's session", "sh")], cwd=tmp_path, env=env,
+                          capture_output=True, text=True, timeout=300)
+
+
+def test_worker_session_recipe_runs_as_printed_on_a_folder_store(tmp_path: Path) -> None:
+    r = _recipe(tmp_path, {})
+    assert r.returncode == 0, r.stderr
+    assert r.stdout.splitlines()[-1] == "A TEAPOT+BG"
+    assert sorted(p.name for p in (tmp_path / "result" / "renders").iterdir()) == ["comp.txt", "final.txt",
+                                                                                   "frame1.txt"]
+
+
+def test_worker_session_recipe_runs_as_printed_on_the_s3_emulator(moto_server: Any, tmp_path: Path) -> None:
+    from fscas.conformance.plugin import unique_bucket
+
+    bucket = unique_bucket()
+    moto_server.create_bucket(bucket)
+    r = _recipe(tmp_path, {**moto_server.env(), "FSCAS_STORE": moto_server.cli_url(bucket, "DeadlineRoot")})
+    assert r.returncode == 0, r.stderr
+    assert r.stdout.splitlines()[-1] == "A TEAPOT+BG"

@@ -19,6 +19,7 @@ from fscas.cli.manifest import add_manifest_commands
 from fscas.cli.output import set_secrets
 from fscas.cli.outputs import add_outputs_commands
 from fscas.cli.publish import add_publish_commands
+from fscas.cli.session import add_session_commands
 from fscas.cli.store import add_manifest_transfer_commands, add_store_commands
 from fscas.errors import ConfigError, FscasError, ManifestError, UnsafePathError, redact, secrets_in
 
@@ -120,6 +121,7 @@ COMMANDS: dict[str, tuple[str, ...]] = {
     "browse": ("ls", "cat"),
     "outputs": ("outputs",),
     "publish": ("publish", "fetch"),
+    "session": ("session",),
     "conformance": ("conformance", "emulator"),
 }
 
@@ -149,6 +151,8 @@ def build_parser(command: str | None = None) -> argparse.ArgumentParser:
         add_outputs_commands(groups)
     if wanted("publish"):
         add_publish_commands(groups)
+    if wanted("session"):
+        add_session_commands(groups)
     if wanted("conformance"):
         add_conformance_commands(groups)
     return parser
