@@ -203,3 +203,25 @@ def test_shared_locations_stay_in_place_and_nothing_changed_writes_nothing(tmp_p
         assert len(done.keys) == 1 and done.files == 1
         assert [p.path for p in store.get_manifest(done.keys[0]).paths] == ["out/new.txt"]
         assert store.session_finish(attachments, tmp_path / "s", **{**ids, "session_action_id": "sa-2"}).keys == ()
+
+
+def test_group_gets_read_and_write_on_the_session_tree(tmp_path: Path) -> None:
+    import grp
+    import stat
+
+    with fscas.open_store(str(tmp_path / "store")) as store:
+        src = _files(tmp_path / "src", {"a.txt": b"a", "deep/b.txt": b"b"})
+        m = snapshot(src, hash_cache=False)
+        store.upload(m, src)
+        store.put_manifest("Manifests/in/x_input", m)
+        attachments = Attachments.from_json({"manifests": [
+            {"rootPath": "/r", "rootPathFormat": "POSIX", "inputManifestPath": "in/x_input"}]})
+        group = grp.getgrgid(os.getgid()).gr_name
+        store.session_start(attachments, tmp_path / "s", group=group, **IDS)
+        with pytest.raises(ConfigError, match="--group 'no-such-group-fscas': no such group"):
+            store.session_start(attachments, tmp_path / "s", group="no-such-group-fscas", **IDS)
+    root = tmp_path / "s" / dest_dir_name("/r")
+    for path in (root / "a.txt", root / "deep" / "b.txt"):
+        assert stat.S_IMODE(path.stat().st_mode) & 0o060 == 0o060 and path.stat().st_gid == os.getgid()
+    for folder in (root, root / "deep"):
+        assert stat.S_IMODE(folder.stat().st_mode) & 0o070 == 0o070
