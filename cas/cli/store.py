@@ -128,6 +128,7 @@ def _add_sync_options(p: argparse.ArgumentParser) -> None:
     p.add_argument("--checksum", action="store_true",
                    help="compare local files by hash, not by size and mtime (slower; when mtimes lie)")
     p.add_argument("--dry-run", action="store_true", help="say what would be downloaded; write nothing")
+    add_filters(p)
 
 
 _NAMED = 20  # kept files named one by one on stderr; the rest counted (--json lists them all)
@@ -284,6 +285,11 @@ def _pull(args: argparse.Namespace) -> int:
         from fscas import distributed
 
         source: Any = read_manifest(args.manifest) if os.path.isfile(args.manifest) else args.manifest
+        if args.include or args.exclude:
+            if isinstance(source, str):
+                with open_store_of(args) as store:
+                    source = store.get_manifest(source)
+            source = _filtered(source, args)
         url = store_url_of(args)
         summary = distributed.pull(source, args.dest, url, conflict=args.conflict, checksum=args.checksum, **spread)
         with open_store_of(args) as store:
@@ -327,12 +333,22 @@ def _attachment_download(args: argparse.Namespace) -> int:
 def _download(args: argparse.Namespace, *, from_store: bool) -> int:
     """Materialise `args.manifest` (a key in the store, or a local file) into `args.dest`."""
     with open_store_of(args) as store:
-        m = store.get_manifest(args.manifest) if from_store else read_manifest(args.manifest)
+        m = _filtered(store.get_manifest(args.manifest) if from_store else read_manifest(args.manifest), args)
         summary = transfer(args, "downloading", lambda bar: store.download(
             m, args.dest, conflict=args.conflict, checksum=args.checksum, callback=bar, dry_run=args.dry_run))
         _report(args, summary, download=True, store=store.url, dest=args.dest,
                 **({"dry_run": True} if args.dry_run else {}))
     return 0
+
+
+def _filtered(m: Manifest, args: argparse.Namespace) -> Manifest:
+    """The manifest's files that `--include`/`--exclude` keep (Deadline's `download-output --include`)."""
+    if not (args.include or args.exclude):
+        return m
+    from fscas.manifests import GlobFilter, Manifest
+
+    keep = GlobFilter.from_globs(args.include, args.exclude)
+    return Manifest.from_paths(p for p in m.paths if keep.wants(p.path))
 
 
 def _manifest_upload(args: argparse.Namespace) -> int:

@@ -220,3 +220,11 @@ def test_counters_agree_with_what_happened(pushed: tuple[Path, str, str], capsys
                       "--force-check", "--json")
     sent = json.loads(out)
     assert rc == 0 and (sent["files"], sent["bytes"]) == (1, victim.size) and sent["repaired"] == [victim.hash]
+
+
+def test_pull_takes_include_and_exclude(pushed: tuple[Path, str, str], tmp_path: Path, capsys: Any) -> None:
+    _, store, key = pushed
+    rc, out, _ = _run(capsys, "pull", key, str(tmp_path / "d1"), "--store", store, "-i", "sub/**", "--json")
+    assert rc == 0 and json.loads(out)["files"] == 1 and [p.name for p in (tmp_path / "d1").rglob("*.*")] == ["b.bin"]
+    rc, out, _ = _run(capsys, "pull", key, str(tmp_path / "d2"), "--store", store, "-e", "sub/**", "--json")
+    assert rc == 0 and [p.name for p in (tmp_path / "d2").rglob("*") if p.is_file()] == ["a.txt"]
