@@ -301,7 +301,9 @@ class S3Backend:
                     raise_status(self.url, key, status, error)
             else:
                 r = await self._call("get_object", key, Key=self._key(key), **{k: v for k, v in headers.items()})
-                chunks = (await stack.enter_async_context(r["Body"])).iter_chunks(1 << 20)
+                body = r["Body"]
+                await stack.enter_async_context(body)  # what entering returns changed (aiobotocore 2.18: the response)
+                chunks = body.iter_chunks(1 << 20)
             # Outside `_translated`: an error of the caller's own (a full disk) must not become a StoreError.
             yield checked_chunks(self.url, key, chunks)
 
