@@ -14,8 +14,12 @@
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 root=$PWD
-uv=$(command -v uv || echo "$root/.venv/bin/uv")
 work=${BOUNDS_DIR:-$(mktemp -d)}
+mkdir -p "$work"
+uv=$(command -v uv || true)
+if [ -z "$uv" ]; then  # uv for the resolutions (lowest-direct): bootstrapped beside the runs
+    python3 -m venv "$work/tools" && "$work/tools/bin/pip" install -q uv && uv=$work/tools/bin/uv
+fi
 record=tests/compat/BOUNDS.md
 deadline_tests=(tests/cas/test_deadline_interop.py tests/cas/test_outputs.py tests/manifests/test_deadline_parity.py
                 tests/manifests/test_snapshot.py)
