@@ -15,12 +15,12 @@ from collections.abc import Iterator, Sequence
 from fscas import __version__
 from fscas.cli.browse import add_browse_commands
 from fscas.cli.conformance import add_conformance_commands
-from fscas.cli.manifest import add_manifest_commands
+from fscas.cli.manifest import add_manifest_commands, add_manifest_transfer_commands
 from fscas.cli.output import set_secrets
 from fscas.cli.outputs import add_outputs_commands
 from fscas.cli.publish import add_publish_commands
 from fscas.cli.session import add_session_commands
-from fscas.cli.store import add_manifest_transfer_commands, add_store_commands
+from fscas.cli.store import add_store_commands
 from fscas.errors import ConfigError, FscasError, ManifestError, UnsafePathError, redact, secrets_in
 
 __all__ = ["COMMANDS", "build_parser", "main"]

@@ -1,4 +1,4 @@
-"""`fscas manifest ...`: snapshot, diff, merge, show."""
+"""`fscas manifest ...`: snapshot, diff, merge, show, and upload/download of manifest objects."""
 
 from __future__ import annotations
 
@@ -9,7 +9,7 @@ import sys
 from typing import TYPE_CHECKING, Any
 
 from fscas.cli.args import add_filters, existing_folder
-from fscas.cli.common import add_scale_options, manifest_of, read_manifest, scaled
+from fscas.cli.common import add_scale_options, manifest_of, open_store_of, read_manifest, scaled, store_arg
 from fscas.cli.output import emit_json, progress_bar, warn
 from fscas.errors import ConfigError, SnapshotError
 from fscas.files import atomic_write_bytes
@@ -17,7 +17,7 @@ from fscas.files import atomic_write_bytes
 if TYPE_CHECKING:
     from fscas.manifests import ManifestDiff
 
-__all__ = ["add_manifest_commands"]
+__all__ = ["add_manifest_commands", "add_manifest_transfer_commands"]
 
 
 def add_manifest_commands(groups: Any) -> Any:
@@ -173,4 +173,49 @@ def _show(args: argparse.Namespace) -> int:
     for p in m.paths:
         print(f"{p.hash}  {p.size:>12}  {p.path}")
     print(f"{len(m.paths)} files, {m.total_size} bytes", file=sys.stderr)
+    return 0
+
+
+def add_manifest_transfer_commands(manifest_group: Any) -> None:
+    """Register `manifest upload|download` in the `manifest` group."""
+    p = manifest_group.add_parser("upload", help="put a manifest file at Manifests/[PREFIX/]NAME")
+    p.add_argument("file", help="a local manifest file; its name becomes the key's last part")
+    p.add_argument("--prefix", default="", help="folder under Manifests/")
+    store_arg(p)
+    p.set_defaults(handler=_manifest_upload)
+    p = manifest_group.add_parser("download", help="get a manifest object into a file")
+    p.add_argument("key", help="the manifest's key in the store (Manifests/...)")
+    p.add_argument("-o", "--output", required=True, help="the file to write (the stored bytes, unchanged)")
+    store_arg(p)
+    p.set_defaults(handler=_manifest_download)
+
+
+def _manifest_upload(args: argparse.Namespace) -> int:
+    from fscas.keys import MANIFESTS
+
+    m = read_manifest(args.file)
+    name = os.path.basename(args.file)
+    key = "/".join(x for x in (MANIFESTS, args.prefix.strip("/"), name) if x)
+    with open_store_of(args) as store:
+        digest = store.put_manifest(key, m, if_absent=False)
+    if args.json:
+        emit_json({"key": key, "hash": digest})
+    else:
+        print(f"{key} {digest}")
+    return 0
+
+
+def _manifest_download(args: argparse.Namespace) -> int:
+    from fscas.files import atomic_write_bytes
+    from fscas.manifests import decode, manifest_hash
+    from fscas.runner import run_sync
+
+    with open_store_of(args) as store:
+        data = run_sync(store.aio.backend.get(args.key))  # the stored bytes, not a re-encoding
+    m = decode(data)
+    atomic_write_bytes(args.output, data)
+    if args.json:
+        emit_json({"key": args.key, "output": args.output, "hash": manifest_hash(data), "files": len(m.paths)})
+    else:
+        print(f"{args.output}: {len(m.paths)} files, hash {manifest_hash(data)}")
     return 0

@@ -1,4 +1,4 @@
-"""`fscas push|pull|gc`, `fscas attachment upload|download`, `fscas manifest upload|download`."""
+"""`fscas push|pull|gc|verify|mount`, `fscas attachment upload|download`."""
 
 from __future__ import annotations
 
@@ -28,7 +28,7 @@ if TYPE_CHECKING:
     from fscas.manifests import Manifest
     from fscas.summary import TransferSummary
 
-__all__ = ["add_manifest_transfer_commands", "add_store_commands"]
+__all__ = ["add_store_commands"]
 
 
 def add_store_commands(groups: Any) -> None:
@@ -97,20 +97,6 @@ def add_store_commands(groups: Any) -> None:
                    help="budget of the object cache, least recently used first out (default 10GiB)")
     store_arg(p)
     p.set_defaults(handler=_mount)
-
-
-def add_manifest_transfer_commands(manifest_group: Any) -> None:
-    """Register `manifest upload|download` in the `manifest` group."""
-    p = manifest_group.add_parser("upload", help="put a manifest file at Manifests/[PREFIX/]NAME")
-    p.add_argument("file", help="a local manifest file; its name becomes the key's last part")
-    p.add_argument("--prefix", default="", help="folder under Manifests/")
-    store_arg(p)
-    p.set_defaults(handler=_manifest_upload)
-    p = manifest_group.add_parser("download", help="get a manifest object into a file")
-    p.add_argument("key", help="the manifest's key in the store (Manifests/...)")
-    p.add_argument("-o", "--output", required=True, help="the file to write (the stored bytes, unchanged)")
-    store_arg(p)
-    p.set_defaults(handler=_manifest_download)
 
 
 def _add_ids(p: argparse.ArgumentParser) -> None:
@@ -349,37 +335,6 @@ def _filtered(m: Manifest, args: argparse.Namespace) -> Manifest:
 
     keep = GlobFilter.from_globs(args.include, args.exclude)
     return Manifest.from_paths(p for p in m.paths if keep.wants(p.path))
-
-
-def _manifest_upload(args: argparse.Namespace) -> int:
-    from fscas.keys import MANIFESTS
-
-    m = read_manifest(args.file)
-    name = os.path.basename(args.file)
-    key = "/".join(x for x in (MANIFESTS, args.prefix.strip("/"), name) if x)
-    with open_store_of(args) as store:
-        digest = store.put_manifest(key, m, if_absent=False)
-    if args.json:
-        emit_json({"key": key, "hash": digest})
-    else:
-        print(f"{key} {digest}")
-    return 0
-
-
-def _manifest_download(args: argparse.Namespace) -> int:
-    from fscas.files import atomic_write_bytes
-    from fscas.manifests import decode, manifest_hash
-    from fscas.runner import run_sync
-
-    with open_store_of(args) as store:
-        data = run_sync(store.aio.backend.get(args.key))  # the stored bytes, not a re-encoding
-    m = decode(data)
-    atomic_write_bytes(args.output, data)
-    if args.json:
-        emit_json({"key": args.key, "output": args.output, "hash": manifest_hash(data), "files": len(m.paths)})
-    else:
-        print(f"{args.output}: {len(m.paths)} files, hash {manifest_hash(data)}")
-    return 0
 
 
 def _mount(args: argparse.Namespace) -> int:
