@@ -19,9 +19,9 @@ def _common(p: argparse.ArgumentParser) -> None:
     p.add_argument("--attachments", required=True, metavar="FILE",
                    help="the job's attachments document (Deadline's {\"manifests\": [...], \"fileSystem\": ...})")
     p.add_argument("--session-dir", required=True, metavar="DIR", help="the task's session folder")
-    p.add_argument("--farm-id", required=True)
-    p.add_argument("--queue-id", required=True)
-    p.add_argument("--job-id", required=True)
+    p.add_argument("--farm-id", required=True, help="the job's farm")
+    p.add_argument("--queue-id", required=True, help="the job's queue")
+    p.add_argument("--job-id", required=True, help="the job")
     add_location_options(p, typed=True)
     store_arg(p)
 
@@ -41,9 +41,9 @@ def add_session_commands(groups: Any) -> None:
     p.set_defaults(handler=_start)
     p = sub.add_parser("finish", help="upload what the task wrote under its output folders; write output manifests")
     _common(p)
-    p.add_argument("--step-id", required=True)
+    p.add_argument("--step-id", required=True, help="the task's step")
     p.add_argument("--task-id", default=None, help="the task (none: a step-level output, as chunked steps write)")
-    p.add_argument("--session-action-id", required=True)
+    p.add_argument("--session-action-id", required=True, help="the task's session action (names the output)")
     p.add_argument("--start-time", required=True, type=float, metavar="T",
                    help="when the task's session action started (seconds since the epoch): names the output")
     p.set_defaults(handler=_finish)
