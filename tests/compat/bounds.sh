@@ -43,7 +43,7 @@ run() {
     set -e
     {
         echo
-        echo "## $end, $(date -u +%Y-%m-%d) ($((SECONDS - started)) s, exit $rc)"
+        echo "## $end, $(date -u +%Y-%m-%d), commit $(git rev-parse --short HEAD 2>/dev/null || echo '?') ($((SECONDS - started)) s, exit $rc)"
         echo
         echo '```'
         VIRTUAL_ENV=$venv "$uv" pip list 2>/dev/null | grep -iE "$shown" || true
