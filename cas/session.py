@@ -174,7 +174,7 @@ async def start(store: AsyncStore, attachments: Attachments, session_dir: str | 
     os.makedirs(session, exist_ok=True)
     summaries = [await store.download(m, local, conflict="overwrite", callback=callback)
                  for local, m in merged.items()]
-    synced: dict[str, int] = {}
+    synced = _load_record(session) or {}  # a later task of the same session: earlier outputs stay known
     for local, m in merged.items():
         for p in m.paths:
             path = os.path.join(local, *p.path.split("/"))

@@ -203,6 +203,9 @@ def test_shared_locations_stay_in_place_and_nothing_changed_writes_nothing(tmp_p
         assert len(done.keys) == 1 and done.files == 1
         assert [p.path for p in store.get_manifest(done.keys[0]).paths] == ["out/new.txt"]
         assert store.session_finish(attachments, tmp_path / "s", **{**ids, "session_action_id": "sa-2"}).keys == ()
+        # the session's next task starts again: what earlier tasks wrote is still not its output
+        store.session_start(attachments, tmp_path / "s", locations=[shared], **IDS)
+        assert store.session_finish(attachments, tmp_path / "s", **{**ids, "session_action_id": "sa-3"}).keys == ()
 
 
 def test_group_gets_read_and_write_on_the_session_tree(tmp_path: Path) -> None:
