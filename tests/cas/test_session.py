@@ -183,7 +183,7 @@ def test_shared_locations_stay_in_place_and_nothing_changed_writes_nothing(tmp_p
     with fscas.open_store(str(tmp_path / "store")) as store:
         src = _files(tmp_path / "src", {"a.txt": b"a", "out/old.txt": b"old"})
         m = snapshot(src, hash_cache=False)
-        store.upload(m, src)
+        store.push(m, src, farm_id="farm-1", queue_id="queue-1")  # a pushed store has its epoch: no wait for one
         store.put_manifest("Manifests/in/x_input", m)
         attachments = Attachments.from_json({"manifests": [
             {"rootPath": "/r", "rootPathFormat": "POSIX", "inputManifestPath": "in/x_input",
