@@ -94,7 +94,8 @@ class OutputsSummary:
     skipped_files: int
     skipped_bytes: int
     destinations: Mapping[str, tuple[str, ...]] = attrs.field(converter=_dict_of_folders, factory=dict)
-    """Each asset root and the local folders its files went to."""
+    """Each source folder and the local folders its files went to: an asset root, or the source of
+    the path-mapping rule that mapped its files (so `source/x` lands at `folder/x`, as printed)."""
     seconds: float = 0.0
 
     def as_dict(self) -> dict[str, Any]:
