@@ -24,7 +24,7 @@ import attrs
 from fscas import keys
 from fscas.errors import ConfigError, UnsafePathError
 from fscas.files import atomic_write_bytes
-from fscas.manifests import Manifest, ManifestPath, OutputManifest, select_outputs
+from fscas.manifests import GlobFilter, Manifest, ManifestPath, OutputManifest, select_outputs
 from fscas.pathmapping import PathMappingRules, join_source, path_format_of
 from fscas.paths import check_relative
 from fscas.summary import TransferSummary
@@ -189,6 +189,7 @@ async def download_outputs(store: AsyncStore, farm_id: str, queue_id: str, job_i
                            file_system_locations: Mapping[str, str] | None = None, original_roots: bool = False,
                            keep_earlier_roots: bool = False, since: str | os.PathLike[str] | None = None,
                            conflict: Literal["skip", "overwrite", "create-copy"] = "skip",
+                           include: Sequence[str] = (), exclude: Sequence[str] = (),
                            callback: Callback | None = None) -> OutputsSummary:
     """Download a job's (or step's, or task's) outputs, selected as Deadline's `OutputDownloader` does.
 
@@ -203,15 +204,24 @@ async def download_outputs(store: AsyncStore, farm_id: str, queue_id: str, job_i
             did not write: defect D4).
         since: a state file: only manifests it does not record (or that changed since) are
             downloaded, and it is rewritten atomically once they are; a missing file means all.
+        include, exclude: globs on each file's path below its asset root (as `snapshot` takes
+            them): only the files they keep are downloaded. Not with `since`, which records whole
+            manifests as downloaded.
 
     Raises:
         ConfigError: a root nothing maps, a bad state file (or one of another store or job).
     """
+    if (include or exclude) and since is not None:
+        raise ConfigError("include/exclude and since do not go together: the state file records whole manifests")
     started = time.monotonic()
     selected = select_outputs(await output_manifests(store, farm_id, queue_id, job_id, step_id, task_id),
                               keep_earlier_roots=keep_earlier_roots)
     state = _State.load(since, store.url, (farm_id, queue_id, job_id)) if since is not None else None
     todo = [o for o in selected if state is None or not state.has(o)]
+    if include or exclude:
+        keep = GlobFilter.from_globs(include, exclude)
+        todo = [attrs.evolve(o, manifest=Manifest.from_paths(p for p in o.manifest.paths if keep.wants(p.path)))
+                for o in todo]
     placements = plan_outputs(todo, dest_for_root=dest_for_root, path_mapping=path_mapping,
                               file_system_locations=file_system_locations, original_roots=original_roots)
     summaries = [await store.download(p.manifest, p.dest, conflict=conflict, callback=callback) for p in placements]

@@ -182,7 +182,7 @@ async def start(store: AsyncStore, attachments: Attachments, session_dir: str | 
         if gid is not None:
             _share_with_group(local, (os.path.join(local, *p.path.split("/")) for p in m.paths), gid)
     _save_record(session, synced)  # last: only a complete start is remembered
-    return SessionInputs(roots=roots, rules=tuple(rules), manifests=count, summary=_sum(summaries),
+    return SessionInputs(roots=roots, rules=tuple(rules), manifests=count, summary=TransferSummary.total(summaries),
                          shared=tuple(shared))
 
 
@@ -235,14 +235,6 @@ def _share_with_group(local: str, files: Iterable[str], gid: int) -> None:
         os.chmod(folder, stat.S_IMODE(os.stat(folder).st_mode) | 0o070)
 
 
-def _sum(summaries: Sequence[TransferSummary]) -> TransferSummary:
-    return TransferSummary(files=sum(s.files for s in summaries), bytes=sum(s.bytes for s in summaries),
-                           skipped_files=sum(s.skipped_files for s in summaries),
-                           skipped_bytes=sum(s.skipped_bytes for s in summaries),
-                           unchanged_files=sum(s.unchanged_files for s in summaries),
-                           seconds=sum(s.seconds for s in summaries))
-
-
 async def finish(store: AsyncStore, attachments: Attachments, session_dir: str | os.PathLike[str], *,
                  farm_id: str, queue_id: str, job_id: str, step_id: str, task_id: str | None,
                  session_action_id: str, start_time: float, locations: Iterable[FileSystemLocation] = (),
@@ -292,7 +284,7 @@ async def finish(store: AsyncStore, attachments: Attachments, session_dir: str |
         size += manifest.total_size
     if record is not None and synced != record:
         _save_record(session, synced)
-    return SessionOutputs(keys=tuple(keys), files=files, bytes=size, summary=_sum(summaries))
+    return SessionOutputs(keys=tuple(keys), files=files, bytes=size, summary=TransferSummary.total(summaries))
 
 
 def _files_under(folder: str, boundary: str) -> Iterable[tuple[str, os.stat_result]]:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import Any
 
 import attrs
@@ -50,6 +51,15 @@ class TransferSummary:
     """Distinct workers (processes or Dask workers) that did the work."""
     shards: tuple[ShardRun, ...] = attrs.field(factory=tuple, converter=_tuple_of_runs)
     """Per-shard timings of a distributed run (empty on one machine)."""
+
+    @classmethod
+    def total(cls, summaries: Sequence[TransferSummary]) -> TransferSummary:
+        """Several transfers done one after another, as one: counts, kept files and seconds added."""
+        return cls(files=sum(s.files for s in summaries), bytes=sum(s.bytes for s in summaries),
+                   skipped_files=sum(s.skipped_files for s in summaries),
+                   skipped_bytes=sum(s.skipped_bytes for s in summaries),
+                   unchanged_files=sum(s.unchanged_files for s in summaries),
+                   kept=tuple(k for s in summaries for k in s.kept), seconds=sum(s.seconds for s in summaries))
 
     @property
     def rate(self) -> float:

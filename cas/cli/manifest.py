@@ -30,9 +30,13 @@ def add_manifest_commands(groups: Any) -> Any:
     p.add_argument("-o", "--output", help="write the manifest here (default: stdout)")
     add_filters(p)
     p.add_argument("--no-cache", action="store_true", help="do not use or update the hash cache")
+    p.add_argument("--diff", default=None, metavar="MANIFEST",
+                   help="write only the files whose content differs from MANIFEST's or that it lacks "
+                        "(a local manifest file, or a store key with --store)")
     add_scale_options(p)
     p.add_argument("--json", action="store_true",
                    help="print a JSON summary (output file, hash, counts, skipped files); needs -o")
+    _store_options(p)
     p.set_defaults(handler=_snapshot, local=True)
 
     p = sub.add_parser("diff", help="compare a folder with a manifest")
@@ -117,6 +121,21 @@ def _unchanged(args: argparse.Namespace, on_skip: Any) -> tuple[bytes, str, int,
 
 def _snapshot_written(args: argparse.Namespace, data: bytes, digest: str, files: int, total_size: int,
                       skipped: list[dict[str, str]]) -> int:
+    if args.diff:
+        from fscas.manifests import Manifest, decode, encode, manifest_hash
+
+        before = {p.path: (p.hash, p.size) for p in manifest_of(args, args.diff).paths}
+        changed = [p for p in decode(data).paths if before.get(p.path) != (p.hash, p.size)]
+        if not changed:  # an empty manifest cannot be read back: say so, write nothing
+            if args.json:
+                emit_json({"root": args.root, "output": None, "hash": None, "files": 0, "total_size": 0,
+                           "skipped": skipped, "diff": args.diff})
+            else:
+                warn(f"no file under {args.root} differs from {args.diff}: nothing written")
+            return 0
+        m = Manifest.from_paths(changed)
+        data = encode(m)
+        digest, files, total_size = manifest_hash(data), len(m.paths), m.total_size
     if args.output:
         atomic_write_bytes(args.output, data, durable=False)  # re-made by running snapshot again
     elif not args.json:

@@ -6,6 +6,7 @@ import argparse
 import sys
 from typing import Any
 
+from fscas.cli.args import add_filters
 from fscas.cli.common import add_location_options, locations_from, open_store_of, store_arg, transfer
 from fscas.cli.output import emit_json
 
@@ -47,6 +48,7 @@ def add_outputs_commands(groups: Any) -> None:
                    help="incremental: download only what the state file does not record yet, then update it")
     p.add_argument("--conflict", choices=["skip", "overwrite", "create-copy"], default="skip",
                    help="what to do with a local file that is already there (default: skip)")
+    add_filters(p)
     store_arg(p)
     p.set_defaults(handler=_download)
 
@@ -106,7 +108,8 @@ def _download(args: argparse.Namespace) -> int:
         summary = transfer(args, "downloading", lambda bar: store.download_outputs(
             args.farm_id, args.queue_id, args.job_id, **_scope(args), dest_for_root=roots or None,
             path_mapping=rules, file_system_locations=locations or None, original_roots=args.original_roots,
-            keep_earlier_roots=args.keep_earlier_roots, since=args.since, conflict=args.conflict, callback=bar))
+            keep_earlier_roots=args.keep_earlier_roots, since=args.since, conflict=args.conflict,
+            include=args.include, exclude=args.exclude, callback=bar))
     if args.json:
         emit_json(summary.as_dict())
         return 0

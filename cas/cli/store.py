@@ -24,7 +24,7 @@ from fscas.cli.common import (
 from fscas.cli.output import emit_json, warn
 
 if TYPE_CHECKING:
-
+    from fscas.blocking import Store
     from fscas.manifests import Manifest
     from fscas.summary import TransferSummary
 
@@ -71,9 +71,10 @@ def add_store_commands(groups: Any) -> None:
     group = groups.add_parser("attachment", help="upload or download the files of a manifest")
     sub = group.add_subparsers(dest="command", metavar="COMMAND", required=True)
     p = sub.add_parser("upload", help="upload a manifest's files that the store lacks")
-    p.add_argument("-m", "--manifest", required=True, help="the local manifest file whose files to upload")
-    p.add_argument("-r", "--root", required=True, type=existing_folder,
-                   help="the folder the manifest's paths are relative to")
+    p.add_argument("-m", "--manifest", required=True, action="append",
+                   help="the local manifest file whose files to upload (repeatable, each with its --root)")
+    p.add_argument("-r", "--root", required=True, type=existing_folder, action="append",
+                   help="the folder the manifest's paths are relative to (one per --manifest, in order)")
     p.add_argument("--force-check", action="store_true",
                    help="ignore the existence cache and read back every object the manifest references: "
                         "a missing or corrupt one (bytes not matching its key) is uploaded again")
@@ -289,27 +290,46 @@ def _is_key(ref: str) -> bool:
 
 
 def _attachment_upload(args: argparse.Namespace) -> int:
-    m, shared = _without_shared(read_manifest(args.manifest), args.root, locations_from(args), quiet=args.json)
-    with open_store_of(args) as store:
-        repaired: list[str] = []
-        if args.force_check:
-            report = store.repair(m, args.root)
-            repaired = sorted({*report.missing, *report.corrupt_digests})
-            for line in report.corrupt:
-                if not args.json:
-                    warn(f"replaced corrupt object {line}")
-        summary = transfer(args, "uploading", lambda bar: store.upload(
-            m, args.root, callback=bar, use_cache=not args.force_check))
-        if repaired:  # sent by the repair, so the upload found them present: count them where they were sent
-            import attrs
+    from fscas.errors import ConfigError
+    from fscas.summary import TransferSummary
 
-            sizes = {p.hash: p.size for p in m.paths}
-            sent = sum(sizes.get(d, 0) for d in repaired)
-            summary = attrs.evolve(summary, files=summary.files + len(repaired), bytes=summary.bytes + sent,
-                                   skipped_files=max(0, summary.skipped_files - len(repaired)),
-                                   skipped_bytes=max(0, summary.skipped_bytes - sent))
-        _report(args, summary, store=store.url, shared_skipped=shared, repaired=repaired)
+    if len(args.manifest) != len(args.root):
+        raise ConfigError(f"{len(args.manifest)} --manifest but {len(args.root)} --root: give one root per manifest")
+    pairs = [(*_without_shared(read_manifest(m), root, locations_from(args), quiet=args.json), root)
+             for m, root in zip(args.manifest, args.root, strict=True)]
+    with open_store_of(args) as store:
+        summaries: list[TransferSummary] = []
+        repaired: list[str] = []
+        for m, _, root in pairs:
+            summaries.append(_upload_one(args, store, m, root, repaired))
+        summary = summaries[0] if len(summaries) == 1 else TransferSummary.total(summaries)
+        _report(args, summary, store=store.url, shared_skipped=[p for _, shared, _ in pairs for p in shared],
+                repaired=sorted(set(repaired)))
     return 0
+
+
+def _upload_one(args: argparse.Namespace, store: Store, m: Manifest, root: str,
+                repaired: list[str]) -> TransferSummary:
+    """One manifest's upload; with --force-check, its objects read back and repaired first."""
+    fixed: list[str] = []
+    if args.force_check:
+        report = store.repair(m, root)
+        fixed = sorted({*report.missing, *report.corrupt_digests})
+        for line in report.corrupt:
+            if not args.json:
+                warn(f"replaced corrupt object {line}")
+    summary = transfer(args, "uploading", lambda bar: store.upload(m, root, callback=bar,
+                                                                  use_cache=not args.force_check))
+    repaired.extend(fixed)
+    if not fixed:
+        return summary
+    import attrs  # sent by the repair, so the upload found them present: count them where they were sent
+
+    sizes = {p.hash: p.size for p in m.paths}
+    sent = sum(sizes.get(d, 0) for d in fixed)
+    return attrs.evolve(summary, files=summary.files + len(fixed), bytes=summary.bytes + sent,
+                        skipped_files=max(0, summary.skipped_files - len(fixed)),
+                        skipped_bytes=max(0, summary.skipped_bytes - sent))
 
 
 def _attachment_download(args: argparse.Namespace) -> int:

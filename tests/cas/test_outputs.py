@@ -291,3 +291,7 @@ def test_cli_list_has_a_header_and_download_names_where_files_land(job_store: fs
     assert r.returncode == 0, r.stderr
     assert f"{ROOT_A}/frames -> {tmp_path / 'fr'}" in r.stdout.splitlines(), r.stdout
     assert sorted(_tree(tmp_path / "fr")) == ["f001.exr", "f003.exr"]  # task-2's rerun dropped its ROOT_A run
+    r = run_fscas("outputs", "download", "--store", store, *ids, "--root", f"{ROOT_A}={tmp_path / 'only'}",
+                  "--root", f"{ROOT_B}={tmp_path / 'only-b'}", "-i", "frames/**", "-e", "**/f003.exr", home=tmp_path)
+    assert r.returncode == 0, r.stderr
+    assert sorted(_tree(tmp_path / "only")) == ["frames/f001.exr"] and not (tmp_path / "only-b").exists()

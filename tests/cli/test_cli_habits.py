@@ -228,3 +228,36 @@ def test_pull_takes_include_and_exclude(pushed: tuple[Path, str, str], tmp_path:
     assert rc == 0 and json.loads(out)["files"] == 1 and [p.name for p in (tmp_path / "d1").rglob("*.*")] == ["b.bin"]
     rc, out, _ = _run(capsys, "pull", key, str(tmp_path / "d2"), "--store", store, "-e", "sub/**", "--json")
     assert rc == 0 and [p.name for p in (tmp_path / "d2").rglob("*") if p.is_file()] == ["a.txt"]
+
+
+def test_attachment_upload_takes_several_manifest_and_root_pairs(tmp_path: Path, capsys: Any,
+                                                                  monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "cache"))
+    store = str(tmp_path / "store")
+    pairs: list[str] = []
+    for name, data in (("one", b"first root"), ("two", b"second root, longer")):
+        (tmp_path / name).mkdir()
+        (tmp_path / name / "f.bin").write_bytes(data)
+        rc, _, err = _run(capsys, "manifest", "snapshot", str(tmp_path / name), "-o", str(tmp_path / f"{name}.m"))
+        assert rc == 0, err
+        pairs += ["-m", str(tmp_path / f"{name}.m"), "-r", str(tmp_path / name)]
+    rc, out, _ = _run(capsys, "attachment", "upload", *pairs, "--store", store, "--json")
+    assert rc == 0 and (json.loads(out)["files"], json.loads(out)["bytes"]) == (2, 29)
+    rc, _, err = _run(capsys, "attachment", "upload", *pairs[:6], "--store", store)
+    assert rc == 2 and "2 --manifest but 1 --root" in err
+
+
+def test_snapshot_diff_writes_only_what_changed(tmp_path: Path, capsys: Any, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "cache"))
+    src = tmp_path / "src"
+    _tree(src)
+    rc, _, _ = _run(capsys, "manifest", "snapshot", str(src), "-o", str(tmp_path / "before.m"))
+    rc, _, err = _run(capsys, "manifest", "snapshot", str(src), "--diff", str(tmp_path / "before.m"), "-o",
+                      str(tmp_path / "none.m"))
+    assert rc == 0 and "nothing written" in err and not (tmp_path / "none.m").exists()
+    (src / "a.txt").write_bytes(b"changed")
+    (src / "new.txt").write_bytes(b"new")
+    rc, out, _ = _run(capsys, "manifest", "snapshot", str(src), "--diff", str(tmp_path / "before.m"), "-o",
+                      str(tmp_path / "diff.m"), "--json")
+    assert rc == 0 and json.loads(out)["files"] == 2
+    assert [p.path for p in fscas.decode((tmp_path / "diff.m").read_bytes()).paths] == ["a.txt", "new.txt"]
