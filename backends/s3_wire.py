@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import base64
 import contextlib
+import functools
 import sys
 from collections.abc import AsyncIterator, Iterator, Mapping
 from typing import Any
@@ -158,6 +159,7 @@ class RedirectRefused(Exception):
     """The SDK path's answer was a redirect (status, Location): not followed, see `resend.redirected`."""
 
 
+@functools.cache
 def unfollowing_session() -> type:
     """aiobotocore's HTTP session class, made not to follow redirects, as botocore's own never does.
 

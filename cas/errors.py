@@ -27,6 +27,7 @@ message, repr and printed URL goes through.
 
 from __future__ import annotations
 
+import functools
 import re
 import urllib.parse
 from collections.abc import Iterable
@@ -161,10 +162,21 @@ def secrets_in(text: str) -> set[str]:
 
 
 def logger(name: str) -> logging.Logger:
-    """fscas's logger `name` (a `logging.Logger`), with credentials masked in everything it logs
-    (`redact`). Logger filters are not inherited, so each of fscas's loggers is made here. The SDKs'
-    DEBUG logs are their own: botocore's "Sending http request" line carries `X-Amz-Security-Token`
-    (README says so). `logging` is imported here, not at the top: commands that log nothing skip it."""
+    """fscas's logger `name`, with credentials masked in everything it logs (`redact`). Logger
+    filters are not inherited, so each of fscas's loggers is made here. The SDKs' DEBUG logs are
+    their own: botocore's "Sending http request" line carries `X-Amz-Security-Token` (README says so).
+    `logging` is imported here, not at the top: commands that log nothing skip it."""
+    import logging
+
+    made = logging.getLogger(name)
+    if (masking := _redacting()) not in made.filters:
+        made.addFilter(masking)
+    return made
+
+
+@functools.cache
+def _redacting() -> logging.Filter:
+    """The one filter every fscas logger shares: a record's message, credentials masked."""
     import logging
 
     class Redacting(logging.Filter):
@@ -172,7 +184,4 @@ def logger(name: str) -> logging.Logger:
             record.msg, record.args = redact(record.getMessage()), None
             return True
 
-    made = logging.getLogger(name)
-    if not any(type(f).__name__ == "Redacting" for f in made.filters):
-        made.addFilter(Redacting())
-    return made
+    return Redacting()

@@ -220,8 +220,7 @@ async def download_outputs(store: AsyncStore, farm_id: str, queue_id: str, job_i
     todo = [o for o in selected if state is None or not state.has(o)]
     if include or exclude:
         keep = GlobFilter.from_globs(include, exclude)
-        todo = [attrs.evolve(o, manifest=Manifest.from_paths(p for p in o.manifest.paths if keep.wants(p.path)))
-                for o in todo]
+        todo = [attrs.evolve(o, manifest=keep.kept(o.manifest)) for o in todo]
     placements = plan_outputs(todo, dest_for_root=dest_for_root, path_mapping=path_mapping,
                               file_system_locations=file_system_locations, original_roots=original_roots)
     summaries = [await store.download(p.manifest, p.dest, conflict=conflict, callback=callback) for p in placements]

@@ -176,11 +176,10 @@ async def start(store: AsyncStore, attachments: Attachments, session_dir: str | 
                  for local, m in merged.items()]
     synced = _load_record(session) or {}  # a later task of the same session: earlier outputs stay known
     for local, m in merged.items():
-        for p in m.paths:
-            path = os.path.join(local, *p.path.split("/"))
-            synced[path] = os.lstat(path).st_mtime_ns
+        paths = [os.path.join(local, *p.path.split("/")) for p in m.paths]
+        synced.update((path, os.lstat(path).st_mtime_ns) for path in paths)
         if gid is not None:
-            _share_with_group(local, (os.path.join(local, *p.path.split("/")) for p in m.paths), gid)
+            _share_with_group(local, paths, gid)
     _save_record(session, synced)  # last: only a complete start is remembered
     return SessionInputs(roots=roots, rules=tuple(rules), manifests=count, summary=TransferSummary.total(summaries),
                          shared=tuple(shared))

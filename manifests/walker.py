@@ -25,6 +25,7 @@ from typing import NamedTuple
 import attrs
 
 from fscas.errors import ConfigError, SnapshotError
+from fscas.manifests.model import Manifest
 
 __all__ = ["Entry", "FileStat", "GlobFilter", "SkipHandler", "entries_of", "walk"]
 
@@ -109,6 +110,10 @@ class GlobFilter:
     def prunes(self, rel_dir: str) -> bool:
         """True if everything under the folder `rel_dir` is excluded."""
         return self.prune is not None and bool(self.prune.match(rel_dir))
+
+    def kept(self, manifest: Manifest) -> Manifest:
+        """The manifest's entries whose paths pass the globs (pull and outputs download filter by them)."""
+        return Manifest.from_paths(p for p in manifest.paths if self.wants(p.path))
 
 
 class FileStat(NamedTuple):

@@ -21,8 +21,9 @@ if TYPE_CHECKING:
     from fscas.blocking import Store
     from fscas.manifests import Manifest
 
-__all__ = ["add_location_options", "add_scale_options", "default_store_url", "flag_options", "locations_from",
-           "manifest_of", "open_store_of", "read_manifest", "scaled", "store_arg", "store_url_of", "transfer"]
+__all__ = ["add_location_options", "add_scale_options", "default_store_url", "flag_options", "is_store_key",
+           "locations_from", "manifest_of", "open_store_of", "read_manifest", "scaled", "store_arg", "store_url_of",
+           "transfer"]
 
 T = TypeVar("T")
 
@@ -94,9 +95,14 @@ def read_manifest(path: str) -> Manifest:
         raise ManifestError(f"{path}: {e}") from e
 
 
+def is_store_key(ref: str) -> bool:
+    """A manifest reference that names a key in the store (`Manifests/...`) rather than a local file."""
+    return not os.path.isfile(ref) and ref.startswith("Manifests/")
+
+
 def manifest_of(args: argparse.Namespace, ref: str) -> Manifest:
-    """`ref` as `pull` reads it: a local manifest file if one is there, else a key in the store."""
-    if os.path.isfile(ref) or not ref.startswith("Manifests/"):
+    """`ref` as a local manifest file, or as a key in the store when it is one (`is_store_key`)."""
+    if not is_store_key(ref):
         return read_manifest(ref)
     with open_store_of(args) as store:
         return store.get_manifest(ref)

@@ -13,6 +13,7 @@ from fscas.cli.common import (
     add_location_options,
     add_scale_options,
     flag_options,
+    is_store_key,
     locations_from,
     open_store_of,
     read_manifest,
@@ -284,11 +285,6 @@ def _pull(args: argparse.Namespace) -> int:
     return 0
 
 
-def _is_key(ref: str) -> bool:
-    """A store key rather than a local file: what `pull` takes either way."""
-    return not os.path.isfile(ref) and ref.startswith("Manifests/")
-
-
 def _attachment_upload(args: argparse.Namespace) -> int:
     from fscas.errors import ConfigError
     from fscas.summary import TransferSummary
@@ -351,10 +347,9 @@ def _filtered(m: Manifest, args: argparse.Namespace) -> Manifest:
     """The manifest's files that `--include`/`--exclude` keep (Deadline's `download-output --include`)."""
     if not (args.include or args.exclude):
         return m
-    from fscas.manifests import GlobFilter, Manifest
+    from fscas.manifests import GlobFilter
 
-    keep = GlobFilter.from_globs(args.include, args.exclude)
-    return Manifest.from_paths(p for p in m.paths if keep.wants(p.path))
+    return GlobFilter.from_globs(args.include, args.exclude).kept(m)
 
 
 def _mount(args: argparse.Namespace) -> int:
@@ -401,7 +396,7 @@ def _gc(args: argparse.Namespace) -> int:
 
 def _verify(args: argparse.Namespace) -> int:
     with open_store_of(args) as store:
-        manifests = [store.get_manifest(m) if _is_key(m) else read_manifest(m) for m in args.manifests] or None
+        manifests = [store.get_manifest(m) if is_store_key(m) else read_manifest(m) for m in args.manifests] or None
         report = store.verify(manifests)
     if args.json:
         emit_json({"store": store.url, "ok": report.ok, "checked": report.checked, "bytes": report.bytes,
