@@ -14,7 +14,8 @@ from fscas.errors import (
 )
 
 if TYPE_CHECKING:
-    from fscas.blocking import Store, open_store
+    from fscas.blocking import Store, copy, open_store
+    from fscas.copying import CopySummary
     from fscas.manifests import (
         Manifest,
         ManifestDiff,
@@ -37,7 +38,8 @@ __version__ = "0.1.0"
 # Names load on first use: the store pulls in fsspec (0.1-0.2 s of imports) and the manifest
 # model attrs (0.03 s), and `fscas manifest snapshot` of an unchanged tree needs neither.
 _LAZY = {
-    **dict.fromkeys(("Store", "open_store"), "fscas.blocking"),
+    **dict.fromkeys(("Store", "copy", "open_store"), "fscas.blocking"),
+    "CopySummary": "fscas.copying",
     **dict.fromkeys(("fetch", "PublishedResult", "publish"), "fscas.results"),
     **dict.fromkeys(("AsyncStore", "open_async_store"), "fscas.store"),
     **dict.fromkeys(("GcReport", "TransferSummary"), "fscas.summary"),
@@ -63,6 +65,7 @@ def __dir__() -> list[str]:
 __all__ = [
     "AsyncStore",
     "ConfigError",
+    "CopySummary",
     "FscasError",
     "GcReport",
     "IntegrityError",
@@ -78,6 +81,7 @@ __all__ = [
     "TransferSummary",
     "UnsafePathError",
     "aggregate_outputs",
+    "copy",
     "decode",
     "diff",
     "diff_tree",

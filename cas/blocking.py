@@ -19,12 +19,13 @@ if TYPE_CHECKING:
     from fsspec.callbacks import Callback
 
     from fscas.attachments import Attachments
+    from fscas.copying import CopySummary
     from fscas.listing import ManifestKind, StoredManifest
     from fscas.manifests.walker import SkipHandler
     from fscas.outputs import OutputsSummary
     from fscas.session import SessionInputs, SessionOutputs
 
-__all__ = ["Store", "open_store"]
+__all__ = ["Store", "copy", "open_store"]
 
 
 def _close_quietly(aio: AsyncStore) -> None:
@@ -179,6 +180,10 @@ class Store:
         """See `AsyncStore.verify`."""
         return run_sync(self.aio.verify(manifests))
 
+    def copy_to(self, destination: Store, **selection: Any) -> CopySummary:
+        """See `AsyncStore.copy_to` (same keyword arguments)."""
+        return run_sync(self.aio.copy_to(destination.aio, **selection))
+
     def gc(self, *, delete: bool = False, grace_seconds: float = 86400.0, lease: float = 60.0) -> GcReport:
         """See `AsyncStore.gc`."""
         return run_sync(self.aio.gc(delete=delete, grace_seconds=grace_seconds, lease=lease))
@@ -208,3 +213,25 @@ def open_store(target: str | os.PathLike[str] | Any, *, root: str | None = None,
     """
     return Store(open_async_store(target, root=root, backend=backend, concurrency=concurrency,
                                   existence_cache=existence_cache, **options))
+
+
+def copy(source: str | os.PathLike[str] | Store, destination: str | os.PathLike[str] | Store, *,
+         concurrency: int | None = None, **selection: Any) -> CopySummary:
+    """Copy manifests and the Data they name from one store to another, verified, data before manifests.
+
+    `source` and `destination` are stores or what `open_store` takes (URLs with their options in the
+    query string, folders); the ones opened here are closed again. `selection` is
+    `AsyncStore.copy_to`'s: `manifests=[...]`, `farm_id`/`queue_id`/`job_id`, `kind`,
+    `everything=True`, `since=STATE_FILE`, `dry_run`, `callback`, and `client=`/`executor=` to spread
+    the object copies.
+
+    Example:
+        >>> with fscas.open_store("/tmp/fscas-doc-a") as a:
+        ...     key, _, _ = a.push(fscas.Manifest.from_paths([]), "/tmp", farm_id="f", queue_id="q")
+        >>> fscas.copy("/tmp/fscas-doc-a", "/tmp/fscas-doc-b", manifests=[key]).manifests == (key,)
+        True
+    """
+    with contextlib.ExitStack() as stack:
+        src, dst = (s if isinstance(s, Store) else stack.enter_context(open_store(s, concurrency=concurrency))
+                    for s in (source, destination))
+        return src.copy_to(dst, **selection)

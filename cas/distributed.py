@@ -1,5 +1,6 @@
-"""Snapshot, push and pull spread over a Dask cluster or any `concurrent.futures.Executor`, with the
-bytes one machine would produce: the same manifest, the same keys, data before the manifest.
+"""Snapshot, push, pull and store-to-store copy spread over a Dask cluster or any
+`concurrent.futures.Executor`, with the bytes one machine would produce: the same manifest, the
+same keys, data before the manifest.
 
 The driver walks the tree (lstat only) and splits it into shards balanced by bytes and file count:
 a folder stays in one shard where it fits, a huge folder is split by name range, a huge file is a
@@ -23,18 +24,22 @@ from collections.abc import Callable, Sequence
 from concurrent.futures import Executor, ProcessPoolExecutor
 from itertools import groupby
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar
 
 import attrs
 
 from fscas import keys
 from fscas.download import ConflictMode
-from fscas.errors import SnapshotError
+from fscas.errors import ConfigError, SnapshotError
 from fscas.manifests import GlobFilter, Manifest, ManifestPath, decode, encode, snapshot_files, walk
 from fscas.paths import check_folder_target, check_layout, safe_join
+from fscas.runner import run_sync
 from fscas.summary import ShardRun, TransferSummary
 
-__all__ = ["plan_shards", "process_pool", "pull", "push", "snapshot"]
+if TYPE_CHECKING:
+    from fscas.store import AsyncStore
+
+__all__ = ["copy_objects_spread", "plan_shards", "process_pool", "pull", "push", "snapshot"]
 
 T = TypeVar("T")
 _RETRIES = 2  # a task that raised is tried again this often (Dask; a lost worker is rescheduled anyway)
@@ -89,6 +94,10 @@ class _Job:
     manifest: bytes = attrs.field(default=b"", repr=False)
     conflict: ConflictMode = "skip"
     checksum: bool = False
+    target: str = ""
+    """A copy's destination store (`store` is its source)."""
+    target_options: dict[str, Any] = attrs.field(factory=dict, repr=False)
+    objects: tuple[tuple[str, int], ...] = attrs.field(default=(), repr=lambda o: f"<{len(o)} objects>")
 
 
 @attrs.frozen(kw_only=True)
@@ -99,6 +108,7 @@ class _Result:
     summary: TransferSummary
     skipped: tuple[tuple[str, str], ...]
     seconds: float
+    done: tuple[str, ...] = ()
 
 
 def _worker_name() -> str:
@@ -136,6 +146,53 @@ def _pull_shard(job: _Job) -> _Result:
         summary = store.download(decode(job.manifest), job.root, conflict=job.conflict, checksum=job.checksum)
     return _Result(index=job.index, worker=_worker_name(), paths=(), skipped=(), summary=summary,
                    seconds=time.monotonic() - started)
+
+
+def _copy_shard(job: _Job) -> _Result:
+    from fscas.blocking import open_store
+    from fscas.copying import copy_objects
+
+    started = time.monotonic()
+    with open_store(job.store, **job.options) as src, open_store(job.target, **job.target_options) as dst:
+        done, bad = run_sync(copy_objects(src.aio.backend, dst.aio.backend, job.objects,
+                                          concurrency=dst.aio.concurrency))
+        dst.aio._remember(keys.data_key(d) for d in done)
+    sizes = dict(job.objects)
+    summary = TransferSummary(files=len(done), bytes=sum(sizes[d] for d in done))
+    return _Result(index=job.index, worker=_worker_name(), paths=(), skipped=tuple(sorted(bad.items())),
+                   summary=summary, seconds=time.monotonic() - started, done=tuple(done))
+
+
+def copy_objects_spread(src: AsyncStore, dst: AsyncStore, objects: Sequence[tuple[str, int]], *, client: Any = None,
+                        executor: Executor | None = None) -> tuple[list[str], dict[str, str], int]:
+    """`fscas.copying.copy_objects` over many workers, each opening both stores again from their URLs.
+
+    Returns:
+        The digests copied, the bad source objects (key: why), and how many workers took part.
+
+    Raises:
+        ConfigError: a store not opened from a URL (`open_async_store`): a worker could not open it.
+    """
+    for store in (src, dst):
+        if store.opened_with is None:
+            raise ConfigError(f"{store.url}: spreading a copy needs stores opened from a URL, which every worker "
+                              "opens again")
+    if not objects:
+        return [], {}, 0
+    (src_url, src_options), (dst_url, dst_options) = src.opened_with, dst.opened_with  # type: ignore[misc]
+    plan = plan_shards([(d, s) for d, s in objects], 4 * _parallelism(client, executor))
+    sizes = dict(objects)
+    jobs = [_Job(index=i, root="", paths=(), store=src_url, options=_reopen(src_options), target=dst_url,
+                 target_options=_reopen(dst_options), objects=tuple((d, sizes[d]) for d in part))
+            for i, part in enumerate(plan)]
+    results = _run(_copy_shard, jobs, client, executor)
+    return ([d for r in results for d in r.done], {k: why for r in results for k, why in r.skipped},
+            len({r.worker for r in results}))
+
+
+def _reopen(options: dict[str, Any]) -> dict[str, Any]:
+    """`open_store` keywords from `AsyncStore.opened_with`'s (its unset ones dropped)."""
+    return {k: v for k, v in options.items() if v is not None}
 
 
 def _run(fn: Callable[[_Job], _Result], jobs: list[_Job], client: Any, executor: Executor | None) -> list[_Result]:

@@ -11,8 +11,6 @@ anything is written: outputs never land on a foreign absolute path by surprise.
 from __future__ import annotations
 
 import asyncio
-import json
-import math
 import os
 import time
 from collections.abc import Callable, Mapping, Sequence
@@ -23,10 +21,10 @@ import attrs
 
 from fscas import keys
 from fscas.errors import ConfigError, UnsafePathError
-from fscas.files import atomic_write_bytes
 from fscas.manifests import GlobFilter, Manifest, ManifestPath, OutputManifest, select_outputs
 from fscas.pathmapping import PathMappingRules, join_source, path_format_of
 from fscas.paths import check_relative
+from fscas.state import SeenState
 from fscas.summary import TransferSummary
 
 if TYPE_CHECKING:
@@ -216,8 +214,10 @@ async def download_outputs(store: AsyncStore, farm_id: str, queue_id: str, job_i
     started = time.monotonic()
     selected = select_outputs(await output_manifests(store, farm_id, queue_id, job_id, step_id, task_id),
                               keep_earlier_roots=keep_earlier_roots)
-    state = _State.load(since, store.url, (farm_id, queue_id, job_id)) if since is not None else None
-    todo = [o for o in selected if state is None or not state.has(o)]
+    state = None if since is None else SeenState.load(
+        since, _STATE_VERSION, {"store": store.url, "farm_id": farm_id, "queue_id": queue_id, "job_id": job_id},
+        "download")
+    todo = [o for o in selected if state is None or not state.has(o.key, o.last_modified.timestamp())]
     if include or exclude:
         keep = GlobFilter.from_globs(include, exclude)
         todo = [attrs.evolve(o, manifest=keep.kept(o.manifest)) for o in todo]
@@ -225,7 +225,7 @@ async def download_outputs(store: AsyncStore, farm_id: str, queue_id: str, job_i
                               file_system_locations=file_system_locations, original_roots=original_roots)
     summaries = [await store.download(p.manifest, p.dest, conflict=conflict, callback=callback) for p in placements]
     if state is not None:
-        state.record(todo)
+        state.record((o.key, o.last_modified.timestamp()) for o in todo)
         state.save()
     destinations: dict[str, list[str]] = {}
     for p in placements:
@@ -240,46 +240,3 @@ async def download_outputs(store: AsyncStore, farm_id: str, queue_id: str, job_i
 
 
 _STATE_VERSION = "fscas-outputs-state-1"
-
-
-@attrs.define
-class _State:
-    """What an incremental download recorded: each manifest key and its LastModified."""
-
-    path: str
-    identity: dict[str, str]
-    seen: dict[str, float]
-
-    @classmethod
-    def load(cls, path: str | os.PathLike[str], store: str, ids: tuple[str, str, str]) -> _State:
-        identity = {"store": store, "farm_id": ids[0], "queue_id": ids[1], "job_id": ids[2]}
-        try:
-            with open(path, "rb") as f:
-                doc = json.loads(f.read())
-        except FileNotFoundError:
-            return cls(os.fspath(path), identity, {})
-        except (OSError, ValueError, RecursionError) as e:
-            raise ConfigError(f"{os.fspath(path)}: not a readable state file: {e or 'nested too deeply'}") from None
-        if not isinstance(doc, dict) or doc.get("version") != _STATE_VERSION or not isinstance(doc.get("manifests"),
-                                                                                                dict):
-            raise ConfigError(f"{os.fspath(path)}: not an fscas outputs state file")
-        recorded = {k: doc.get(k) for k in identity}
-        if recorded != identity:
-            raise ConfigError(f"{os.fspath(path)}: the state of another download ({recorded}), not of {identity}")
-        seen: dict[str, float] = {}
-        for key, stamp in doc["manifests"].items():
-            if isinstance(stamp, bool) or not isinstance(stamp, (int, float)) or not math.isfinite(stamp):
-                raise ConfigError(f"{os.fspath(path)}: manifests[{key!r}]: {stamp!r} is not a LastModified timestamp "
-                                  "(seconds since 1970)")
-            seen[str(key)] = float(stamp)
-        return cls(os.fspath(path), identity, seen)
-
-    def has(self, o: OutputManifest) -> bool:
-        return self.seen.get(o.key) == o.last_modified.timestamp()
-
-    def record(self, outputs: Sequence[OutputManifest]) -> None:
-        self.seen.update((o.key, o.last_modified.timestamp()) for o in outputs)
-
-    def save(self) -> None:
-        doc = {"version": _STATE_VERSION, **self.identity, "manifests": dict(sorted(self.seen.items()))}
-        atomic_write_bytes(self.path, json.dumps(doc, indent=1).encode())  # fsynced, renamed: never half-written

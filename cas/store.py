@@ -25,6 +25,7 @@ if TYPE_CHECKING:
     from fsspec.callbacks import Callback
 
     from fscas.attachments import Attachments
+    from fscas.copying import CopySummary
     from fscas.listing import ManifestKind, StoredManifest
     from fscas.manifests.walker import SkipHandler
     from fscas.outputs import OutputsSummary
@@ -394,6 +395,24 @@ class AsyncStore:
         from fscas.outputs import download_outputs
 
         return await download_outputs(self, farm_id, queue_id, job_id, **options)
+
+    async def copy_to(self, destination: AsyncStore, *, manifests: Sequence[str] = (), farm_id: str | None = None,
+                      queue_id: str | None = None, job_id: str | None = None, kind: ManifestKind | None = None,
+                      everything: bool = False, since: str | None = None, dry_run: bool = False,
+                      callback: Callback | None = None, client: Any = None, executor: Any = None) -> CopySummary:
+        """Copy the selected manifests, and the Data they name that `destination` lacks, there.
+
+        Every object is hashed on the way (a source object that does not match its key is reported
+        and the manifests naming it are not written); manifests go last, byte for byte, with their
+        metadata, through the destination's commit protocol. See `fscas.copying.copy_between` for
+        the selection (`manifests`, `farm_id`/`queue_id`/`job_id`, `kind`, `everything`), `since`,
+        `dry_run` and spreading the work (`client`, `executor`).
+        """
+        from fscas.copying import copy_between
+
+        return await copy_between(self, destination, manifests=manifests, farm_id=farm_id, queue_id=queue_id,
+                                  job_id=job_id, kind=kind, everything=everything, since=since, dry_run=dry_run,
+                                  callback=callback, client=client, executor=executor)
 
     async def gc(self, *, delete: bool = False, grace_seconds: float = 86400.0, lease: float = 60.0) -> GcReport:
         """Find (and with `delete`, remove) Data objects that no manifest under the store references.

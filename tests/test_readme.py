@@ -77,3 +77,18 @@ def test_worker_session_recipe_runs_as_printed_on_the_s3_emulator(moto_server: A
     r = _recipe(tmp_path, {**moto_server.env(), "FSCAS_STORE": moto_server.cli_url(bucket, "DeadlineRoot")})
     assert r.returncode == 0, r.stderr
     assert r.stdout.splitlines()[-1] == "A TEAPOT+BG"
+
+
+def test_moving_between_clouds_runs_as_printed(tmp_path: Path) -> None:
+    from fscas.conformance.emulators import find_azurite
+
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("AWS_", "FSCAS_", "AZURE_"))}
+    env.update(FSCAS_AZURITE=find_azurite(), HOME=str(tmp_path), XDG_DATA_HOME=str(tmp_path / "data"), XDG_CACHE_HOME=str(tmp_path / "cache"),
+               PATH=f"{Path(sys.executable).parent}{os.pathsep}{env.get('PATH', '')}")
+    r = subprocess.run(["bash", "-ec", _block("### Moving between clouds", "sh")], cwd=tmp_path, env=env,
+                       capture_output=True, text=True, timeout=300)
+    assert r.returncode == 0, r.stderr
+    assert r.stdout.splitlines()[-1] == "pixels"
+    copies = [line for line in r.stderr.splitlines() if line.startswith(("copied ", "would copy "))]
+    assert copies[0].startswith("copied 1 manifests, 1 objects") and copies[1].startswith("copied 0 manifests, 0 "
+                                                                                          "objects"), r.stderr

@@ -15,6 +15,7 @@ from collections.abc import Iterator, Sequence
 from fscas import __version__
 from fscas.cli.browse import add_browse_commands
 from fscas.cli.conformance import add_conformance_commands
+from fscas.cli.copying import add_copy_commands
 from fscas.cli.manifest import add_manifest_commands, add_manifest_transfer_commands
 from fscas.cli.output import set_secrets
 from fscas.cli.outputs import add_outputs_commands
@@ -122,6 +123,7 @@ COMMANDS: dict[str, tuple[str, ...]] = {
     "outputs": ("outputs",),
     "publish": ("publish", "fetch"),
     "session": ("session",),
+    "copy": ("copy",),
     "conformance": ("conformance", "emulator"),
 }
 
@@ -153,6 +155,8 @@ def build_parser(command: str | None = None) -> argparse.ArgumentParser:
         add_publish_commands(groups)
     if wanted("session"):
         add_session_commands(groups)
+    if wanted("copy"):
+        add_copy_commands(groups)
     if wanted("conformance"):
         add_conformance_commands(groups)
     return parser

@@ -79,6 +79,30 @@ def test_dask_push_snapshot_pull_equal_one_machine(cluster: Any, moto_server: An
         assert (tmp_path / "dst" / p.path).stat().st_mtime_ns // 1000 == p.mtime
 
 
+def test_dask_copy_equals_one_machine(cluster: Any, moto_server: Any, tmp_path: Path) -> None:
+    src = _tree(tmp_path / "src", n=200)
+    bucket = unique_bucket()
+    moto_server.create_bucket(bucket)
+    with fscas.open_store(tmp_path / "a") as a:
+        a.push_folder(src, farm_id="f", queue_id="q")
+    one = fscas.copy(tmp_path / "a", tmp_path / "one", everything=True)
+    with fscas.open_store(tmp_path / "a") as a, \
+            fscas.open_store(moto_server.store_url(bucket, "root"), **moto_server.options()) as two:
+        spread = a.copy_to(two, everything=True, client=cluster)
+        assert spread.workers == 2 and spread.manifests == one.manifests and spread.objects == one.objects > 200
+        assert spread.bytes == one.bytes and spread.ok
+        with fscas.open_store(tmp_path / "one") as first:
+            assert {o.key for o in fscas.runner.run_sync(_listed(two.aio))} == {
+                o.key for o in fscas.runner.run_sync(_listed(first.aio))}
+            for key in one.manifests:
+                assert fscas.encode(two.get_manifest(key)) == fscas.encode(first.get_manifest(key))
+        assert two.verify().ok
+
+
+async def _listed(store: Any) -> list[Any]:
+    return [o async for o in store.backend.list("") if not o.key.startswith(".")]
+
+
 def test_a_worker_killed_mid_push_still_gives_the_exact_result(cluster: Any, seaweedfs: Any, tmp_path: Path) -> None:
     src = _tree(tmp_path / "src", n=600, seed=5)
     bucket = unique_bucket()

@@ -1,0 +1,457 @@
+"""Store to store: manifests and the Data they name, from one store to another, verified on the way.
+
+Each selected manifest's objects the destination lacks are read from the source and written to the
+destination, every one hashed as it passes (a source object whose bytes do not match its key is
+reported by key and not copied). Objects up to one part move as one GET and one PUT; larger ones
+stream part by part, never to local disk, the last part held back until the whole object hashed
+right, so a destination never commits a wrong object. Manifests go last, byte for byte, with their
+metadata (each backend maps Deadline's names for its wire: `asset-root` on S3, `asset_root` on
+Azure), through the destination's commit protocol (`fscas.commit`): a concurrent gc there loses
+nothing, and no manifest is ever visible before its data.
+
+Rerunning after a kill picks up where it stopped: a manifest already in the destination is not read
+again, and objects already there are found by the destination's existence check.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import time
+from collections.abc import AsyncIterator, Iterator, Sequence
+from typing import TYPE_CHECKING, Any, Literal
+
+import attrs
+import xxhash
+
+from fscas import keys
+from fscas.backends.base import StreamingGet, retry_pause
+from fscas.errors import ConfigError, ManifestError, ObjectNotFound, StoreError, Unreachable
+from fscas.listing import ManifestKind, StoredManifest, list_manifests
+from fscas.manifests import decode
+from fscas.transfer import GET_PART, PART, files_done_of, in_lanes, progress_of
+
+if TYPE_CHECKING:
+    from concurrent.futures import Executor
+
+    from fsspec.callbacks import Callback
+
+    from fscas.backends import Backend
+    from fscas.store import AsyncStore
+    from fscas.transfer import Progress
+
+__all__ = ["CopySummary", "copy_between", "copy_objects", "refuse_overlap"]
+
+_BIG = 2  # objects larger than one part copied at once (each holds a few parts in memory)
+_RESUMES = 5  # a broken source stream is resumed from the byte reached this often
+_STATE_VERSION = "fscas-copy-state-1"
+
+Side = Literal["source", "destination"]
+
+
+@attrs.frozen(kw_only=True)
+class CopySummary:
+    """What a copy did (or, with `dry_run`, would do)."""
+
+    source: str
+    destination: str
+    manifests: tuple[str, ...]
+    """Keys of the manifests written to the destination (with `dry_run`: to be written)."""
+    unchanged: int
+    """Selected manifests the destination already holds (or the `since` state records): not read."""
+    objects: int
+    """Data objects copied."""
+    bytes: int
+    skipped_objects: int = 0
+    """Objects the selected manifests name that the destination already holds."""
+    skipped_bytes: int = 0
+    refused: tuple[tuple[str, str], ...] = ()
+    """(manifest key, why) of the manifests not written: a bad source object, an unreadable manifest,
+    a different object under the same key in the destination."""
+    bad_objects: tuple[tuple[str, str], ...] = ()
+    """(source key, why) of the source objects that were missing or did not hash to their key."""
+    dry_run: bool = False
+    seconds: float = 0.0
+    workers: int = 1
+
+    @property
+    def ok(self) -> bool:
+        """Every selected manifest is in the destination, whole."""
+        return not self.refused
+
+    def as_dict(self) -> dict[str, Any]:
+        """Plain fields for `--json`."""
+        return {"source": self.source, "destination": self.destination, "ok": self.ok, "dry_run": self.dry_run,
+                "manifests": list(self.manifests), "unchanged": self.unchanged, "objects": self.objects,
+                "bytes": self.bytes, "skipped_objects": self.skipped_objects, "skipped_bytes": self.skipped_bytes,
+                "refused": [{"key": k, "reason": r} for k, r in self.refused],
+                "bad_objects": [{"key": k, "reason": r} for k, r in self.bad_objects],
+                "seconds": round(self.seconds, 3), "workers": self.workers}
+
+
+@contextlib.contextmanager
+def side(name: Side) -> Iterator[None]:
+    """Store errors raised inside say which store of the two they come from ("source s3://...: ...")."""
+    try:
+        yield
+    except StoreError as e:
+        if str(e).startswith(("source ", "destination ")):
+            raise
+        raise type(e)(f"{name} {e}") from e
+
+
+def refuse_overlap(source: str, destination: str) -> None:
+    """Refuse a copy onto itself: the same store, or one store's root inside the other's.
+
+    Raises:
+        ConfigError: naming both stores.
+    """
+    base_s, _, query_s = source.partition("?")
+    base_d, _, query_d = destination.partition("?")
+    if query_s != query_d:  # another endpoint or account: another server
+        return
+    a, b = base_s.rstrip("/") + "/", base_d.rstrip("/") + "/"
+    if a.startswith(b) or b.startswith(a):
+        what = "the same store" if a == b else "overlapping stores (one's root is inside the other's)"
+        raise ConfigError(f"copy from {source} to {destination}: {what}; give another destination")
+
+
+# -- objects -----------------------------------------------------------------------------------
+
+
+async def copy_objects(src: Backend, dst: Backend, objects: Sequence[tuple[str, int]], *, concurrency: int,
+                       callback: Callback | None = None) -> tuple[list[str], dict[str, str]]:
+    """Copy `Data/<digest>.xxh128` for each (digest, size), verified on the way.
+
+    Returns:
+        The digests copied, and for each source object that could not be (missing, or its bytes do
+        not match its key), its source key and why. Any other error (a refusal, an unreachable
+        server) propagates, naming its side.
+    """
+    sizes = dict(objects)
+    progress = progress_of(callback, sum(sizes.values()))
+    file_done = files_done_of(callback, len(sizes))
+    done: list[str] = []
+    bad: dict[str, str] = {}
+
+    async def one(digest: str) -> None:
+        try:
+            await _copy_one(src, dst, digest, sizes[digest], progress)
+        except _SourceBad as e:
+            bad[e.key] = e.why
+            return
+        done.append(digest)
+        file_done()
+
+    order = sorted(sizes, key=lambda d: -sizes[d])
+    await in_lanes(one, ([d for d in order if sizes[d] <= PART], concurrency), ([d for d in order if sizes[d] > PART],
+                                                                                _BIG))
+    return done, bad
+
+
+class _SourceBad(Exception):
+    """A source object that cannot be copied: missing, or not the bytes its key names."""
+
+    def __init__(self, key: str, why: str) -> None:
+        super().__init__(f"{key}: {why}")
+        self.key, self.why = key, why
+
+
+async def _copy_one(src: Backend, dst: Backend, digest: str, size: int, progress: Progress) -> None:
+    key = await _source_key(src, digest) if size > PART else keys.data_key(digest)
+    if size > PART:
+        with side("destination"):
+            await dst.put(keys.data_key(digest), _verified_stream(src, key, digest, size, progress))
+        return
+    with side("source"):
+        try:
+            data = await src.get(key, end=size or None)
+        except ObjectNotFound:
+            key = keys.legacy_data_key(digest)  # Deadline PR #167: the pre-suffix name
+            try:
+                data = await src.get(key, end=size or None)
+            except ObjectNotFound:
+                raise _SourceBad(keys.data_key(digest), "missing from the source") from None
+    if len(data) != size or (got := xxhash.xxh3_128_hexdigest(data)) != digest:
+        raise _SourceBad(key, f"{len(data)} bytes hashing to {got}, the manifest says {size} bytes hashing to {digest}")
+    with side("destination"):
+        await dst.put(keys.data_key(digest), data)
+    progress(size)
+
+
+async def _source_key(src: Backend, digest: str) -> str:
+    """The source's key for `digest`: the current name, else Deadline's pre-suffix one."""
+    with side("source"):
+        for key in (keys.data_key(digest), keys.legacy_data_key(digest)):
+            try:
+                await src.head(key)
+                return key
+            except ObjectNotFound:
+                continue
+    raise _SourceBad(keys.data_key(digest), "missing from the source")
+
+
+async def _verified_stream(src: Backend, key: str, digest: str, size: int, progress: Progress
+                           ) -> AsyncIterator[bytes]:
+    """The source object's bytes for a streamed PUT, hashed as they pass; the last chunk is handed on
+    only once the whole object hashed to `digest`, so a wrong object is never committed (the
+    destination aborts the upload when this raises)."""
+    h = xxhash.xxh3_128()
+    held: bytes | None = None
+    got = 0
+    async for chunk in _source_chunks(src, key, size):
+        got += len(chunk)
+        if got > size:
+            raise _SourceBad(key, f"longer than the {size} bytes the manifest says")
+        h.update(chunk)
+        if held is not None:
+            yield held
+            progress(len(held))
+        held = chunk
+    if got != size or h.hexdigest() != digest:
+        raise _SourceBad(key, f"{got} bytes hashing to {h.hexdigest()}, the manifest says {size} bytes hashing "
+                              f"to {digest}")
+    if held is not None:
+        yield held
+        progress(len(held))
+
+
+async def _source_chunks(src: Backend, key: str, size: int) -> AsyncIterator[bytes]:
+    """One streamed GET where the backend has it (resumed from the byte reached if it breaks), else
+    ranged GETs of `GET_PART`, one ahead."""
+    reached = 0
+    if isinstance(src, StreamingGet):
+        breaks = 0
+        while reached < size:
+            try:
+                with side("source"):
+                    async with src.stream(key, start=reached) as chunks:
+                        async for chunk in chunks:
+                            reached += len(chunk)
+                            yield chunk
+                break
+            except Unreachable:
+                breaks += 1
+                if breaks > _RESUMES:
+                    raise
+                await retry_pause(breaks)
+        return
+    ahead: asyncio.Task[bytes] | None = None
+    try:
+        while reached < size:
+            with side("source"):
+                part = await (ahead or src.get(key, start=reached, end=min(size, reached + GET_PART)))
+            ahead = None
+            if not part:
+                return
+            reached += len(part)
+            if reached < size:
+                ahead = asyncio.ensure_future(src.get(key, start=reached, end=min(size, reached + GET_PART)))
+            yield part
+    finally:
+        if ahead is not None:
+            ahead.cancel()
+
+
+# -- manifests ---------------------------------------------------------------------------------
+
+
+@attrs.frozen
+class _Read:
+    key: str
+    data: bytes
+    metadata: dict[str, str]
+    digests: dict[str, int]
+
+
+async def _select(src: AsyncStore, *, manifests: Sequence[str], farm_id: str | None, queue_id: str | None,
+                  job_id: str | None, kind: ManifestKind | None, everything: bool) -> list[StoredManifest]:
+    """The source manifests the selection names, each once, in key order."""
+    if not (manifests or farm_id or queue_id or everything):
+        raise ConfigError("say what to copy: --manifest KEY, --farm-id/--queue-id [--job-id], or --all")
+    if job_id and not (farm_id and queue_id):
+        raise ConfigError("--job-id needs --farm-id and --queue-id")
+    if queue_id and not farm_id:
+        raise ConfigError("--queue-id needs --farm-id")
+    if job_id and kind == "input":
+        raise ConfigError("--job-id selects a job's outputs: input manifest keys name no job "
+                          "(select them with --manifest or by queue)")
+    found: dict[str, StoredManifest] = {}
+    with side("source"):
+        for key in manifests:
+            if not key.startswith(keys.MANIFESTS + "/"):
+                raise ConfigError(f"--manifest {key}: not a manifest key (they start with {keys.MANIFESTS}/)")
+            try:
+                info = await src.backend.head(key)
+            except ObjectNotFound:
+                raise ObjectNotFound(f"{src.url}: {key}: no such manifest") from None
+            from fscas.listing import kind_of
+
+            found[key] = StoredManifest(key=key, kind=kind_of(key), size=info.size, last_modified=info.last_modified)
+        if everything or farm_id:
+            async for m in list_manifests(src.backend, kind="output" if job_id else kind, farm_id=farm_id,
+                                          queue_id=queue_id):
+                if job_id and m.key.split("/")[3] != job_id:
+                    continue
+                found.setdefault(m.key, m)
+    return [found[k] for k in sorted(found)]
+
+
+async def _read(src: AsyncStore, m: StoredManifest) -> _Read | tuple[str, str]:
+    """A source manifest's bytes, metadata and objects; or (key, why) when it is not a manifest."""
+    with side("source"):
+        info, data = await asyncio.gather(src.backend.head(m.key), src.backend.get(m.key))
+    try:
+        manifest = decode(data)
+    except ManifestError as e:
+        return m.key, f"not a manifest: {e}"
+    return _Read(m.key, data, dict(info.metadata), {p.hash: p.size for p in manifest.paths})
+
+
+async def _present_in(dst: AsyncStore, chosen: Sequence[StoredManifest]) -> dict[str, int]:
+    """The destination's manifests among `chosen`, with their sizes: one listing of the narrowest
+    prefix that holds them all (a HEAD each when a few keys are named across farms)."""
+    parts = [m.key.split("/") for m in chosen]
+    farms = {p[1] for p in parts if len(p) > 1}
+    queues = {p[2] for p in parts if len(p) > 2}
+    with side("destination"):
+        if len(chosen) <= 4 and (len(farms) > 1 or len(queues) > 1 or not farms):
+            found: dict[str, int] = {}
+            for m in chosen:
+                with contextlib.suppress(ObjectNotFound):
+                    found[m.key] = (await dst.backend.head(m.key)).size
+            return found
+        farm = next(iter(farms)) if len(farms) == 1 else None
+        queue = next(iter(queues)) if farm and len(queues) == 1 else None
+        return {m.key: m.size async for m in list_manifests(dst.backend, farm_id=farm, queue_id=queue)}
+
+
+async def copy_between(src: AsyncStore, dst: AsyncStore, *, manifests: Sequence[str] = (), farm_id: str | None = None,
+                       queue_id: str | None = None, job_id: str | None = None, kind: ManifestKind | None = None,
+                       everything: bool = False, since: str | None = None, dry_run: bool = False,
+                       callback: Callback | None = None, client: Any = None, executor: Executor | None = None
+                       ) -> CopySummary:
+    """Copy the selected manifests, and the objects they name that `dst` lacks, from `src` to `dst`.
+
+    Args:
+        manifests: manifest keys to copy.
+        farm_id, queue_id, job_id: every manifest of a farm or queue (inputs and outputs), or the
+            outputs of a job.
+        kind: only `input` or `output` manifests of that selection.
+        everything: every manifest under the source's `Manifests/`.
+        since: a state file: manifests it records (key and LastModified) are not looked at again;
+            rewritten atomically after the copy. A missing file means none.
+        dry_run: list, read the selected manifests and ask the destination what it lacks; write nothing.
+        client, executor: spread the object copies over a Dask cluster or any Executor (both stores
+            must have been opened from URLs: each worker opens them again).
+
+    Raises:
+        ConfigError: nothing selected, the same or overlapping stores, a bad state file.
+        ObjectNotFound: a named manifest is not in the source (or a bucket is missing: `BucketNotFound`).
+        StoreError: any other failure of either store, the message starting with its side.
+    """
+    from fscas.state import SeenState
+
+    started = time.monotonic()
+    refuse_overlap(src.url, dst.url)
+    state = None if since is None else SeenState.load(
+        since, _STATE_VERSION, {"source": src.url, "destination": dst.url}, "copy")
+    chosen = await _select(src, manifests=manifests, farm_id=farm_id, queue_id=queue_id, job_id=job_id, kind=kind,
+                           everything=everything)
+    fresh = [m for m in chosen if state is None or not state.has(m.key, m.last_modified)]
+    present = await _present_in(dst, fresh) if fresh else {}
+    todo = [m for m in fresh if m.key not in present]
+    refused: list[tuple[str, str]] = [(m.key, f"the destination holds another object under this key "
+                                              f"({present[m.key]} bytes, the source's has {m.size})")
+                                      for m in fresh if m.key in present and present[m.key] != m.size]
+    slots = asyncio.Semaphore(src.concurrency)
+
+    async def read(m: StoredManifest) -> _Read | tuple[str, str]:
+        async with slots:
+            return await _read(src, m)
+
+    read_all = await asyncio.gather(*(read(m) for m in todo))
+    readable = [r for r in read_all if isinstance(r, _Read)]
+    refused += [r for r in read_all if not isinstance(r, _Read)]
+    sizes = {d: s for r in readable for d, s in r.digests.items()}
+    summary = await _send_and_commit(src, dst, readable, sizes, refused, dry_run=dry_run, callback=callback,
+                                     client=client, executor=executor)
+    if state is not None and not dry_run:
+        written = set(summary.manifests)
+        state.record((m.key, m.last_modified) for m in fresh if m.key in written or present.get(m.key) == m.size)
+        state.save()
+    unchanged = len(chosen) - len(fresh) + sum(1 for m in fresh if present.get(m.key) == m.size)
+    return attrs.evolve(summary, unchanged=unchanged, seconds=time.monotonic() - started)
+
+
+async def _send_and_commit(src: AsyncStore, dst: AsyncStore, readable: list[_Read], sizes: dict[str, int],
+                           refused: list[tuple[str, str]], *, dry_run: bool, callback: Callback | None,
+                           client: Any, executor: Executor | None) -> CopySummary:
+    """The objects first, then the manifests whose objects all arrived (`fscas.commit`)."""
+    from fscas.commit import Entry, begin, commit_entries
+    from fscas.summary import TransferSummary
+
+    base = CopySummary(source=src.url, destination=dst.url, manifests=(), unchanged=0, objects=0, bytes=0,
+                       dry_run=dry_run)
+    if not readable:
+        return attrs.evolve(base, refused=tuple(refused))
+    if dry_run:
+        with side("destination"):
+            lacking = await dst.missing(sizes)
+        return attrs.evolve(base, manifests=tuple(r.key for r in readable), objects=len(lacking),
+                            bytes=sum(sizes[d] for d in lacking), skipped_objects=len(sizes) - len(lacking),
+                            skipped_bytes=sum(sizes.values()) - sum(sizes[d] for d in lacking),
+                            refused=tuple(refused))
+    bad: dict[str, str] = {}
+    confirmed: set[str] = set()
+    workers = [1]
+
+    async def send(use_cache: bool, cb: Callback | None) -> TransferSummary:
+        with side("destination"):
+            lacking = await dst.missing(sizes, use_cache=use_cache)
+        todo = sorted((d, sizes[d]) for d in lacking if keys.data_key(d) not in bad
+                      and keys.legacy_data_key(d) not in bad)
+        if client is not None or executor is not None:
+            from fscas.distributed import copy_objects_spread
+
+            done, found_bad, workers[0] = await asyncio.to_thread(copy_objects_spread, src, dst, todo, client=client,
+                                                                  executor=executor)
+        else:
+            done, found_bad = await copy_objects(src.backend, dst.backend, todo, concurrency=dst.concurrency,
+                                                 callback=cb)
+        dst._remember(keys.data_key(d) for d in done)
+        confirmed.update(done)
+        bad.update(found_bad)
+        sent = sum(sizes[d] for d in done)
+        return TransferSummary(files=len(done), bytes=sent, skipped_files=len(sizes) - len(todo),
+                               skipped_bytes=sum(sizes.values()) - sum(s for _, s in todo))
+
+    with side("destination"):
+        checked = await begin(dst)
+    first = await send(True, callback)
+    bad_digests = {k.removeprefix(keys.DATA + "/").removesuffix(".xxh128") for k in bad}
+    whole = [r for r in readable if not bad_digests.intersection(r.digests)]
+    for r in readable:
+        if (hit := sorted(bad_digests.intersection(r.digests))):
+            refused.append((r.key, f"{len(hit)} of its objects are missing or corrupt in the source "
+                                   f"(first: {keys.data_key(hit[0])})"))
+    first_sent = [first]
+
+    async def again(use_cache: bool, cb: Callback | None) -> TransferSummary:
+        if first_sent:  # the commit's first send is the one already done
+            return first_sent.pop()
+        return await send(use_cache, cb)
+
+    wanted = {d: s for r in whole for d, s in r.digests.items()}
+    with side("destination"):
+        _, existed = await commit_entries(dst, [Entry(r.key, r.data, r.metadata or None) for r in whole], wanted,
+                                          again, checked=checked, confirmed=confirmed, existing_ok=True)
+    for key in existed:  # another copy wrote it meanwhile: the same bytes are fine, others are not
+        with side("destination"):
+            theirs = await dst.backend.get(key)
+        if theirs != next(r.data for r in whole if r.key == key):
+            refused.append((key, "the destination holds another object under this key"))
+    return attrs.evolve(base, manifests=tuple(r.key for r in whole if r.key not in existed), objects=len(confirmed),
+                        bytes=sum(sizes[d] for d in confirmed), skipped_objects=first.skipped_files,
+                        skipped_bytes=first.skipped_bytes, refused=tuple(refused),
+                        bad_objects=tuple(sorted(bad.items())), workers=workers[0])
