@@ -27,9 +27,9 @@ __all__ = ["AzureHttp", "fast_path_of"]
 class _Request:
     """What the SDK's signing policy reads of a request (`azure.core.rest.HttpRequest`'s shape)."""
 
-    def __init__(self, method: str, url: str, headers: dict[str, str]) -> None:
+    def __init__(self, method: str, url: str, headers: dict[str, str], query: Mapping[str, str]) -> None:
         self.method, self.url, self.headers = method, url, headers
-        self.query: dict[str, str] = {}
+        self.query = dict(query)  # the policy signs the canonicalized query (comp=block&blockid=...)
 
 
 class _PipelineRequest:
@@ -76,18 +76,21 @@ class AzureHttp:
     def _path(self, blob: str) -> str:
         return self._base + urllib.parse.quote(blob, safe="/~")  # the SDK's quoting of a blob name
 
-    def _signed(self, method: str, path: str, headers: Mapping[str, str], length: int) -> list[tuple[str, str]]:
+    def _signed(self, method: str, path: str, headers: Mapping[str, str], length: int,
+                query: Mapping[str, str] | None = None) -> list[tuple[str, str]]:
         fields = {"x-ms-date": formatdate(usegmt=True), "x-ms-version": self._version, **headers}
         if self._policy is not None:
             if length:  # signed as sent; http11 writes the Content-Length line itself
                 fields["Content-Length"] = str(length)
-            self._policy.on_request(_PipelineRequest(_Request(method, self.origin + path, fields)))
+            self._policy.on_request(_PipelineRequest(_Request(method, self.origin + path, fields, query or {})))
             fields.pop("Content-Length", None)
         return [("Host", self.host), *fields.items()]
 
     async def request(self, method: str, blob: str, *, body: bytes | Streamed = b"",
-                      headers: Mapping[str, str] | None = None, limit: int | None = None) -> tuple[Answer, bytes]:
-        """Send one request for `blob`; its answer and body (`limit`: the most body bytes it may carry).
+                      headers: Mapping[str, str] | None = None, limit: int | None = None,
+                      query: Mapping[str, str] | None = None) -> tuple[Answer, bytes]:
+        """Send one request for `blob`; its answer and body (`limit`: the most body bytes it may carry;
+        `query`: parameters such as `comp=block`, signed with the request).
 
         A create-only PUT (`If-None-Match: *`) sent more than once and refused as existing may have
         been refused because its own first copy landed: the blob's Content-MD5 is then read back
@@ -95,11 +98,13 @@ class AzureHttp:
         """
         path = self._path(blob)
         target = path + self._query
+        if query:
+            target += ("&" if self._query else "?") + urllib.parse.urlencode(query)
 
         length = body.length if isinstance(body, Streamed) else len(body)
 
         async def sign() -> list[tuple[str, str]]:
-            return self._signed(method, path, headers or {}, length)
+            return self._signed(method, path, headers or {}, length, query)
 
         answer, data, replayed = await resend.send(self._client, method, target, sign, body,
                                                    attempts=self._attempts, limit=limit)

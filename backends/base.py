@@ -53,12 +53,15 @@ class FileBody:
     raises before yielding the last chunk if they do not match.
     """
 
-    __slots__ = ("_open", "size")
+    __slots__ = ("_open", "cheap_rereads", "size")
 
-    def __init__(self, size: int, open_chunks: Callable[[bool], AsyncIterator[bytes]]) -> None:
+    def __init__(self, size: int, open_chunks: Callable[[bool], AsyncIterator[bytes]], *,
+                 cheap_rereads: bool = True) -> None:
         """`open_chunks(counted)`: the bytes from the start; `counted` False for a pass that only
-        checksums them (it does not move the transfer's progress)."""
-        self.size, self._open = size, open_chunks
+        checksums them (it does not move the transfer's progress). `cheap_rereads` False: each
+        reading costs a request somewhere (an object copied from another store), so a backend should
+        not read it a second time only to checksum it: it streams it once instead (multipart)."""
+        self.size, self._open, self.cheap_rereads = size, open_chunks, cheap_rereads
 
     def __aiter__(self) -> AsyncIterator[bytes]:
         return self._open(True)

@@ -349,6 +349,8 @@ class S3Backend:
             return None
         payload = UNSIGNED
         if await http.payload_hash_checked(self._key(_PROBE)):  # worth a reading of its own
+            if not data.cheap_rereads:
+                return None  # a second reading would fetch it again from where it comes from: multipart
             sha = hashlib.sha256()
             async for chunk in data.reread(counted=False):  # also checks the file against its manifest entry
                 await asyncio.to_thread(sha.update, chunk)

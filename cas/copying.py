@@ -18,18 +18,18 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import time
-from collections.abc import AsyncIterator, Iterator, Sequence
+from collections.abc import AsyncIterator, Callable, Iterator, Sequence
 from typing import TYPE_CHECKING, Any, Literal
 
 import attrs
 import xxhash
 
 from fscas import keys
-from fscas.backends.base import StreamingGet, retry_pause
+from fscas.backends.base import FileBody, StreamingGet, retry_pause
 from fscas.errors import ConfigError, ManifestError, ObjectNotFound, StoreError, Unreachable
 from fscas.listing import ManifestKind, StoredManifest, list_manifests
 from fscas.manifests import decode
-from fscas.transfer import GET_PART, PART, files_done_of, in_lanes, progress_of
+from fscas.transfer import GET_PART, PART, Reach, files_done_of, in_lanes, progress_of
 
 if TYPE_CHECKING:
     from concurrent.futures import Executor
@@ -159,9 +159,12 @@ class _SourceBad(Exception):
 
 async def _copy_one(src: Backend, dst: Backend, digest: str, size: int, progress: Progress) -> None:
     key = await _source_key(src, digest) if size > PART else keys.data_key(digest)
-    if size > PART:
+    if size > PART:  # a body the destination may read again (a retry, one PUT): each reading a new GET
+        reach = Reach(progress)
+        body = FileBody(size, lambda counted: _verified_stream(src, key, digest, size, reach if counted else _no),
+                        cheap_rereads=False)
         with side("destination"):
-            await dst.put(keys.data_key(digest), _verified_stream(src, key, digest, size, progress))
+            await dst.put(keys.data_key(digest), body)
         return
     with side("source"):
         try:
@@ -191,11 +194,15 @@ async def _source_key(src: Backend, digest: str) -> str:
     raise _SourceBad(keys.data_key(digest), "missing from the source")
 
 
-async def _verified_stream(src: Backend, key: str, digest: str, size: int, progress: Progress
+def _no(offset: int) -> None:
+    pass
+
+
+async def _verified_stream(src: Backend, key: str, digest: str, size: int, reach: Callable[[int], None]
                            ) -> AsyncIterator[bytes]:
     """The source object's bytes for a streamed PUT, hashed as they pass; the last chunk is handed on
     only once the whole object hashed to `digest`, so a wrong object is never committed (the
-    destination aborts the upload when this raises)."""
+    destination aborts the upload when this raises). `reach(offset)` after each chunk handed on."""
     h = xxhash.xxh3_128()
     held: bytes | None = None
     got = 0
@@ -206,14 +213,14 @@ async def _verified_stream(src: Backend, key: str, digest: str, size: int, progr
         h.update(chunk)
         if held is not None:
             yield held
-            progress(len(held))
+            reach(got - len(chunk))
         held = chunk
     if got != size or h.hexdigest() != digest:
         raise _SourceBad(key, f"{got} bytes hashing to {h.hexdigest()}, the manifest says {size} bytes hashing "
                               f"to {digest}")
     if held is not None:
         yield held
-        progress(len(held))
+        reach(got)
 
 
 async def _source_chunks(src: Backend, key: str, size: int) -> AsyncIterator[bytes]:

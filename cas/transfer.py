@@ -30,6 +30,7 @@ if TYPE_CHECKING:
 
 __all__ = [
     "PART",
+    "Reach",
     "fetch_to_file",
     "files_done_of",
     "first_error",
@@ -173,7 +174,7 @@ async def send_file(backend: Backend, path: str | os.PathLike[str], root_real: s
         progress(size)
         return
     f = await asyncio.to_thread(open_source, path, root_real)
-    reach = _Reach(progress)
+    reach = Reach(progress)
     try:
         await backend.put(data_key(digest), FileBody(size, lambda counted: _verified_chunks(
             f, path, digest, size, reach if counted else _ignore)))
@@ -181,7 +182,7 @@ async def send_file(backend: Backend, path: str | os.PathLike[str], root_real: s
         f.close()
 
 
-class _Reach:
+class Reach:
     """Progress of a file that may be read more than once (a checksum pass, a retried request): each
     byte counts once, when a reading first gets past it."""
 

@@ -37,7 +37,10 @@ TREES = {"a": bench_rclone.TREES["a"], "d": bench_rclone.TREES["d"]}
 
 def _env(sw: SeaweedFSEmulator, az: AzuriteEmulator, work: Path, tag: str) -> dict[str, str]:
     """fscas and rclone (remotes `sw:` and `r:`, the Azurite one) against both emulators."""
-    return {**bench_rclone.tool_env(sw, work / "home", work / f"cache-{tag}"), **az.env(), **rclone_env("azure", az)}
+    # rclone gives an object copied from Azure the source's access tier ("Hot") as its S3 storage class,
+    # which an S3 server refuses (400 InvalidStorageClass): name the standard class for its S3 remote.
+    return {**bench_rclone.tool_env(sw, work / "home", work / f"cache-{tag}"), **az.env(), **rclone_env("azure", az),
+            "RCLONE_CONFIG_SW_STORAGE_CLASS": "STANDARD"}
 
 
 def _urls(sw: SeaweedFSEmulator, kind: str, bucket: str) -> tuple[str, str]:
