@@ -23,6 +23,7 @@ if TYPE_CHECKING:
     from fscas.listing import ManifestKind, StoredManifest
     from fscas.manifests.walker import SkipHandler
     from fscas.outputs import OutputsSummary
+    from fscas.outputs_sync import QueueSyncSummary
     from fscas.session import SessionInputs, SessionOutputs
 
 __all__ = ["Store", "copy", "open_store"]
@@ -179,6 +180,10 @@ class Store:
     def verify(self, manifests: list[Manifest] | None = None) -> VerifyReport:
         """See `AsyncStore.verify`."""
         return run_sync(self.aio.verify(manifests))
+
+    def sync_outputs(self, farm_id: str, queue_id: str, **options: Any) -> QueueSyncSummary:
+        """See `AsyncStore.sync_outputs` (same keyword arguments)."""
+        return run_sync(self.aio.sync_outputs(farm_id, queue_id, **options))
 
     def copy_to(self, destination: Store, **selection: Any) -> CopySummary:
         """See `AsyncStore.copy_to` (same keyword arguments)."""

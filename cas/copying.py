@@ -2,11 +2,9 @@
 
 Each selected manifest's objects the destination lacks are read from the source and written to the
 destination, every one hashed as it passes (a source object whose bytes do not match its key is
-reported by key and not copied). Objects up to one part move as one GET and one PUT; larger ones
-stream part by part, never to local disk, the last part held back until the whole object hashed
-right, so a destination never commits a wrong object. Manifests go last, byte for byte, with their
-metadata (each backend maps Deadline's names for its wire: `asset-root` on S3, `asset_root` on
-Azure), through the destination's commit protocol (`fscas.commit`): a concurrent gc there loses
+reported by key and not copied; `fscas.object_copy`), never through local disk. Manifests go last,
+byte for byte, with their metadata (each backend maps Deadline's names for its wire: `asset-root`
+on S3, `asset_root` on Azure), through the destination's commit protocol (`fscas.commit`): a concurrent gc there loses
 nothing, and no manifest is ever visible before its data.
 
 Rerunning after a kill picks up where it stopped: a manifest already in the destination is not read
@@ -18,35 +16,27 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import time
-from collections.abc import AsyncIterator, Callable, Iterator, Sequence
-from typing import TYPE_CHECKING, Any, Literal
+from collections.abc import Sequence
+from typing import TYPE_CHECKING, Any
 
 import attrs
-import xxhash
 
 from fscas import keys
-from fscas.backends.base import FileBody, StreamingGet, retry_pause
-from fscas.errors import ConfigError, ManifestError, ObjectNotFound, StoreError, Unreachable
-from fscas.listing import ManifestKind, StoredManifest, list_manifests
+from fscas.errors import ConfigError, ManifestError, ObjectNotFound
+from fscas.listing import ManifestKind, StoredManifest, kind_of, list_manifests
 from fscas.manifests import decode
-from fscas.transfer import GET_PART, PART, Reach, files_done_of, in_lanes, progress_of
+from fscas.object_copy import copy_objects, side
 
 if TYPE_CHECKING:
     from concurrent.futures import Executor
 
     from fsspec.callbacks import Callback
 
-    from fscas.backends import Backend
     from fscas.store import AsyncStore
-    from fscas.transfer import Progress
 
-__all__ = ["CopySummary", "copy_between", "copy_objects", "refuse_overlap"]
+__all__ = ["CopySummary", "copy_between", "refuse_overlap"]
 
-_BIG = 2  # objects larger than one part copied at once (each holds a few parts in memory)
-_RESUMES = 5  # a broken source stream is resumed from the byte reached this often
 _STATE_VERSION = "fscas-copy-state-1"
-
-Side = Literal["source", "destination"]
 
 
 @attrs.frozen(kw_only=True)
@@ -89,17 +79,6 @@ class CopySummary:
                 "seconds": round(self.seconds, 3), "workers": self.workers}
 
 
-@contextlib.contextmanager
-def side(name: Side) -> Iterator[None]:
-    """Store errors raised inside say which store of the two they come from ("source s3://...: ...")."""
-    try:
-        yield
-    except StoreError as e:
-        if str(e).startswith(("source ", "destination ")):
-            raise
-        raise type(e)(f"{name} {e}") from e
-
-
 def refuse_overlap(source: str, destination: str) -> None:
     """Refuse a copy onto itself: the same store, or one store's root inside the other's.
 
@@ -114,153 +93,6 @@ def refuse_overlap(source: str, destination: str) -> None:
     if a.startswith(b) or b.startswith(a):
         what = "the same store" if a == b else "overlapping stores (one's root is inside the other's)"
         raise ConfigError(f"copy from {source} to {destination}: {what}; give another destination")
-
-
-# -- objects -----------------------------------------------------------------------------------
-
-
-async def copy_objects(src: Backend, dst: Backend, objects: Sequence[tuple[str, int]], *, concurrency: int,
-                       callback: Callback | None = None) -> tuple[list[str], dict[str, str]]:
-    """Copy `Data/<digest>.xxh128` for each (digest, size), verified on the way.
-
-    Returns:
-        The digests copied, and for each source object that could not be (missing, or its bytes do
-        not match its key), its source key and why. Any other error (a refusal, an unreachable
-        server) propagates, naming its side.
-    """
-    sizes = dict(objects)
-    progress = progress_of(callback, sum(sizes.values()))
-    file_done = files_done_of(callback, len(sizes))
-    done: list[str] = []
-    bad: dict[str, str] = {}
-
-    async def one(digest: str) -> None:
-        try:
-            await _copy_one(src, dst, digest, sizes[digest], progress)
-        except _SourceBad as e:
-            bad[e.key] = e.why
-            return
-        done.append(digest)
-        file_done()
-
-    order = sorted(sizes, key=lambda d: -sizes[d])
-    await in_lanes(one, ([d for d in order if sizes[d] <= PART], concurrency), ([d for d in order if sizes[d] > PART],
-                                                                                _BIG))
-    return done, bad
-
-
-class _SourceBad(Exception):
-    """A source object that cannot be copied: missing, or not the bytes its key names."""
-
-    def __init__(self, key: str, why: str) -> None:
-        super().__init__(f"{key}: {why}")
-        self.key, self.why = key, why
-
-
-async def _copy_one(src: Backend, dst: Backend, digest: str, size: int, progress: Progress) -> None:
-    key = await _source_key(src, digest) if size > PART else keys.data_key(digest)
-    if size > PART:  # a body the destination may read again (a retry, one PUT): each reading a new GET
-        reach = Reach(progress)
-        body = FileBody(size, lambda counted: _verified_stream(src, key, digest, size, reach if counted else _no),
-                        cheap_rereads=False)
-        with side("destination"):
-            await dst.put(keys.data_key(digest), body)
-        return
-    with side("source"):
-        try:
-            data = await src.get(key, end=size or None)
-        except ObjectNotFound:
-            key = keys.legacy_data_key(digest)  # Deadline PR #167: the pre-suffix name
-            try:
-                data = await src.get(key, end=size or None)
-            except ObjectNotFound:
-                raise _SourceBad(keys.data_key(digest), "missing from the source") from None
-    if len(data) != size or (got := xxhash.xxh3_128_hexdigest(data)) != digest:
-        raise _SourceBad(key, f"{len(data)} bytes hashing to {got}, the manifest says {size} bytes hashing to {digest}")
-    with side("destination"):
-        await dst.put(keys.data_key(digest), data)
-    progress(size)
-
-
-async def _source_key(src: Backend, digest: str) -> str:
-    """The source's key for `digest`: the current name, else Deadline's pre-suffix one."""
-    with side("source"):
-        for key in (keys.data_key(digest), keys.legacy_data_key(digest)):
-            try:
-                await src.head(key)
-                return key
-            except ObjectNotFound:
-                continue
-    raise _SourceBad(keys.data_key(digest), "missing from the source")
-
-
-def _no(offset: int) -> None:
-    pass
-
-
-async def _verified_stream(src: Backend, key: str, digest: str, size: int, reach: Callable[[int], None]
-                           ) -> AsyncIterator[bytes]:
-    """The source object's bytes for a streamed PUT, hashed as they pass; the last chunk is handed on
-    only once the whole object hashed to `digest`, so a wrong object is never committed (the
-    destination aborts the upload when this raises). `reach(offset)` after each chunk handed on."""
-    h = xxhash.xxh3_128()
-    held: bytes | None = None
-    got = 0
-    async for chunk in _source_chunks(src, key, size):
-        got += len(chunk)
-        if got > size:
-            raise _SourceBad(key, f"longer than the {size} bytes the manifest says")
-        h.update(chunk)
-        if held is not None:
-            yield held
-            reach(got - len(chunk))
-        held = chunk
-    if got != size or h.hexdigest() != digest:
-        raise _SourceBad(key, f"{got} bytes hashing to {h.hexdigest()}, the manifest says {size} bytes hashing "
-                              f"to {digest}")
-    if held is not None:
-        yield held
-        reach(got)
-
-
-async def _source_chunks(src: Backend, key: str, size: int) -> AsyncIterator[bytes]:
-    """One streamed GET where the backend has it (resumed from the byte reached if it breaks), else
-    ranged GETs of `GET_PART`, one ahead."""
-    reached = 0
-    if isinstance(src, StreamingGet):
-        breaks = 0
-        while reached < size:
-            try:
-                with side("source"):
-                    async with src.stream(key, start=reached) as chunks:
-                        async for chunk in chunks:
-                            reached += len(chunk)
-                            yield chunk
-                break
-            except Unreachable:
-                breaks += 1
-                if breaks > _RESUMES:
-                    raise
-                await retry_pause(breaks)
-        return
-    ahead: asyncio.Task[bytes] | None = None
-    try:
-        while reached < size:
-            with side("source"):
-                part = await (ahead or src.get(key, start=reached, end=min(size, reached + GET_PART)))
-            ahead = None
-            if not part:
-                return
-            reached += len(part)
-            if reached < size:
-                ahead = asyncio.ensure_future(src.get(key, start=reached, end=min(size, reached + GET_PART)))
-            yield part
-    finally:
-        if ahead is not None:
-            ahead.cancel()
-
-
-# -- manifests ---------------------------------------------------------------------------------
 
 
 @attrs.frozen
@@ -292,8 +124,6 @@ async def _select(src: AsyncStore, *, manifests: Sequence[str], farm_id: str | N
                 info = await src.backend.head(key)
             except ObjectNotFound:
                 raise ObjectNotFound(f"{src.url}: {key}: no such manifest") from None
-            from fscas.listing import kind_of
-
             found[key] = StoredManifest(key=key, kind=kind_of(key), size=info.size, last_modified=info.last_modified)
         if everything or farm_id:
             async for m in list_manifests(src.backend, kind="output" if job_id else kind, farm_id=farm_id,

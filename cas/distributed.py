@@ -150,7 +150,7 @@ def _pull_shard(job: _Job) -> _Result:
 
 def _copy_shard(job: _Job) -> _Result:
     from fscas.blocking import open_store
-    from fscas.copying import copy_objects
+    from fscas.object_copy import copy_objects
 
     started = time.monotonic()
     with open_store(job.store, **job.options) as src, open_store(job.target, **job.target_options) as dst:

@@ -32,7 +32,8 @@ if TYPE_CHECKING:
 
     from fscas.store import AsyncStore
 
-__all__ = ["OutputsSummary", "download_outputs", "output_manifests", "plan_outputs", "put_output"]
+__all__ = ["DestForRoot", "OutputsSummary", "download_outputs", "output_manifests", "plan_outputs", "put_output",
+           "read_output"]
 
 DestForRoot = Mapping[str, "str | os.PathLike[str]"] | Callable[[str], "str | os.PathLike[str] | None"]
 
@@ -64,15 +65,16 @@ async def output_manifests(store: AsyncStore, farm_id: str, queue_id: str, job_i
     """Every output manifest of a job (or step, or task), with asset root and LastModified."""
     prefix = "/".join([keys.MANIFESTS, farm_id, queue_id, job_id, *(x for x in (step_id, task_id) if x)]) + "/"
     listed = [o async for o in store.backend.list(prefix) if "output" in o.key.rsplit("/", 1)[-1]]
+    return list(await asyncio.gather(*(read_output(store, o.key) for o in listed)))
 
-    async def read(key: str) -> OutputManifest:
-        info = await store.backend.head(key)
-        return OutputManifest(key=key, asset_root=keys.asset_root_from_metadata(dict(info.metadata), key),
-                              last_modified=datetime.fromtimestamp(info.last_modified or 0, UTC),
-                              manifest=await store.get_manifest(key),
-                              file_system_location_name=info.metadata.get("file-system-location-name"))
 
-    return list(await asyncio.gather(*(read(o.key) for o in listed)))
+async def read_output(store: AsyncStore, key: str) -> OutputManifest:
+    """One output manifest with its asset root, location name and LastModified (a HEAD and a GET)."""
+    info = await store.backend.head(key)
+    return OutputManifest(key=key, asset_root=keys.asset_root_from_metadata(dict(info.metadata), key),
+                          last_modified=datetime.fromtimestamp(info.last_modified or 0, UTC),
+                          manifest=await store.get_manifest(key),
+                          file_system_location_name=info.metadata.get("file-system-location-name"))
 
 
 def _dict_of_folders(m: Mapping[str, tuple[str, ...]]) -> dict[str, tuple[str, ...]]:

@@ -29,6 +29,7 @@ if TYPE_CHECKING:
     from fscas.listing import ManifestKind, StoredManifest
     from fscas.manifests.walker import SkipHandler
     from fscas.outputs import OutputsSummary
+    from fscas.outputs_sync import QueueSyncSummary
     from fscas.session import SessionInputs, SessionOutputs
 
 __all__ = ["AsyncStore", "ConflictMode", "open_async_store"]
@@ -413,6 +414,14 @@ class AsyncStore:
         return await copy_between(self, destination, manifests=manifests, farm_id=farm_id, queue_id=queue_id,
                                   job_id=job_id, kind=kind, everything=everything, since=since, dry_run=dry_run,
                                   callback=callback, client=client, executor=executor)
+
+    async def sync_outputs(self, farm_id: str, queue_id: str, **options: Any) -> QueueSyncSummary:
+        """Download every job's new outputs in a queue, incrementally, with a checkpoint per queue, as
+        `deadline queue sync-output` does; see `fscas.outputs_sync.sync_outputs` for the options
+        (`checkpoint_dir`, `bootstrap_lookback_minutes`, `dry_run`, where roots go, `conflict`)."""
+        from fscas.outputs_sync import sync_outputs
+
+        return await sync_outputs(self, farm_id, queue_id, **options)
 
     async def gc(self, *, delete: bool = False, grace_seconds: float = 86400.0, lease: float = 60.0) -> GcReport:
         """Find (and with `delete`, remove) Data objects that no manifest under the store references.

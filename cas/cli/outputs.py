@@ -1,4 +1,5 @@
-"""`fscas outputs list|download`: a Deadline job's task outputs, the way `deadline job download-output` fetches them."""
+"""`fscas outputs list|download|sync`: a Deadline job's task outputs, the way `deadline job download-output`
+fetches them, and a whole queue's, as `deadline queue sync-output` does."""
 
 from __future__ import annotations
 
@@ -6,7 +7,7 @@ import argparse
 import sys
 from typing import Any
 
-from fscas.cli.args import add_filters
+from fscas.cli.args import add_filters, non_negative_float
 from fscas.cli.common import add_location_options, locations_from, open_store_of, store_arg, transfer
 from fscas.cli.output import emit_json
 
@@ -35,6 +36,32 @@ def add_outputs_commands(groups: Any) -> None:
 
     p = sub.add_parser("download", help="download the selected outputs into local folders, verified")
     _ids(p)
+    _placement(p)
+    p.add_argument("--since", default=None, metavar="STATE_FILE",
+                   help="incremental: download only what the state file does not record yet, then update it")
+    p.add_argument("--conflict", choices=["skip", "overwrite", "create-copy"], default="skip",
+                   help="what to do with a local file that is already there (default: skip)")
+    add_filters(p)
+    store_arg(p)
+    p.set_defaults(handler=_download)
+
+    p = sub.add_parser("sync", help="every job's new outputs in a queue, incrementally (deadline queue sync-output)")
+    p.add_argument("--farm-id", required=True, help="the farm of the queue")
+    p.add_argument("--queue-id", required=True, help="the queue")
+    p.add_argument("--checkpoint-dir", required=True, metavar="DIR",
+                   help="where the queue's checkpoint lives (one file per queue, rewritten atomically)")
+    p.add_argument("--bootstrap-lookback-minutes", type=non_negative_float, default=0.0, metavar="N",
+                   help="first run only: take the outputs of the last N minutes (default 0: from now on)")
+    p.add_argument("--dry-run", action="store_true", help="say what would be downloaded; write nothing")
+    _placement(p)
+    p.add_argument("--conflict", choices=["skip", "overwrite", "create-copy"], default="overwrite",
+                   help="a local file that differs: replace it (overwrite, the default: a rerun's output "
+                        "replaces the earlier one), keep it (skip) or download beside it (create-copy)")
+    store_arg(p)
+    p.set_defaults(handler=_sync)
+
+
+def _placement(p: argparse.ArgumentParser) -> None:
     p.add_argument("--path-mapping-rules", default=None, metavar="FILE",
                    help="Deadline's path-mapping rules JSON (pathmapping-1.0), applied to each file's path")
     p.add_argument("--root", action="append", default=[], metavar="ORIGINAL=LOCAL",
@@ -44,13 +71,23 @@ def add_outputs_commands(groups: Any) -> None:
                    help="do not map roots by their file-system location name")
     p.add_argument("--original-roots", action="store_true",
                    help="write roots nothing else maps to the paths they were recorded at (same OS only)")
-    p.add_argument("--since", default=None, metavar="STATE_FILE",
-                   help="incremental: download only what the state file does not record yet, then update it")
-    p.add_argument("--conflict", choices=["skip", "overwrite", "create-copy"], default="skip",
-                   help="what to do with a local file that is already there (default: skip)")
-    add_filters(p)
-    store_arg(p)
-    p.set_defaults(handler=_download)
+
+
+def _placed(args: argparse.Namespace) -> dict[str, Any]:
+    """The placement options as `download_outputs`/`sync_outputs` keywords."""
+    from fscas.errors import ConfigError
+    from fscas.pathmapping import PathMappingRules
+
+    roots = {}
+    for item in args.root:
+        original, sep, local = item.rpartition("=")
+        if not sep or not original or not local:
+            raise ConfigError(f"--root {item!r}: expected ORIGINAL=LOCAL")
+        roots[original] = local
+    rules = PathMappingRules.load(args.path_mapping_rules) if args.path_mapping_rules else None
+    locations = {} if args.ignore_storage_profiles else {loc.name: loc.path for loc in locations_from(args)}
+    return {"dest_for_root": roots or None, "path_mapping": rules, "file_system_locations": locations or None,
+            "original_roots": args.original_roots}
 
 
 def _scope(args: argparse.Namespace) -> dict[str, Any]:
@@ -93,21 +130,10 @@ def _row(o: Any, selected: bool) -> dict[str, Any]:
 
 
 def _download(args: argparse.Namespace) -> int:
-    from fscas.errors import ConfigError
-    from fscas.pathmapping import PathMappingRules
-
-    roots = {}
-    for item in args.root:
-        original, sep, local = item.rpartition("=")
-        if not sep or not original or not local:
-            raise ConfigError(f"--root {item!r}: expected ORIGINAL=LOCAL")
-        roots[original] = local
-    rules = PathMappingRules.load(args.path_mapping_rules) if args.path_mapping_rules else None
-    locations = {} if args.ignore_storage_profiles else {loc.name: loc.path for loc in locations_from(args)}
+    placed = _placed(args)
     with open_store_of(args) as store:
         summary = transfer(args, "downloading", lambda bar: store.download_outputs(
-            args.farm_id, args.queue_id, args.job_id, **_scope(args), dest_for_root=roots or None,
-            path_mapping=rules, file_system_locations=locations or None, original_roots=args.original_roots,
+            args.farm_id, args.queue_id, args.job_id, **_scope(args), **placed,
             keep_earlier_roots=args.keep_earlier_roots, since=args.since, conflict=args.conflict,
             include=args.include, exclude=args.exclude, callback=bar))
     if args.json:
@@ -117,4 +143,31 @@ def _download(args: argparse.Namespace) -> int:
         print(f"{root} -> {', '.join(dests)}")
     print(f"{summary.manifests} manifests ({summary.unchanged} unchanged since the last run): {summary.files} files, "
           f"{summary.bytes} bytes; {summary.skipped_files} skipped; {summary.seconds:.2f} s", file=sys.stderr)
+    return 0
+
+
+def _sync(args: argparse.Namespace) -> int:
+    placed = _placed(args)
+
+    def on_job(job: Any) -> None:  # --json: a line per job as it lands, as Deadline's --output json streams
+        if args.json:
+            emit_json({"event": "job", **job.as_dict()})
+        else:
+            verb = "would download" if args.dry_run else "downloaded"
+            print(f"{job.job_id}: {verb} {job.files} files, {job.bytes} bytes of {job.manifests} new output manifests"
+                  f"{' to ' + ', '.join(job.destinations) if job.destinations else ''}", flush=True)
+
+    with open_store_of(args) as store:
+        summary = transfer(args, "downloading", lambda bar: store.sync_outputs(
+            args.farm_id, args.queue_id, checkpoint_dir=args.checkpoint_dir,
+            bootstrap_lookback_minutes=args.bootstrap_lookback_minutes, dry_run=args.dry_run, conflict=args.conflict,
+            callback=bar, on_job=on_job, **placed))
+    if args.json:
+        emit_json({"event": "summary", **summary.as_dict()})
+        return 0
+    totals = summary.as_dict()
+    print(f"{len(summary.jobs)} jobs with new outputs: {totals['files']} files, {totals['bytes']} bytes; "
+          f"{summary.unchanged} output manifests already synced"
+          f"{f', {summary.bootstrapped} older than the lookback recorded' if summary.bootstrapped else ''}"
+          f"{' (--dry-run: nothing written)' if summary.dry_run else ''}; {summary.seconds:.2f} s", file=sys.stderr)
     return 0

@@ -82,9 +82,16 @@ def add_store_commands(groups: Any) -> None:
     add_location_options(p, typed=True)
     store_arg(p)
     p.set_defaults(handler=_attachment_upload)
-    p = sub.add_parser("download", help="download a manifest's files into a folder, verified")
-    p.add_argument("-m", "--manifest", required=True, help="the local manifest file to materialise")
-    p.add_argument("-d", "--dest", required=True, help="the folder to write into (created if missing)")
+    p = sub.add_parser("download", help="download manifests' files into folders, verified")
+    p.add_argument("-m", "--manifest", required=True, action="append",
+                   help="a local manifest file to materialise (repeatable)")
+    p.add_argument("-d", "--dest", default=None,
+                   help="the folder to write into (created if missing); with --path-mapping-rules, for manifests "
+                        "no rule names")
+    p.add_argument("--path-mapping-rules", default=None, metavar="FILE",
+                   help="Deadline's rules: a manifest whose file name holds the hash of a rule's source path goes "
+                        "to its destination (as a session's manifests are named, and `deadline attachment "
+                        "download` places them)")
     _add_sync_options(p)
     store_arg(p)
     p.set_defaults(handler=_attachment_download)
@@ -329,7 +336,47 @@ def _upload_one(args: argparse.Namespace, store: Store, m: Manifest, root: str,
 
 
 def _attachment_download(args: argparse.Namespace) -> int:
-    return _download(args, from_store=False)
+    from fscas.summary import TransferSummary
+
+    placed = _placements(args)
+    if len(placed) == 1 and not args.path_mapping_rules:
+        args.manifest, args.dest = placed[0]
+        return _download(args, from_store=False)
+    summaries = []
+    with open_store_of(args) as store:
+        for manifest, dest in placed:
+            m = _filtered(read_manifest(manifest), args)
+
+            def run(bar: Any, m: Manifest = m, dest: str = dest) -> TransferSummary:
+                return store.download(m, dest, conflict=args.conflict, checksum=args.checksum, callback=bar,
+                                      dry_run=args.dry_run)
+
+            summaries.append(transfer(args, "downloading", run))
+        _report(args, TransferSummary.total(summaries), download=True, store=store.url,
+                destinations={manifest: dest for manifest, dest in placed},
+                **({"dry_run": True} if args.dry_run else {}))
+    return 0
+
+
+def _placements(args: argparse.Namespace) -> list[tuple[str, str]]:
+    """(manifest file, destination folder) of each `-m`: the rule whose source path's hash the file's
+    name holds (Deadline's `attachment download`), else `-d`, else `./<file name>` as Deadline does."""
+    from fscas.errors import ConfigError
+    from fscas.manifests import hash_bytes
+    from fscas.pathmapping import PathMappingRules
+
+    rules = PathMappingRules.load(args.path_mapping_rules).rules if args.path_mapping_rules else ()
+    hashed = [(hash_bytes(r.source_path.encode("utf-8", "surrogatepass")), r.destination_path) for r in rules]
+    placed: list[tuple[str, str]] = []
+    taken: dict[str, str] = {}
+    for manifest in args.manifest:
+        name = os.path.basename(manifest)
+        dest = next((d for h, d in hashed if h in name), None) or args.dest or os.path.join(os.getcwd(), name)
+        if dest in taken:
+            raise ConfigError(f"{manifest} and {taken[dest]} both go to {dest}: one destination takes one manifest")
+        taken[dest] = manifest
+        placed.append((manifest, dest))
+    return placed
 
 
 def _download(args: argparse.Namespace, *, from_store: bool) -> int:

@@ -109,3 +109,32 @@ def test_push_and_pull_through_sftp_webdav_and_ftp_urls(kind: str, request: pyte
     wrong = server.store_url(bucket, "root").replace(f"//{server.user}@", f"//{server.user}:Wrong-Pa55@", 1)
     r = fscas("pull", "Manifests/nope", str(tmp_path / "x"), "--store", wrong, home=tmp_path)
     assert r.returncode == 1 and "credentials refused" in r.stderr and "Wrong-Pa55" not in r.stderr, r.stderr
+
+
+def test_attachment_download_places_manifests_by_path_mapping_rules(tmp_path: Path) -> None:
+    from fscas.manifests import hash_bytes
+
+    store = str(tmp_path / "store")
+    manifests = []
+    for name, source in (("a", "/mnt/shots/é"), ("b", "/mnt/comp"), ("c", "/nowhere")):
+        src = tmp_path / f"src-{name}"
+        src.mkdir()
+        (src / f"{name}.txt").write_text(name)
+        m = tmp_path / f"{hash_bytes(source.encode())}_manifest"  # a session's manifests are named so
+        assert fscas("manifest", "snapshot", str(src), "-o", str(m), home=tmp_path).returncode == 0
+        assert fscas("attachment", "upload", "-m", str(m), "-r", str(src), "--store", store,
+                     home=tmp_path).returncode == 0
+        manifests += ["-m", str(m)]
+    rules = tmp_path / "rules.json"
+    rules.write_text(json.dumps({"version": "pathmapping-1.0", "path_mapping_rules": [
+        {"source_path_format": "POSIX", "source_path": "/mnt/shots/é", "destination_path": str(tmp_path / "A")},
+        {"source_path_format": "POSIX", "source_path": "/mnt/comp", "destination_path": str(tmp_path / "B")}]}))
+    r = fscas("attachment", "download", *manifests, "--path-mapping-rules", str(rules), "-d", str(tmp_path / "C"),
+              "--store", store, "--json", home=tmp_path)
+    assert r.returncode == 0, r.stderr
+    assert json.loads(r.stdout)["files"] == 3
+    for folder, name in (("A", "a"), ("B", "b"), ("C", "c")):  # no rule names c's source: it goes to -d
+        assert (tmp_path / folder / f"{name}.txt").read_text() == name
+    r = fscas("attachment", "download", *manifests[:2], *manifests[:2], "--path-mapping-rules", str(rules),
+              "--store", store, home=tmp_path)
+    assert r.returncode == 2 and "one destination takes one manifest" in r.stderr
