@@ -108,16 +108,27 @@ def _load_record(session_dir: str) -> dict[str, int] | None:
     return {str(k): int(v) for k, v in synced.items() if isinstance(v, int)}
 
 
-def _save_record(session_dir: str, synced: Mapping[str, int]) -> None:
+def _load_mounts(session_dir: str) -> list[dict[str, Any]]:
+    """The VIRTUAL roots `start` mounted (mountpoint, server pid), from the record."""
+    try:
+        with open(_record_path(session_dir), encoding="utf-8") as f:
+            doc = json.load(f)
+    except (OSError, ValueError):
+        return []
+    mounts = doc.get("mounts") if isinstance(doc, dict) else None
+    return [m for m in mounts if isinstance(m, dict)] if isinstance(mounts, list) else []
+
+
+def _save_record(session_dir: str, synced: Mapping[str, int], mounts: Sequence[Mapping[str, Any]] = ()) -> None:
     path = _record_path(session_dir)
     os.makedirs(os.path.dirname(path), exist_ok=True)
-    doc = {"session_dir": os.path.realpath(session_dir), "synced": dict(synced)}
+    doc = {"session_dir": os.path.realpath(session_dir), "synced": dict(synced), "mounts": [dict(m) for m in mounts]}
     atomic_write_bytes(path, json.dumps(doc).encode(), durable=False)
 
 
 async def start(store: AsyncStore, attachments: Attachments, session_dir: str | os.PathLike[str], *,
                 farm_id: str, queue_id: str, job_id: str, step_dependencies: Sequence[str] = (),
-                locations: Iterable[FileSystemLocation] = (), group: str | None = None,
+                locations: Iterable[FileSystemLocation] = (), group: str | None = None, vfs: bool = False,
                 callback: Callback | None = None) -> SessionInputs:
     """Materialise a job's inputs in `session_dir`, as Deadline's `AssetSync.sync_inputs` does.
 
@@ -128,6 +139,9 @@ async def start(store: AsyncStore, attachments: Attachments, session_dir: str | 
             merged oldest first, in `session_dir` under each output root's `assetroot-` folder).
         group: make what is written readable and writable by this group (Deadline's
             `FileSystemPermissionSettings` for the job user).
+        vfs: mount each root lazily instead of downloading it (Deadline's VIRTUAL file system,
+            also chosen by the document's `"fileSystem": "VIRTUAL"`; `fscas.vfs`): a file is
+            fetched on its first read, what the task writes goes to a local layer; `finish` unmounts.
 
     Raises:
         ConfigError: a location name with no location, a mapped root that is a file, a step
@@ -135,6 +149,10 @@ async def start(store: AsyncStore, attachments: Attachments, session_dir: str | 
         ManifestError: an input manifest missing or not matching `inputManifestHash` (key named).
     """
     session = os.path.abspath(os.fspath(session_dir))
+    vfs = vfs or attachments.file_system == "VIRTUAL"
+    if vfs and group is not None:
+        raise ConfigError("--group does not apply to a VIRTUAL session: its files are served by the worker "
+                          "user's mount; run the task as that user")
     by_name = {loc.name: loc for loc in locations}
     gid = _group_id(group) if group is not None else None
     grouped: dict[str, list[Manifest]] = {}
@@ -170,19 +188,47 @@ async def start(store: AsyncStore, attachments: Attachments, session_dir: str | 
             roots.setdefault(asset_root, local)
             grouped.setdefault(local, []).append(m)
     merged = {local: merge(*ms) for local, ms in grouped.items()}
-    _check_space(session, sum(m.total_size for m in merged.values()))
     os.makedirs(session, exist_ok=True)
+    synced = _load_record(session) or {}  # a later task of the same session: earlier outputs stay known
+    if vfs:
+        mounts = await _mount_roots(store, session, merged)
+        for local, m in merged.items():
+            synced.update((os.path.join(local, *p.path.split("/")), p.mtime * 1000) for p in m.paths)
+        _save_record(session, synced, [*_load_mounts(session), *mounts])
+        return SessionInputs(roots=roots, rules=tuple(rules), manifests=count, shared=tuple(shared),
+                             summary=TransferSummary(files=0, bytes=0, skipped_files=sum(len(m.paths) for m in
+                                                                                         merged.values())))
+    _check_space(session, sum(m.total_size for m in merged.values()))
     summaries = [await store.download(m, local, conflict="overwrite", callback=callback)
                  for local, m in merged.items()]
-    synced = _load_record(session) or {}  # a later task of the same session: earlier outputs stay known
     for local, m in merged.items():
         paths = [os.path.join(local, *p.path.split("/")) for p in m.paths]
         synced.update((path, os.lstat(path).st_mtime_ns) for path in paths)
         if gid is not None:
             _share_with_group(local, paths, gid)
-    _save_record(session, synced)  # last: only a complete start is remembered
+    _save_record(session, synced, _load_mounts(session))  # last: only a complete start is remembered
     return SessionInputs(roots=roots, rules=tuple(rules), manifests=count, summary=TransferSummary.total(summaries),
                          shared=tuple(shared))
+
+
+async def _mount_roots(store: AsyncStore, session: str, merged: Mapping[str, Manifest]) -> list[dict[str, Any]]:
+    """Mount each root's merged manifest at its folder (`fscas.vfs`); on a failure, unmount the
+    ones already up, so nothing half-mounted is left for a rerun to trust."""
+    import asyncio
+
+    from fscas.vfs import mount_overlay, unmount
+
+    work = os.path.splitext(_record_path(session))[0] + "-vfs"
+    mounts: list[dict[str, Any]] = []
+    try:
+        for n, (local, m) in enumerate(merged.items()):
+            pid = await asyncio.to_thread(mount_overlay, store, m, local, os.path.join(work, str(n)))
+            mounts.append({"mountpoint": local, "pid": pid})
+    except BaseException:
+        for mount in mounts:
+            await asyncio.to_thread(unmount, mount["mountpoint"], mount["pid"])
+        raise
+    return mounts
 
 
 async def _input_manifest(store: AsyncStore, root: AttachmentRoot, where: str) -> Manifest:
@@ -281,7 +327,15 @@ async def finish(store: AsyncStore, attachments: Attachments, session_dir: str |
         summaries.append(summary)
         files += len(manifest.paths)
         size += manifest.total_size
-    if record is not None and synced != record:
+    mounts = _load_mounts(session)
+    if mounts:  # VIRTUAL roots: unmounted once their outputs are up, as Deadline's worker does
+        import asyncio
+
+        from fscas.vfs import unmount
+
+        for mount in mounts:
+            await asyncio.to_thread(unmount, mount["mountpoint"], mount.get("pid"))
+    if (record is not None and synced != record) or mounts:
         _save_record(session, synced)
     return SessionOutputs(keys=tuple(keys), files=files, bytes=size, summary=TransferSummary.total(summaries))
 

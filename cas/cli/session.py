@@ -38,6 +38,9 @@ def add_session_commands(groups: Any) -> None:
                    help="write Deadline's path-mapping rules JSON (pathmapping-1.0) for the task command here")
     p.add_argument("--group", default=None, metavar="GROUP",
                    help="make the session's files readable and writable by this group (the job user's)")
+    p.add_argument("--vfs", action="store_true",
+                   help="mount each root lazily (files fetched on first read, writes kept locally) instead of "
+                        "downloading it, Deadline's VIRTUAL file system; session finish unmounts")
     p.set_defaults(handler=_start)
     p = sub.add_parser("finish", help="upload what the task wrote under its output folders; write output manifests")
     _common(p)
@@ -51,17 +54,14 @@ def add_session_commands(groups: Any) -> None:
 
 def _start(args: argparse.Namespace) -> int:
     from fscas.attachments import Attachments
-    from fscas.errors import NotSupported
     from fscas.files import atomic_write_bytes
 
     attachments = Attachments.load(args.attachments)
-    if attachments.file_system == "VIRTUAL":
-        raise NotSupported(f"{args.attachments}: fileSystem VIRTUAL (mounted inputs) is not supported by "
-                           "session start yet; COPIED materialises the same tree")
     with open_store_of(args) as store:
         done = transfer(args, "downloading", lambda bar: store.session_start(
             attachments, args.session_dir, farm_id=args.farm_id, queue_id=args.queue_id, job_id=args.job_id,
-            step_dependencies=args.step_dependency, locations=locations_from(args), group=args.group, callback=bar))
+            step_dependencies=args.step_dependency, locations=locations_from(args), group=args.group, vfs=args.vfs,
+            callback=bar))
         url = store.url
     rules = done.rules_document()
     if args.write_path_mapping_rules:

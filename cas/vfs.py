@@ -1,0 +1,337 @@
+"""A session's inputs mounted lazily and writable, Deadline's VIRTUAL job-attachment file system.
+
+The lower layer is a stored snapshot (`fscas.fs.FscasFileSystem`): a file is fetched, verified, into
+the content cache on its first open, so a task that reads 10 of 10,000 inputs fetches 10 objects.
+The upper layer is a local folder: whatever the task creates or changes lands there (a lower file
+is copied up whole before its first change), deletions of lower files are remembered as whiteouts.
+The mount is served by its own process (`python -m fscas.vfs`, started by `mount_overlay`), so it
+outlives the `fscas session start` that made it; `unmount` ends it.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import errno
+import json
+import os
+import shutil
+import stat
+import subprocess
+import sys
+import threading
+import time
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from fscas.errors import ConfigError, FscasError
+
+if TYPE_CHECKING:
+    from fscas.fs import FscasFileSystem
+    from fscas.manifests import Manifest
+    from fscas.store import AsyncStore
+
+__all__ = ["mount_overlay", "overlay_operations", "unmount"]
+
+_READY = 30.0  # seconds a mount may take to appear (or to go away)
+
+
+def overlay_operations(fs: FscasFileSystem, upper: str | os.PathLike[str]) -> Any:
+    """fusepy operations serving `fs` with the local folder `upper` layered over it, writable."""
+    from fuse import FuseOSError, Operations
+
+    def fail(code: int) -> FuseOSError:
+        return FuseOSError(code)
+
+    class Overlay(Operations):  # type: ignore[misc]  # fusepy ships no type information
+        use_ns = True  # times cross as integer nanoseconds
+
+        def __init__(self) -> None:
+            self.upper = os.fspath(upper)
+            self.gone: set[str] = set()  # lower paths deleted (whiteouts, for this mount's life)
+            self.lock = threading.RLock()
+
+        # -- where a path is ---------------------------------------------------------------
+
+        def _up(self, rel: str) -> str:
+            return os.path.join(self.upper, *rel.split("/")) if rel else self.upper
+
+        def _hidden(self, rel: str) -> bool:
+            parts = rel.split("/")
+            return any("/".join(parts[:i]) in self.gone for i in range(1, len(parts) + 1))
+
+        def _lower(self, rel: str) -> Any:
+            """The lower file's `ManifestPath`, "dir" for a lower folder, None when there is none."""
+            if rel and self._hidden(rel):
+                return None
+            if rel in fs._files:
+                return fs._files[rel]
+            return "dir" if rel in fs._children else None
+
+        def _copy_up(self, rel: str) -> str:
+            """The upper path of `rel`, the lower file (or folder) copied there first if need be."""
+            up = self._up(rel)
+            with self.lock:
+                if os.path.lexists(up):
+                    return up
+                low = self._lower(rel)
+                if low is None:
+                    raise fail(errno.ENOENT)
+                if low == "dir":
+                    os.makedirs(up, exist_ok=True)
+                    return up
+                os.makedirs(os.path.dirname(up), exist_ok=True)
+                tmp = f"{up}.fscas-copy-up"
+                shutil.copyfile(fs.local_path(rel), tmp)
+                os.chmod(tmp, 0o644)
+                os.utime(tmp, ns=(low.mtime * 1000, low.mtime * 1000))
+                os.replace(tmp, up)
+                return up
+
+        def _parent_up(self, rel: str) -> str:
+            parent = rel.rpartition("/")[0]
+            if parent:
+                self.getattr("/" + parent)  # ENOENT when the parent is not there
+            up = self._up(rel)
+            os.makedirs(os.path.dirname(up), exist_ok=True)
+            return up
+
+        def _unhide(self, rel: str) -> None:
+            if rel in self.gone:  # a folder made again where a lower one was removed: its old files stay gone
+                self.gone.discard(rel)
+                self.gone.update(fs._children.get(rel, ()))
+
+        # -- reading -----------------------------------------------------------------------
+
+        def getattr(self, path: str, fh: int | None = None) -> dict[str, Any]:
+            rel = path.strip("/")
+            try:
+                st = os.lstat(self._up(rel))
+            except FileNotFoundError:
+                pass
+            else:
+                return {k: getattr(st, k) for k in ("st_mode", "st_nlink", "st_uid", "st_gid", "st_size")} | {
+                    "st_atime": st.st_atime_ns, "st_mtime": st.st_mtime_ns, "st_ctime": st.st_ctime_ns}
+            low = self._lower(rel)
+            if low is None:
+                raise fail(errno.ENOENT)
+            owner = {"st_uid": os.getuid(), "st_gid": os.getgid()}
+            if low == "dir":
+                now = time.time_ns()
+                return {"st_mode": stat.S_IFDIR | 0o755, "st_nlink": 2, "st_size": 0, "st_atime": now,
+                        "st_mtime": now, "st_ctime": now, **owner}
+            ns = low.mtime * 1000  # manifests keep microseconds
+            return {"st_mode": stat.S_IFREG | 0o644, "st_nlink": 1, "st_size": low.size, "st_atime": ns,
+                    "st_mtime": ns, "st_ctime": ns, **owner}
+
+        def readdir(self, path: str, fh: int) -> list[str]:
+            rel = path.strip("/")
+            names = set()
+            with contextlib.suppress(FileNotFoundError, NotADirectoryError):
+                names.update(os.listdir(self._up(rel)))
+            if self._lower(rel) == "dir":
+                names.update(child.rpartition("/")[2] for child in fs._children.get(rel, ())
+                             if not self._hidden(child))
+            return [".", "..", *sorted(n for n in names if not n.endswith(".fscas-copy-up"))]
+
+        def readlink(self, path: str) -> str:
+            return os.readlink(self._up(path.strip("/")))
+
+        def open(self, path: str, flags: int) -> int:
+            rel = path.strip("/")
+            if flags & (os.O_WRONLY | os.O_RDWR | os.O_APPEND | os.O_TRUNC):
+                return os.open(self._copy_up(rel), flags & ~os.O_CREAT)
+            up = self._up(rel)
+            if os.path.lexists(up):
+                return os.open(up, flags)
+            low = self._lower(rel)
+            if low is None or low == "dir":
+                raise fail(errno.ENOENT if low is None else errno.EISDIR)
+            try:
+                return os.open(fs.local_path(rel), os.O_RDONLY)  # fetched and verified on first open
+            except FscasError as e:
+                raise fail(errno.EIO) from e
+
+        def read(self, path: str, size: int, offset: int, fh: int) -> bytes:
+            return os.pread(fh, size, offset)
+
+        def statfs(self, path: str) -> dict[str, Any]:
+            st = os.statvfs(self.upper)
+            return {k: getattr(st, k) for k in ("f_bavail", "f_bfree", "f_blocks", "f_bsize", "f_favail",
+                                                 "f_ffree", "f_files", "f_flag", "f_frsize", "f_namemax")}
+
+        # -- writing: into the upper folder ------------------------------------------------
+
+        def create(self, path: str, mode: int, fi: Any = None) -> int:
+            rel = path.strip("/")
+            up = self._parent_up(rel)
+            with self.lock:
+                self._unhide(rel)
+                return os.open(up, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, mode)
+
+        def write(self, path: str, data: bytes, offset: int, fh: int) -> int:
+            return os.pwrite(fh, data, offset)
+
+        def truncate(self, path: str, length: int, fh: int | None = None) -> None:
+            if fh is not None:
+                os.ftruncate(fh, length)
+            else:
+                os.truncate(self._copy_up(path.strip("/")), length)
+
+        def flush(self, path: str, fh: int) -> None:
+            return None
+
+        def fsync(self, path: str, datasync: int, fh: int) -> None:
+            os.fsync(fh)
+
+        def release(self, path: str, fh: int) -> None:
+            os.close(fh)
+
+        def mkdir(self, path: str, mode: int) -> None:
+            rel = path.strip("/")
+            try:
+                self.getattr(path)
+            except FuseOSError:
+                pass
+            else:
+                raise fail(errno.EEXIST)
+            up = self._parent_up(rel)
+            with self.lock:
+                os.mkdir(up, mode)
+                self._unhide(rel)
+
+        def unlink(self, path: str) -> None:
+            rel = path.strip("/")
+            up = self._up(rel)
+            with self.lock:
+                found = os.path.lexists(up)
+                if found:
+                    os.unlink(up)
+                if self._lower(rel) is not None:
+                    self.gone.add(rel)
+                elif not found:
+                    raise fail(errno.ENOENT)
+
+        def rmdir(self, path: str) -> None:
+            rel = path.strip("/")
+            if len(self.readdir(path, 0)) > 2:
+                raise fail(errno.ENOTEMPTY)
+            with self.lock:
+                with contextlib.suppress(FileNotFoundError):
+                    os.rmdir(self._up(rel))
+                if self._lower(rel) is not None:
+                    self.gone.add(rel)
+
+        def rename(self, old: str, new: str) -> None:
+            src, dst = old.strip("/"), new.strip("/")
+            if self._lower(src) == "dir":
+                raise fail(errno.EXDEV)  # a stored folder is not moved whole: mv copies then removes
+            up_src = self._copy_up(src)
+            up_dst = self._parent_up(dst)
+            with self.lock:
+                os.rename(up_src, up_dst)
+                if self._lower(src) is not None:
+                    self.gone.add(src)
+                if self._lower(dst) is not None or dst in self.gone:
+                    self.gone.discard(dst)
+
+        def symlink(self, target: str, source: str) -> None:
+            rel = target.strip("/")
+            os.symlink(source, self._parent_up(rel))
+            self._unhide(rel)
+
+        def chmod(self, path: str, mode: int) -> None:
+            os.chmod(self._copy_up(path.strip("/")), mode)
+
+        def chown(self, path: str, uid: int, gid: int) -> None:
+            os.chown(self._copy_up(path.strip("/")), uid, gid)
+
+        def utimens(self, path: str, times: tuple[int, int] | None = None) -> None:
+            up = self._copy_up(path.strip("/"))
+            if times is None:
+                os.utime(up)
+            else:
+                os.utime(up, ns=times)
+
+    return Overlay()
+
+
+def mount_overlay(store: AsyncStore, manifest: Manifest, mountpoint: str | os.PathLike[str],
+                  work: str | os.PathLike[str]) -> int:
+    """Mount `manifest` of `store` at `mountpoint` with `work`/upper as its writable layer, served
+    by a process of its own; return that process's id once the mount is there.
+
+    Raises:
+        ConfigError: the store was not opened from a URL (the server process opens it again), the
+            mountpoint is not an empty folder, or the mount did not come up (its log's last line).
+    """
+    from fscas.manifests import encode
+
+    if store.opened_with is None:
+        raise ConfigError(f"{store.url}: a VIRTUAL session needs a store opened from a URL or folder, which the "
+                          "mount's own process opens again")
+    target, folder = Path(mountpoint), Path(work)
+    target.mkdir(parents=True, exist_ok=True)
+    if any(target.iterdir()):
+        raise ConfigError(f"{target}: a VIRTUAL root is mounted on an empty folder; this one holds files")
+    (folder / "upper").mkdir(parents=True, exist_ok=True)
+    (folder / "lower.manifest").write_bytes(encode(manifest))
+    url, options = store.opened_with
+    spec = {"store": url, "options": {k: v for k, v in options.items() if v is not None},
+            "manifest": str(folder / "lower.manifest"), "upper": str(folder / "upper"), "mountpoint": str(target)}
+    log = open(folder / "vfs.log", "wb")  # noqa: SIM115 - the server process keeps writing to it
+    try:  # the spec (credentials among the options) goes on stdin, never on a command line
+        proc = subprocess.Popen([sys.executable, "-m", "fscas.vfs"], stdin=subprocess.PIPE, stdout=log, stderr=log,
+                                start_new_session=True)
+        assert proc.stdin is not None
+        proc.stdin.write(json.dumps(spec).encode())
+        proc.stdin.close()
+    finally:
+        log.close()
+    deadline = time.monotonic() + _READY
+    while not os.path.ismount(target):
+        if proc.poll() is not None or time.monotonic() > deadline:
+            if proc.poll() is None:
+                proc.kill()
+            tail = (folder / "vfs.log").read_text(errors="replace").strip().splitlines()[-1:] or ["no output"]
+            raise ConfigError(f"{target}: the VIRTUAL mount did not come up: {tail[0]}")
+        time.sleep(0.05)
+    return proc.pid
+
+
+def unmount(mountpoint: str | os.PathLike[str], pid: int | None) -> None:
+    """Unmount `mountpoint` (fusermount) and wait for its server process `pid` to end."""
+    target = os.fspath(mountpoint)
+    if os.path.ismount(target):
+        tool = shutil.which("fusermount3") or shutil.which("fusermount")
+        command = [tool, "-u", target] if tool else ["umount", target]
+        done = subprocess.run(command, capture_output=True, text=True)
+        if done.returncode != 0 and os.path.ismount(target):
+            raise ConfigError(f"{target}: cannot unmount: {done.stderr.strip() or done.returncode}")
+    deadline = time.monotonic() + _READY
+    while pid is not None and time.monotonic() < deadline:
+        try:
+            os.kill(pid, 0)
+        except ProcessLookupError:
+            return
+        with contextlib.suppress(ChildProcessError):
+            os.waitpid(pid, os.WNOHANG)
+        time.sleep(0.05)
+
+
+def _serve() -> None:
+    """`python -m fscas.vfs`: read the spec on stdin, serve the mount until it is unmounted."""
+    from fuse import FUSE
+
+    from fscas.fs import FscasFileSystem
+
+    spec = json.loads(sys.stdin.read())
+    fs = FscasFileSystem(spec["store"], spec["manifest"], skip_instance_cache=True, **spec["options"])
+    fs.manifest  # noqa: B018 - a bad manifest is an error before anything is mounted
+    try:
+        FUSE(overlay_operations(fs, spec["upper"]), spec["mountpoint"], foreground=True, nothreads=False)
+    finally:
+        fs.store.close()
+
+
+if __name__ == "__main__":
+    _serve()
