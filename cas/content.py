@@ -36,6 +36,7 @@ class ContentCache:
     def __init__(self, path: str | os.PathLike[str] | None = None, *, max_bytes: int = DEFAULT_BUDGET) -> None:
         self.path = Path(path) if path is not None else Path(default_cache_dir()) / "objects"
         self.max_bytes = max_bytes
+        self._used: int | None = None  # bytes held, as last counted plus what this object fetched since
 
     def __repr__(self) -> str:
         return f"ContentCache({str(self.path)!r}, max_bytes={self.max_bytes})"
@@ -72,7 +73,12 @@ class ContentCache:
 
         await fetch_to_file(backend, digest, size, place, mtime_us=None, progress=lambda n: None)
         os.chmod(target, 0o444)  # a cached object never changes
-        self.evict(keep=digest)
+        # Counted once, then kept up to date: a scan of the whole cache per fetch made reading N
+        # files through a mount cost N^2 stats. Other processes' additions are seen at the next scan.
+        if self._used is None or self._used + size > self.max_bytes:
+            self.evict(keep=digest)
+        else:
+            self._used += size
         return target
 
     def evict(self, *, keep: str | None = None) -> int:
@@ -93,10 +99,12 @@ class ContentCache:
                 with contextlib.suppress(FileNotFoundError):
                     f.unlink()
                     freed += size
+        self._used = total - freed
         return freed
 
     def clear(self) -> None:
         """Remove every cached object."""
+        self._used = None
         for folder in list(self.path.glob("??")):
             for f in folder.iterdir():
                 with contextlib.suppress(FileNotFoundError):

@@ -17,11 +17,9 @@ from __future__ import annotations
 
 import contextlib
 import datetime
-import io
 import os
 import stat
 import threading
-import time
 from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
@@ -232,12 +230,11 @@ def _load(store: Store, manifest: str | os.PathLike[str] | Manifest) -> Manifest
     return store.get_manifest(os.fspath(manifest))
 
 
-
-
 def mount(fs: FscasFileSystem, mountpoint: str | os.PathLike[str], *, foreground: bool = True) -> None:
-    """Serve `fs` read-only at `mountpoint` through FUSE (fsspec's bridge, `fusepy`, libfuse 2).
+    """Serve `fs` read-only at `mountpoint` through FUSE (`fusepy`, libfuse 2; `fscas.vfs`'s operations).
 
-    Files are fetched (verified, into the content cache) on their first read. With `foreground`,
+    Files are fetched (verified, into the content cache) on their first open; listing a folder
+    starts fetching its small files ahead, 16 at once. With `foreground`,
     this returns once the mount is gone (`fusermount -u MOUNTPOINT`, Ctrl-C or SIGTERM).
 
     Raises:
@@ -247,14 +244,16 @@ def mount(fs: FscasFileSystem, mountpoint: str | os.PathLike[str], *, foreground
     if not target.is_dir() or any(target.iterdir()):
         raise ConfigError(f"{target}: a mountpoint must be an empty folder")
     try:
-        import fsspec.fuse  # noqa: F401 - fusepy and libfuse load here
+        import fuse  # noqa: F401 - fusepy and libfuse load here
     except (ImportError, OSError) as e:  # fusepy missing, or it found no libfuse
         raise ConfigError(f"fscas mount needs fusepy and libfuse 2 ({e}): pip install fusepy (in a checkout of "
                           "fscas: pip install -e '.[mount]'); Debian: apt-get install fuse3 libfuse2") from e
     fs.manifest  # noqa: B018 - a bad manifest is an error before anything is mounted
     from fuse import FUSE
 
-    ops = _read_only_operations()(fs, "", ready_file=False)
+    from fscas.vfs import overlay_operations
+
+    ops = overlay_operations(fs, None, prefetch=True)
 
     def serve() -> None:
         FUSE(ops, str(target), nothreads=False, foreground=foreground)
@@ -264,43 +263,3 @@ def mount(fs: FscasFileSystem, mountpoint: str | os.PathLike[str], *, foreground
             serve()
     else:
         threading.Thread(target=serve, daemon=True).start()
-
-
-def _read_only_operations() -> type:
-    """fsspec's FUSE operations with every change answered EROFS (a snapshot does not change)."""
-    import errno
-
-    from fsspec.fuse import FUSEr
-    from fuse import FuseOSError
-
-    def refuse(*args: Any, **kwargs: Any) -> Any:
-        raise FuseOSError(errno.EROFS)
-
-    class ReadOnly(FUSEr):  # type: ignore[misc]  # fsspec ships no type information
-        create = write = mkdir = rmdir = unlink = truncate = rename = chmod = chown = symlink = link = refuse
-        _seek = threading.Lock()
-        use_ns = True  # fusepy: times cross as integer nanoseconds (float seconds lose ~0.2 us today)
-
-        def open(self, path: str, flags: int) -> int:
-            if flags & (os.O_WRONLY | os.O_RDWR | os.O_APPEND | os.O_CREAT | os.O_TRUNC):
-                raise FuseOSError(errno.EROFS)
-            return int(super().open(path, flags))
-
-        def getattr(self, path: str, fh: int | None = None) -> dict[str, Any]:
-            attrs: dict[str, Any] = super().getattr(path, fh)
-            entry = self.fs._files.get(self.fs._strip_protocol(path))
-            mtime_ns = entry.mtime * 1000 if entry is not None else time.time_ns()  # manifests keep microseconds
-            attrs.update(st_mtime=mtime_ns, st_atime=mtime_ns, st_ctime=mtime_ns)
-            return attrs
-
-        def read(self, path: str, size: int, offset: int, fh: int) -> bytes:
-            # FUSE threads read one handle at once; FUSEr's seek-then-read on a shared file races.
-            f = self.cache[fh]
-            try:
-                return os.pread(f.fileno(), size, offset)
-            except (OSError, io.UnsupportedOperation):  # an in-memory file (a small one, read whole)
-                with self._seek:
-                    f.seek(offset)
-                    return bytes(f.read(size))
-
-    return ReadOnly

@@ -12,7 +12,7 @@ from typing import Any, TypeVar
 
 from fscas.errors import FscasError
 
-__all__ = ["run_sync"]
+__all__ = ["io_loop", "run_sync"]
 
 T = TypeVar("T")
 _LOOP: list[asyncio.AbstractEventLoop] = []
@@ -27,6 +27,11 @@ def _forget_loop_after_fork() -> None:
 
 
 os.register_at_fork(after_in_child=_forget_loop_after_fork)
+
+
+def io_loop() -> asyncio.AbstractEventLoop:
+    """The loop `run_sync` runs coroutines on (for work submitted without waiting: prefetches)."""
+    return _io_loop()
 
 
 def _io_loop() -> asyncio.AbstractEventLoop:

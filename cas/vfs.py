@@ -10,6 +10,8 @@ outlives the `fscas session start` that made it; `unmount` ends it.
 
 from __future__ import annotations
 
+import asyncio
+import concurrent.futures
 import contextlib
 import errno
 import json
@@ -35,25 +37,40 @@ __all__ = ["mount_overlay", "overlay_operations", "unmount"]
 _READY = 30.0  # seconds a mount may take to appear (or to go away)
 
 
-def overlay_operations(fs: FscasFileSystem, upper: str | os.PathLike[str]) -> Any:
-    """fusepy operations serving `fs` with the local folder `upper` layered over it, writable."""
+def overlay_operations(fs: FscasFileSystem, upper: str | os.PathLike[str] | None, *, prefetch: bool = False) -> Any:
+    """fusepy operations serving `fs`, with the local folder `upper` layered over it and writable, or
+    read-only (every change EROFS) when `upper` is None. With `prefetch`, listing a folder starts
+    fetching its small files into the content cache, a few at once (`fscas mount`, where `cp -r` and
+    `ls` then `cat` read whole folders); a VIRTUAL session fetches only what the task opens."""
     from fuse import FuseOSError, Operations
 
     def fail(code: int) -> FuseOSError:
         return FuseOSError(code)
 
+    ahead = _Prefetch(fs) if prefetch else None
+
     class Overlay(Operations):  # type: ignore[misc]  # fusepy ships no type information
         use_ns = True  # times cross as integer nanoseconds
 
         def __init__(self) -> None:
-            self.upper = os.fspath(upper)
+            self.upper = None if upper is None else os.fspath(upper)
             self.gone: set[str] = set()  # lower paths deleted (whiteouts, for this mount's life)
             self.lock = threading.RLock()
+            self.modes = (0o644, 0o755) if self.upper is not None else (0o444, 0o555)
 
         # -- where a path is ---------------------------------------------------------------
 
         def _up(self, rel: str) -> str:
+            if self.upper is None:
+                raise fail(errno.EROFS)  # a snapshot does not change
             return os.path.join(self.upper, *rel.split("/")) if rel else self.upper
+
+        def _held(self, rel: str) -> str | None:
+            """The upper path of `rel` when the upper layer holds it."""
+            if self.upper is None:
+                return None
+            up = self._up(rel)
+            return up if os.path.lexists(up) else None
 
         def _hidden(self, rel: str) -> bool:
             parts = rel.split("/")
@@ -61,7 +78,7 @@ def overlay_operations(fs: FscasFileSystem, upper: str | os.PathLike[str]) -> An
 
         def _lower(self, rel: str) -> Any:
             """The lower file's `ManifestPath`, "dir" for a lower folder, None when there is none."""
-            if rel and self._hidden(rel):
+            if rel and self.gone and self._hidden(rel):
                 return None
             if rel in fs._files:
                 return fs._files[rel]
@@ -88,10 +105,10 @@ def overlay_operations(fs: FscasFileSystem, upper: str | os.PathLike[str]) -> An
                 return up
 
         def _parent_up(self, rel: str) -> str:
+            up = self._up(rel)
             parent = rel.rpartition("/")[0]
             if parent:
                 self.getattr("/" + parent)  # ENOENT when the parent is not there
-            up = self._up(rel)
             os.makedirs(os.path.dirname(up), exist_ok=True)
             return up
 
@@ -104,11 +121,8 @@ def overlay_operations(fs: FscasFileSystem, upper: str | os.PathLike[str]) -> An
 
         def getattr(self, path: str, fh: int | None = None) -> dict[str, Any]:
             rel = path.strip("/")
-            try:
-                st = os.lstat(self._up(rel))
-            except FileNotFoundError:
-                pass
-            else:
+            if (up := self._held(rel)) is not None:
+                st = os.lstat(up)
                 return {k: getattr(st, k) for k in ("st_mode", "st_nlink", "st_uid", "st_gid", "st_size")} | {
                     "st_atime": st.st_atime_ns, "st_mtime": st.st_mtime_ns, "st_ctime": st.st_ctime_ns}
             low = self._lower(rel)
@@ -117,18 +131,21 @@ def overlay_operations(fs: FscasFileSystem, upper: str | os.PathLike[str]) -> An
             owner = {"st_uid": os.getuid(), "st_gid": os.getgid()}
             if low == "dir":
                 now = time.time_ns()
-                return {"st_mode": stat.S_IFDIR | 0o755, "st_nlink": 2, "st_size": 0, "st_atime": now,
+                return {"st_mode": stat.S_IFDIR | self.modes[1], "st_nlink": 2, "st_size": 0, "st_atime": now,
                         "st_mtime": now, "st_ctime": now, **owner}
             ns = low.mtime * 1000  # manifests keep microseconds
-            return {"st_mode": stat.S_IFREG | 0o644, "st_nlink": 1, "st_size": low.size, "st_atime": ns,
+            return {"st_mode": stat.S_IFREG | self.modes[0], "st_nlink": 1, "st_size": low.size, "st_atime": ns,
                     "st_mtime": ns, "st_ctime": ns, **owner}
 
         def readdir(self, path: str, fh: int) -> list[str]:
             rel = path.strip("/")
             names = set()
-            with contextlib.suppress(FileNotFoundError, NotADirectoryError):
-                names.update(os.listdir(self._up(rel)))
+            if (up := self._held(rel)) is not None:
+                with contextlib.suppress(NotADirectoryError):
+                    names.update(os.listdir(up))
             if self._lower(rel) == "dir":
+                if ahead is not None:
+                    ahead.folder(rel)
                 names.update(child.rpartition("/")[2] for child in fs._children.get(rel, ())
                              if not self._hidden(child))
             return [".", "..", *sorted(n for n in names if not n.endswith(".fscas-copy-up"))]
@@ -140,14 +157,16 @@ def overlay_operations(fs: FscasFileSystem, upper: str | os.PathLike[str]) -> An
             rel = path.strip("/")
             if flags & (os.O_WRONLY | os.O_RDWR | os.O_APPEND | os.O_TRUNC):
                 return os.open(self._copy_up(rel), flags & ~os.O_CREAT)
-            up = self._up(rel)
-            if os.path.lexists(up):
+            if (up := self._held(rel)) is not None:
                 return os.open(up, flags)
             low = self._lower(rel)
             if low is None or low == "dir":
                 raise fail(errno.ENOENT if low is None else errno.EISDIR)
-            try:
-                return os.open(fs.local_path(rel), os.O_RDONLY)  # fetched and verified on first open
+            if ahead is not None:
+                ahead.wait(low.hash)
+            try:  # fetched and verified on first open; a cached copy is opened without a trip to the IO loop
+                hit = fs.cache.get(low.hash, low.size)
+                return os.open(hit if hit is not None else fs.local_path(rel), os.O_RDONLY)
             except FscasError as e:
                 raise fail(errno.EIO) from e
 
@@ -155,7 +174,7 @@ def overlay_operations(fs: FscasFileSystem, upper: str | os.PathLike[str]) -> An
             return os.pread(fh, size, offset)
 
         def statfs(self, path: str) -> dict[str, Any]:
-            st = os.statvfs(self.upper)
+            st = os.statvfs(self.upper or (str(fs.cache.path) if fs.cache.path.exists() else "/"))
             return {k: getattr(st, k) for k in ("f_bavail", "f_bfree", "f_blocks", "f_bsize", "f_favail",
                                                  "f_ffree", "f_files", "f_flag", "f_frsize", "f_namemax")}
 
@@ -172,7 +191,7 @@ def overlay_operations(fs: FscasFileSystem, upper: str | os.PathLike[str]) -> An
             return os.pwrite(fh, data, offset)
 
         def truncate(self, path: str, length: int, fh: int | None = None) -> None:
-            if fh is not None:
+            if fh is not None and self.upper is not None:
                 os.ftruncate(fh, length)
             else:
                 os.truncate(self._copy_up(path.strip("/")), length)
@@ -201,7 +220,7 @@ def overlay_operations(fs: FscasFileSystem, upper: str | os.PathLike[str]) -> An
 
         def unlink(self, path: str) -> None:
             rel = path.strip("/")
-            up = self._up(rel)
+            up = self._up(rel)  # EROFS on a read-only mount
             with self.lock:
                 found = os.path.lexists(up)
                 if found:
@@ -213,6 +232,7 @@ def overlay_operations(fs: FscasFileSystem, upper: str | os.PathLike[str]) -> An
 
         def rmdir(self, path: str) -> None:
             rel = path.strip("/")
+            self._up(rel)  # EROFS on a read-only mount
             if len(self.readdir(path, 0)) > 2:
                 raise fail(errno.ENOTEMPTY)
             with self.lock:
@@ -223,6 +243,7 @@ def overlay_operations(fs: FscasFileSystem, upper: str | os.PathLike[str]) -> An
 
         def rename(self, old: str, new: str) -> None:
             src, dst = old.strip("/"), new.strip("/")
+            self._up(src)  # EROFS on a read-only mount
             if self._lower(src) == "dir":
                 raise fail(errno.EXDEV)  # a stored folder is not moved whole: mv copies then removes
             up_src = self._copy_up(src)
@@ -253,6 +274,44 @@ def overlay_operations(fs: FscasFileSystem, upper: str | os.PathLike[str]) -> An
                 os.utime(up, ns=times)
 
     return Overlay()
+
+
+_PREFETCH_FILES = 1000  # files a listing starts fetching, at most
+_PREFETCH_SIZE = 4 * 2**20  # only files up to this size: a large one is fetched when it is opened
+
+
+class _Prefetch:
+    """Fetches a listed folder's small files into the content cache ahead of their reads, 16 at once
+    on fscas's IO loop; an open waits for its file's fetch rather than starting a second one."""
+
+    def __init__(self, fs: FscasFileSystem) -> None:
+        from fscas.runner import io_loop
+
+        self.fs, self.loop = fs, io_loop()
+        self.pending: dict[str, concurrent.futures.Future[object]] = {}
+        self.lock = threading.Lock()
+        self.slots: asyncio.Semaphore | None = None
+
+    def folder(self, rel: str) -> None:
+        files = [self.fs._files[c] for c in sorted(self.fs._children.get(rel, ())) if c in self.fs._files]
+        picked = [p for p in files if p.size <= _PREFETCH_SIZE][:_PREFETCH_FILES]
+        with self.lock:
+            for p in picked:
+                if p.hash not in self.pending and self.fs.cache.get(p.hash, p.size) is None:
+                    self.pending[p.hash] = asyncio.run_coroutine_threadsafe(self._one(p.hash, p.size), self.loop)
+
+    async def _one(self, digest: str, size: int) -> object:
+        if self.slots is None:
+            self.slots = asyncio.Semaphore(16)
+        async with self.slots:
+            return await self.fs.cache.fetch(self.fs.store.aio.backend, digest, size)
+
+    def wait(self, digest: str) -> None:
+        with self.lock:
+            pending = self.pending.pop(digest, None)
+        if pending is not None:
+            with contextlib.suppress(Exception):  # the open fetches it again itself, and reports the error
+                pending.result()
 
 
 def mount_overlay(store: AsyncStore, manifest: Manifest, mountpoint: str | os.PathLike[str],
