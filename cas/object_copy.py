@@ -17,9 +17,9 @@ from typing import TYPE_CHECKING, Literal
 import xxhash
 
 from fscas import keys
-from fscas.backends.base import FileBody, StreamingGet, retry_pause
-from fscas.errors import ObjectNotFound, StoreError, Unreachable
-from fscas.transfer import GET_PART, PART, Reach, files_done_of, in_lanes, progress_of
+from fscas.backends.base import FileBody, StreamingGet
+from fscas.errors import ObjectNotFound, StoreError
+from fscas.transfer import GET_PART, PART, Reach, files_done_of, in_lanes, progress_of, resumed_chunks
 
 if TYPE_CHECKING:
     from fsspec.callbacks import Callback
@@ -30,7 +30,6 @@ if TYPE_CHECKING:
 __all__ = ["Side", "copy_objects", "side"]
 
 _BIG = 2  # objects larger than one part copied at once (each holds a few parts in memory)
-_RESUMES = 5  # a broken source stream is resumed from the byte reached this often
 
 Side = Literal["source", "destination"]
 
@@ -155,23 +154,13 @@ async def _verified_stream(src: Backend, key: str, digest: str, size: int, reach
 async def _source_chunks(src: Backend, key: str, size: int) -> AsyncIterator[bytes]:
     """One streamed GET where the backend has it (resumed from the byte reached if it breaks), else
     ranged GETs of `GET_PART`, one ahead."""
-    reached = 0
     if isinstance(src, StreamingGet):
-        breaks = 0
-        while reached < size:
-            try:
-                with side("source"):
-                    async with src.stream(key, start=reached) as chunks:
-                        async for chunk in chunks:
-                            reached += len(chunk)
-                            yield chunk
-                break
-            except Unreachable:
-                breaks += 1
-                if breaks > _RESUMES:
-                    raise
-                await retry_pause(breaks)
+        with side("source"):
+            async with contextlib.aclosing(resumed_chunks(src, key, size)) as chunks:
+                async for chunk in chunks:
+                    yield chunk
         return
+    reached = 0
     ahead: asyncio.Task[bytes] | None = None
     try:
         while reached < size:

@@ -12,7 +12,7 @@ import asyncio
 import contextlib
 import os
 import stat as stat_mod
-from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Iterator
+from collections.abc import AsyncGenerator, AsyncIterator, Awaitable, Callable, Iterable, Iterator
 from pathlib import Path
 from typing import TYPE_CHECKING, BinaryIO, TypeVar
 
@@ -40,6 +40,7 @@ __all__ = [
     "progress_of",
     "read_verified",
     "reserve_copy_name",
+    "resumed_chunks",
     "send_file",
 ]
 
@@ -357,31 +358,43 @@ async def _fetch(backend: Backend, digest: str, size: int, out: BinaryIO, progre
     return key
 
 
+async def resumed_chunks(backend: StreamingGet, key: str, size: int) -> AsyncGenerator[bytes, None]:
+    """The bytes of `key` from one streamed GET; a stream that breaks off (`Unreachable`) is resumed
+    from the byte reached, at most `_RESUMES` times (`size`: where the object ends, so a stream
+    broken after its last byte is not asked for again)."""
+    reached = breaks = 0
+    while True:
+        try:
+            async with backend.stream(key, start=reached) as chunks:
+                async for chunk in chunks:
+                    reached += len(chunk)
+                    yield chunk
+            return
+        except Unreachable:
+            breaks += 1
+            if reached >= size:
+                return
+            if breaks > _RESUMES:
+                raise
+            await retry_pause(breaks)
+
+
 async def _fetch_streamed(backend: StreamingGet, url: str, key: str, digest: str, size: int, out: BinaryIO,
                           progress: Progress) -> str:
-    """One GET for the whole object, its bytes hashed and written as they arrive (`_Sink`); a stream
-    that breaks off is resumed from the last byte written, at most `_RESUMES` times."""
+    """One GET for the whole object (`resumed_chunks`), its bytes hashed and written as they arrive
+    (`_Sink`)."""
     sink = _Sink(out)
-    written = breaks = 0
+    written = held = 0
+    buf: list[bytes] = []
     try:
-        while True:
-            try:
-                async with backend.stream(key, start=written) as chunks:
-                    buf: list[bytes] = []
-                    held = 0
-                    async for chunk in chunks:
-                        buf.append(chunk)
-                        held += len(chunk)
-                        if held >= STREAM_BUFFER:
-                            written = await _put(sink, buf, held, written, size, url, key, progress)
-                            buf, held = [], 0
+        async with contextlib.aclosing(resumed_chunks(backend, key, size)) as chunks:  # closed at once on an error
+            async for chunk in chunks:
+                buf.append(chunk)
+                held += len(chunk)
+                if held >= STREAM_BUFFER:
                     written = await _put(sink, buf, held, written, size, url, key, progress)
-                break
-            except Unreachable:
-                breaks += 1
-                if breaks > _RESUMES:
-                    raise
-                await retry_pause(breaks)
+                    buf, held = [], 0
+        written = await _put(sink, buf, held, written, size, url, key, progress)
         got = await sink.digest()
     finally:
         await sink.settle()

@@ -128,12 +128,17 @@ def test_a_corrupt_source_object_is_refused_by_key_and_the_rest_copies(tmp_path:
         assert b.has(next(p.hash for p in mb.paths if p.path == "d0/f0.bin"))  # its sound objects did copy
 
 
-def test_kill_9_mid_copy_then_rerun_completes(tmp_path: Path) -> None:
+def _source(tmp_path: Path, trees: int, files: int, seed: int) -> list[str]:
+    """A folder store `a` with `trees` pushed trees of `files` files each; their manifest keys."""
     with fscas.open_store(tmp_path / "a") as a:
-        for i in range(6):
-            _tree(tmp_path / f"t{i}", n=400, seed=10 + i)
+        for i in range(trees):
+            _tree(tmp_path / f"t{i}", n=files, seed=seed + i)
             a.push_folder(tmp_path / f"t{i}", **IDS)
-        wanted = sorted(m.key for m in a.manifests())
+        return sorted(m.key for m in a.manifests())
+
+
+def test_kill_9_mid_copy_then_rerun_completes(tmp_path: Path) -> None:
+    wanted = _source(tmp_path, 6, 400, 10)
     dst = tmp_path / "b"
     env = {**os.environ, "XDG_CACHE_HOME": str(tmp_path / "cache")}
     child = subprocess.Popen([sys.executable, "-m", "fscas", "copy", str(tmp_path / "a"), str(dst), "--all",
@@ -171,11 +176,7 @@ print(runs, deleted, flush=True)
 
 
 def test_a_copy_racing_gc_delete_on_the_destination_loses_nothing(tmp_path: Path) -> None:
-    with fscas.open_store(tmp_path / "a") as a:
-        for i in range(2):
-            _tree(tmp_path / f"t{i}", n=300, seed=20 + i)
-            a.push_folder(tmp_path / f"t{i}", **IDS)
-        source_keys = sorted(m.key for m in a.manifests())
+    source_keys = _source(tmp_path, 2, 300, 20)
     dst = tmp_path / "b"
     (tmp_path / "seed").mkdir()
     (tmp_path / "seed" / "x").write_bytes(b"seed")

@@ -34,9 +34,9 @@ def test_imports_flow_one_way() -> None:
             assert target.startswith(package) or target in allowed, f"{module} -> {target}"
 
 
-PUBLIC = ["AsyncStore", "ConfigError", "FscasError", "GcReport", "IntegrityError", "Manifest", "ManifestDiff",
+PUBLIC = ["AsyncStore", "ConfigError", "CopySummary", "FscasError", "GcReport", "IntegrityError", "Manifest", "ManifestDiff",
           "ManifestError", "ManifestPath", "ObjectNotFound", "PublishedResult", "SnapshotError", "Store", "StoreError",
-          "TransferSummary", "UnsafePathError", "aggregate_outputs", "decode", "diff", "diff_tree", "encode", "fetch",
+          "TransferSummary", "UnsafePathError", "aggregate_outputs", "copy", "decode", "diff", "diff_tree", "encode", "fetch",
           "manifest_hash", "merge", "open_async_store", "open_store", "publish", "snapshot"]
 
 
