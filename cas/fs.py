@@ -255,8 +255,9 @@ def mount(fs: FscasFileSystem, mountpoint: str | os.PathLike[str], *, foreground
 
     ops = overlay_operations(fs, None, prefetch=True)
 
-    def serve() -> None:
-        FUSE(ops, str(target), nothreads=False, foreground=foreground)
+    def serve() -> None:  # a snapshot never changes: the kernel may keep names, attributes and pages
+        FUSE(ops, str(target), nothreads=False, foreground=foreground, kernel_cache=True, attr_timeout=3600.0,
+             entry_timeout=3600.0, negative_timeout=3600.0, max_readahead=1 << 20)
 
     if foreground:
         with contextlib.suppress(KeyboardInterrupt):

@@ -39,9 +39,9 @@ _READY = 30.0  # seconds a mount may take to appear (or to go away)
 
 def overlay_operations(fs: FscasFileSystem, upper: str | os.PathLike[str] | None, *, prefetch: bool = False) -> Any:
     """fusepy operations serving `fs`, with the local folder `upper` layered over it and writable, or
-    read-only (every change EROFS) when `upper` is None. With `prefetch`, listing a folder starts
-    fetching its small files into the content cache, a few at once (`fscas mount`, where `cp -r` and
-    `ls` then `cat` read whole folders); a VIRTUAL session fetches only what the task opens."""
+    read-only (every change EROFS) when `upper` is None. With `prefetch`, opening a file starts
+    fetching the small files after it (`_Prefetch`: `fscas mount`, where `cp -r` reads whole trees);
+    a VIRTUAL session fetches only what the task opens."""
     from fuse import FuseOSError, Operations
 
     def fail(code: int) -> FuseOSError:
@@ -55,7 +55,7 @@ def overlay_operations(fs: FscasFileSystem, upper: str | os.PathLike[str] | None
         def __init__(self) -> None:
             self.upper = None if upper is None else os.fspath(upper)
             self.gone: set[str] = set()  # lower paths deleted (whiteouts, for this mount's life)
-            self.lock = threading.RLock()
+            self.mutex = threading.RLock()  # not `lock`: that name is FUSE's POSIX-lock operation
             self.modes = (0o644, 0o755) if self.upper is not None else (0o444, 0o555)
 
         # -- where a path is ---------------------------------------------------------------
@@ -87,7 +87,7 @@ def overlay_operations(fs: FscasFileSystem, upper: str | os.PathLike[str] | None
         def _copy_up(self, rel: str) -> str:
             """The upper path of `rel`, the lower file (or folder) copied there first if need be."""
             up = self._up(rel)
-            with self.lock:
+            with self.mutex:
                 if os.path.lexists(up):
                     return up
                 low = self._lower(rel)
@@ -144,8 +144,6 @@ def overlay_operations(fs: FscasFileSystem, upper: str | os.PathLike[str] | None
                 with contextlib.suppress(NotADirectoryError):
                     names.update(os.listdir(up))
             if self._lower(rel) == "dir":
-                if ahead is not None:
-                    ahead.folder(rel)
                 names.update(child.rpartition("/")[2] for child in fs._children.get(rel, ())
                              if not self._hidden(child))
             return [".", "..", *sorted(n for n in names if not n.endswith(".fscas-copy-up"))]
@@ -164,6 +162,7 @@ def overlay_operations(fs: FscasFileSystem, upper: str | os.PathLike[str] | None
                 raise fail(errno.ENOENT if low is None else errno.EISDIR)
             if ahead is not None:
                 ahead.wait(low.hash)
+                ahead.opened(rel)
             try:  # fetched and verified on first open; a cached copy is opened without a trip to the IO loop
                 hit = fs.cache.get(low.hash, low.size)
                 return os.open(hit if hit is not None else fs.local_path(rel), os.O_RDONLY)
@@ -183,7 +182,7 @@ def overlay_operations(fs: FscasFileSystem, upper: str | os.PathLike[str] | None
         def create(self, path: str, mode: int, fi: Any = None) -> int:
             rel = path.strip("/")
             up = self._parent_up(rel)
-            with self.lock:
+            with self.mutex:
                 self._unhide(rel)
                 return os.open(up, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, mode)
 
@@ -214,14 +213,14 @@ def overlay_operations(fs: FscasFileSystem, upper: str | os.PathLike[str] | None
             else:
                 raise fail(errno.EEXIST)
             up = self._parent_up(rel)
-            with self.lock:
+            with self.mutex:
                 os.mkdir(up, mode)
                 self._unhide(rel)
 
         def unlink(self, path: str) -> None:
             rel = path.strip("/")
             up = self._up(rel)  # EROFS on a read-only mount
-            with self.lock:
+            with self.mutex:
                 found = os.path.lexists(up)
                 if found:
                     os.unlink(up)
@@ -235,7 +234,7 @@ def overlay_operations(fs: FscasFileSystem, upper: str | os.PathLike[str] | None
             self._up(rel)  # EROFS on a read-only mount
             if len(self.readdir(path, 0)) > 2:
                 raise fail(errno.ENOTEMPTY)
-            with self.lock:
+            with self.mutex:
                 with contextlib.suppress(FileNotFoundError):
                     os.rmdir(self._up(rel))
                 if self._lower(rel) is not None:
@@ -248,7 +247,7 @@ def overlay_operations(fs: FscasFileSystem, upper: str | os.PathLike[str] | None
                 raise fail(errno.EXDEV)  # a stored folder is not moved whole: mv copies then removes
             up_src = self._copy_up(src)
             up_dst = self._parent_up(dst)
-            with self.lock:
+            with self.mutex:
                 os.rename(up_src, up_dst)
                 if self._lower(src) is not None:
                     self.gone.add(src)
@@ -276,40 +275,53 @@ def overlay_operations(fs: FscasFileSystem, upper: str | os.PathLike[str] | None
     return Overlay()
 
 
-_PREFETCH_FILES = 1000  # files a listing starts fetching, at most
-_PREFETCH_SIZE = 4 * 2**20  # only files up to this size: a large one is fetched when it is opened
+_AHEAD = 128  # files read ahead of the one opened, in the snapshot's order
+_AHEAD_SIZE = 4 * 2**20  # only files up to this size: a large one is fetched when it is opened
 
 
 class _Prefetch:
-    """Fetches a listed folder's small files into the content cache ahead of their reads, 16 at once
-    on fscas's IO loop; an open waits for its file's fetch rather than starting a second one."""
+    """Sequential read-ahead over the snapshot: opening a file starts fetching the next `_AHEAD`
+    small files in the manifest's order (the order `cp -r`, `tar` and `rsync` read a tree in), 16 at
+    once on fscas's IO loop. An open waits for its file's fetch if it has started, and otherwise
+    fetches the file itself. Listing fetches nothing."""
 
     def __init__(self, fs: FscasFileSystem) -> None:
         from fscas.runner import io_loop
 
         self.fs, self.loop = fs, io_loop()
+        self.order = fs.manifest.paths
+        self.index = {p.path: i for i, p in enumerate(self.order)}
+        self.reached = 0  # everything before this index was offered once
         self.pending: dict[str, concurrent.futures.Future[object]] = {}
-        self.lock = threading.Lock()
+        self.started: set[str] = set()
+        self.mutex = threading.Lock()
         self.slots: asyncio.Semaphore | None = None
 
-    def folder(self, rel: str) -> None:
-        files = [self.fs._files[c] for c in sorted(self.fs._children.get(rel, ())) if c in self.fs._files]
-        picked = [p for p in files if p.size <= _PREFETCH_SIZE][:_PREFETCH_FILES]
-        with self.lock:
-            for p in picked:
-                if p.hash not in self.pending and self.fs.cache.get(p.hash, p.size) is None:
+    def opened(self, rel: str) -> None:
+        i = self.index.get(rel)
+        if i is None:
+            return
+        with self.mutex:
+            start, end = max(i + 1, self.reached), min(len(self.order), i + 1 + _AHEAD)
+            for p in self.order[start:end]:
+                if p.size <= _AHEAD_SIZE and p.hash not in self.pending and self.fs.cache.get(p.hash, p.size) is None:
                     self.pending[p.hash] = asyncio.run_coroutine_threadsafe(self._one(p.hash, p.size), self.loop)
+            self.reached = max(self.reached, end)
 
     async def _one(self, digest: str, size: int) -> object:
         if self.slots is None:
             self.slots = asyncio.Semaphore(16)
         async with self.slots:
+            with self.mutex:
+                self.started.add(digest)
             return await self.fs.cache.fetch(self.fs.store.aio.backend, digest, size)
 
     def wait(self, digest: str) -> None:
-        with self.lock:
+        with self.mutex:
             pending = self.pending.pop(digest, None)
-        if pending is not None:
+            running = digest in self.started
+            self.started.discard(digest)
+        if pending is not None and running:
             with contextlib.suppress(Exception):  # the open fetches it again itself, and reports the error
                 pending.result()
 

@@ -35,12 +35,13 @@ def _mounted_copy(key: str, store: str, mnt: Path, dest: Path, env: dict[str, st
     """(seconds from the mount's launch to the end of `cp -r`, seconds of `cp -r` alone)."""
     mnt.mkdir(parents=True, exist_ok=True)
     started = time.monotonic()
+    log = open(mnt.parent / f"{mnt.name}.log", "wb")  # noqa: SIM115 - a pipe nobody reads would stall the mount
     proc = subprocess.Popen([sys.executable, "-m", "fscas", "mount", key, str(mnt), "--store", store], env=env,
-                            stderr=subprocess.PIPE)
+                            stderr=log)
     try:
         while not os.path.ismount(mnt):
             if proc.poll() is not None:
-                raise SystemExit(f"fscas mount exited: {proc.stderr.read().decode() if proc.stderr else ''}")
+                raise SystemExit(f"fscas mount exited: {(mnt.parent / f'{mnt.name}.log').read_text()}")
             time.sleep(0.01)
         copied = time.monotonic()
         subprocess.run(["cp", "-r", str(mnt), str(dest)], check=True)
@@ -48,6 +49,7 @@ def _mounted_copy(key: str, store: str, mnt: Path, dest: Path, env: dict[str, st
     finally:
         subprocess.run(["fusermount", "-u", str(mnt)], capture_output=True)
         proc.wait(60)
+        log.close()
     return done - started, done - copied
 
 
