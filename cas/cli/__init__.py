@@ -13,6 +13,7 @@ import sys
 from collections.abc import Iterator, Sequence
 
 from fscas import __version__
+from fscas.cli.attachment import add_attachment_commands
 from fscas.cli.browse import add_browse_commands
 from fscas.cli.conformance import add_conformance_commands
 from fscas.cli.copying import add_copy_commands
@@ -118,7 +119,8 @@ def _check_long_options(parser: argparse.ArgumentParser, argv: Sequence[str]) ->
 #: The top-level commands each registrar adds, in the order `fscas --help` lists them.
 COMMANDS: dict[str, tuple[str, ...]] = {
     "manifest": ("manifest",),
-    "store": ("push", "pull", "gc", "verify", "attachment", "mount"),
+    "store": ("push", "pull", "gc", "verify", "mount"),
+    "attachment": ("attachment",),
     "browse": ("ls", "cat"),
     "outputs": ("outputs",),
     "publish": ("publish", "fetch"),
@@ -147,6 +149,8 @@ def build_parser(command: str | None = None) -> argparse.ArgumentParser:
         add_manifest_transfer_commands(add_manifest_commands(groups))
     if wanted("store"):
         add_store_commands(groups)
+    if wanted("attachment"):
+        add_attachment_commands(groups)
     if wanted("browse"):
         add_browse_commands(groups)
     if wanted("outputs"):

@@ -1,6 +1,7 @@
 """What the command modules share: the store options and opening the store they name, reading a
-manifest (a store key or a local file), the scale and file-system-location options, and a transfer
-with its progress bar. Every command module imports from here; none imports another command module.
+manifest (a store key or a local file), the scale, file-system-location and download options, and a
+transfer with its progress bar and its report. Every command module imports from here; none
+imports another command module.
 """
 
 from __future__ import annotations
@@ -8,11 +9,12 @@ from __future__ import annotations
 import argparse
 import contextlib
 import os
+import sys
 from collections.abc import Callable, Iterator
 from typing import TYPE_CHECKING, Any, TypeVar
 
-from fscas.cli.args import positive_int
-from fscas.cli.output import progress_bar
+from fscas.cli.args import add_filters, positive_int
+from fscas.cli.output import emit_json, progress_bar, warn
 from fscas.errors import ManifestError
 
 if TYPE_CHECKING:
@@ -20,10 +22,11 @@ if TYPE_CHECKING:
 
     from fscas.blocking import Store
     from fscas.manifests import Manifest
+    from fscas.summary import TransferSummary
 
-__all__ = ["add_location_options", "add_scale_options", "default_store_url", "flag_options", "is_store_key",
-           "locations_from", "manifest_of", "open_store_of", "read_manifest", "scaled", "store_arg", "store_url_of",
-           "transfer"]
+__all__ = ["add_location_options", "add_scale_options", "add_sync_options", "default_store_url", "download_manifest",
+           "filtered", "flag_options", "is_store_key", "locations_from", "manifest_of", "not_shared", "open_store_of",
+           "read_manifest", "report_transfer", "scaled", "store_arg", "store_url_of", "transfer", "without_shared"]
 
 T = TypeVar("T")
 
@@ -166,3 +169,93 @@ def transfer(args: argparse.Namespace, what: str, run: Callable[[Callback | None
     bar = None if args.json else progress_bar(what)
     with bar if bar is not None else contextlib.nullcontext():
         return run(bar)
+
+
+def add_sync_options(p: argparse.ArgumentParser) -> None:
+    """`--conflict`, `--checksum`, `--dry-run` and the include/exclude filters of a download."""
+    p.add_argument("--conflict", choices=["skip", "overwrite", "create-copy"], default="skip",
+                   help="what to do with a local file that differs from the manifest: keep it and name it "
+                        "(skip, the default), replace it (overwrite), or download beside it as 'name (1).ext' "
+                        "(create-copy). Identical files are always left alone")
+    p.add_argument("--checksum", action="store_true",
+                   help="compare local files by hash, not by size and mtime (slower; when mtimes lie)")
+    p.add_argument("--dry-run", action="store_true", help="say what would be downloaded; write nothing")
+    add_filters(p)
+
+
+_NAMED = 20  # kept files named one by one on stderr; the rest counted (--json lists them all)
+
+
+def report_transfer(args: argparse.Namespace, summary: TransferSummary, *, download: bool = False,
+                    **extra: Any) -> None:
+    """A transfer's summary: JSON with `extra` fields, or lines on stdout and stderr."""
+    if args.json:
+        emit_json({**extra, **summary.as_dict()})
+        return
+    for name, value in extra.items():
+        if name not in ("snapshot_skipped", "dry_run") and value != []:  # skipped files were warned about one by one
+            print(f"{name}: {value}")
+    if download:
+        for path in summary.kept[:_NAMED]:
+            warn(f"kept {path}: it differs from the manifest (--conflict overwrite or create-copy to replace it)")
+        if len(summary.kept) > _NAMED:
+            warn(f"kept {len(summary.kept) - _NAMED} more files that differ from the manifest (--json lists them)")
+        skipped = f"{summary.unchanged_files} unchanged, {len(summary.kept)} kept"
+    else:
+        skipped = f"{summary.skipped_files} already in the store"
+    if extra.get("dry_run"):
+        print(f"would transfer {summary.files} files, {summary.bytes} bytes; {skipped}; nothing was written "
+              "(--dry-run)", file=sys.stderr)
+        return
+    print(f"{summary.files} files, {summary.bytes} bytes transferred; {skipped}; "
+          f"{summary.seconds:.2f} s ({summary.rate / 2**20:.1f} MiB/s)", file=sys.stderr)
+
+
+def not_shared(root: str, locations: list[Any]) -> Callable[[str], bool]:
+    """Whether a manifest path may be sent before the snapshot ends: not under a SHARED location."""
+    from fscas.pathmapping import innermost
+
+    if not any(loc.type == "SHARED" for loc in locations):
+        return lambda rel: True
+    base = os.path.abspath(root)
+
+    def sendable(rel: str) -> bool:
+        loc = innermost(locations, os.path.join(base, *rel.split("/")))
+        return loc is None or loc.type != "SHARED"
+    return sendable
+
+
+def without_shared(m: Manifest, root: str, locations: list[Any], *, quiet: bool) -> tuple[Manifest, list[str]]:
+    """`m` without the files under SHARED locations (on shared storage: Deadline does not upload them)."""
+    from fscas.manifests import Manifest
+
+    sendable = not_shared(root, locations)
+    kept: list[Any] = []
+    dropped: list[Any] = []
+    for p in m.paths:
+        (kept if sendable(p.path) else dropped).append(p)
+    if not dropped:
+        return m, []
+    if not quiet:
+        warn(f"{len(dropped)} files under SHARED file-system locations are not uploaded")
+    return Manifest.from_paths(kept), [p.path for p in dropped]
+
+
+def download_manifest(args: argparse.Namespace, *, from_store: bool) -> int:
+    """Materialise `args.manifest` (a key in the store, or a local file) into `args.dest`."""
+    with open_store_of(args) as store:
+        m = filtered(store.get_manifest(args.manifest) if from_store else read_manifest(args.manifest), args)
+        summary = transfer(args, "downloading", lambda bar: store.download(
+            m, args.dest, conflict=args.conflict, checksum=args.checksum, callback=bar, dry_run=args.dry_run))
+        report_transfer(args, summary, download=True, store=store.url, dest=args.dest,
+                **({"dry_run": True} if args.dry_run else {}))
+    return 0
+
+
+def filtered(m: Manifest, args: argparse.Namespace) -> Manifest:
+    """The manifest's files that `--include`/`--exclude` keep (Deadline's `download-output --include`)."""
+    if not (args.include or args.exclude):
+        return m
+    from fscas.manifests import GlobFilter
+
+    return GlobFilter.from_globs(args.include, args.exclude).kept(m)

@@ -1,4 +1,4 @@
-"""`fscas push|pull|gc|verify|mount`, `fscas attachment upload|download`."""
+"""`fscas push|pull|gc|verify|mount`."""
 
 from __future__ import annotations
 
@@ -12,22 +12,26 @@ from fscas.cli.args import add_filters, existing_folder, non_negative_float, siz
 from fscas.cli.common import (
     add_location_options,
     add_scale_options,
+    add_sync_options,
+    download_manifest,
+    filtered,
     flag_options,
     is_store_key,
     locations_from,
+    not_shared,
     open_store_of,
     read_manifest,
+    report_transfer,
     scaled,
     store_arg,
     store_url_of,
     transfer,
+    without_shared,
 )
 from fscas.cli.output import emit_json, warn
 
 if TYPE_CHECKING:
-    from fscas.blocking import Store
     from fscas.manifests import Manifest
-    from fscas.summary import TransferSummary
 
 __all__ = ["add_store_commands"]
 
@@ -49,7 +53,7 @@ def add_store_commands(groups: Any) -> None:
     p = groups.add_parser("pull", help="materialise a manifest (a store key or a local file) into a folder")
     p.add_argument("manifest", help="a key under the store (Manifests/...) or a local manifest file")
     p.add_argument("dest", help="the folder to write into (created if missing)")
-    _add_sync_options(p)
+    add_sync_options(p)
     add_scale_options(p)
     store_arg(p)
     p.set_defaults(handler=_pull)
@@ -69,33 +73,6 @@ def add_store_commands(groups: Any) -> None:
     store_arg(p)
     p.set_defaults(handler=_verify)
 
-    group = groups.add_parser("attachment", help="upload or download the files of a manifest")
-    sub = group.add_subparsers(dest="command", metavar="COMMAND", required=True)
-    p = sub.add_parser("upload", help="upload a manifest's files that the store lacks")
-    p.add_argument("-m", "--manifest", required=True, action="append",
-                   help="the local manifest file whose files to upload (repeatable, each with its --root)")
-    p.add_argument("-r", "--root", required=True, type=existing_folder, action="append",
-                   help="the folder the manifest's paths are relative to (one per --manifest, in order)")
-    p.add_argument("--force-check", action="store_true",
-                   help="ignore the existence cache and read back every object the manifest references: "
-                        "a missing or corrupt one (bytes not matching its key) is uploaded again")
-    add_location_options(p, typed=True)
-    store_arg(p)
-    p.set_defaults(handler=_attachment_upload)
-    p = sub.add_parser("download", help="download manifests' files into folders, verified")
-    p.add_argument("-m", "--manifest", required=True, action="append",
-                   help="a local manifest file to materialise (repeatable)")
-    p.add_argument("-d", "--dest", default=None,
-                   help="the folder to write into (created if missing); with --path-mapping-rules, for manifests "
-                        "no rule names")
-    p.add_argument("--path-mapping-rules", default=None, metavar="FILE",
-                   help="Deadline's rules: a manifest whose file name holds the hash of a rule's source path goes "
-                        "to its destination (as a session's manifests are named, and `deadline attachment "
-                        "download` places them)")
-    _add_sync_options(p)
-    store_arg(p)
-    p.set_defaults(handler=_attachment_download)
-
     p = groups.add_parser("mount", help="serve a stored snapshot read-only through FUSE, fetching files on first read")
     p.add_argument("manifest", metavar="MANIFEST", help="a manifest key in the store, or a local manifest file")
     p.add_argument("mountpoint", metavar="MOUNTPOINT", help="an empty folder to mount it on")
@@ -113,43 +90,6 @@ def _add_ids(p: argparse.ArgumentParser) -> None:
                    help="Deadline farm id: the input manifest's key is Manifests/FARM/QUEUE/Inputs/... "
                         "(default farm-local)")
     p.add_argument("--queue-id", default="queue-local", help="Deadline queue id (default queue-local)")
-
-
-def _add_sync_options(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--conflict", choices=["skip", "overwrite", "create-copy"], default="skip",
-                   help="what to do with a local file that differs from the manifest: keep it and name it "
-                        "(skip, the default), replace it (overwrite), or download beside it as 'name (1).ext' "
-                        "(create-copy). Identical files are always left alone")
-    p.add_argument("--checksum", action="store_true",
-                   help="compare local files by hash, not by size and mtime (slower; when mtimes lie)")
-    p.add_argument("--dry-run", action="store_true", help="say what would be downloaded; write nothing")
-    add_filters(p)
-
-
-_NAMED = 20  # kept files named one by one on stderr; the rest counted (--json lists them all)
-
-
-def _report(args: argparse.Namespace, summary: TransferSummary, *, download: bool = False, **extra: Any) -> None:
-    if args.json:
-        emit_json({**extra, **summary.as_dict()})
-        return
-    for name, value in extra.items():
-        if name not in ("snapshot_skipped", "dry_run") and value != []:  # skipped files were warned about one by one
-            print(f"{name}: {value}")
-    if download:
-        for path in summary.kept[:_NAMED]:
-            warn(f"kept {path}: it differs from the manifest (--conflict overwrite or create-copy to replace it)")
-        if len(summary.kept) > _NAMED:
-            warn(f"kept {len(summary.kept) - _NAMED} more files that differ from the manifest (--json lists them)")
-        skipped = f"{summary.unchanged_files} unchanged, {len(summary.kept)} kept"
-    else:
-        skipped = f"{summary.skipped_files} already in the store"
-    if extra.get("dry_run"):
-        print(f"would transfer {summary.files} files, {summary.bytes} bytes; {skipped}; nothing was written "
-              "(--dry-run)", file=sys.stderr)
-        return
-    print(f"{summary.files} files, {summary.bytes} bytes transferred; {skipped}; "
-          f"{summary.seconds:.2f} s ({summary.rate / 2**20:.1f} MiB/s)", file=sys.stderr)
 
 
 def _push(args: argparse.Namespace) -> int:
@@ -180,7 +120,7 @@ def _push(args: argparse.Namespace) -> int:
             shared: list[str] = []
 
             def prepare(full: Manifest) -> Manifest:  # after the snapshot, before the manifest is committed
-                m, shared[:] = _without_shared(full, args.root, locations, quiet=args.json)
+                m, shared[:] = without_shared(full, args.root, locations, quiet=args.json)
                 if not m.paths:
                     raise SnapshotError(f"{args.root}: no files to push" + (" (all under SHARED locations)"
                                                                              if shared else ""))
@@ -193,8 +133,8 @@ def _push(args: argparse.Namespace) -> int:
                 store.aio, args.root, key,
                 lambda on_hashed: snapshot(args.root, include=args.include, exclude=args.exclude, on_skip=on_skip,
                                            on_hashed=on_hashed),
-                sendable=_not_shared(args.root, locations), prepare=prepare, metadata=metadata, callback=bar)))
-            _report(args, summary, store=store.url, key=key, hash=digest, total_files=len(m.paths),
+                sendable=not_shared(args.root, locations), prepare=prepare, metadata=metadata, callback=bar)))
+            report_transfer(args, summary, store=store.url, key=key, hash=digest, total_files=len(m.paths),
                     total_size=m.total_size, shared_skipped=shared, snapshot_skipped=skipped)
     return 0
 
@@ -206,7 +146,7 @@ def _push_dry_run(args: argparse.Namespace, locations: list[Any], on_skip: Calla
     from fscas.manifests import snapshot
 
     with open_store_of(args) as store:
-        m, shared = _without_shared(snapshot(args.root, include=args.include, exclude=args.exclude, on_skip=on_skip),
+        m, shared = without_shared(snapshot(args.root, include=args.include, exclude=args.exclude, on_skip=on_skip),
                                     args.root, locations, quiet=args.json)
         lacking = store.missing([p.hash for p in m.paths])
         sizes = {p.hash: p.size for p in m.paths}
@@ -220,20 +160,6 @@ def _push_dry_run(args: argparse.Namespace, locations: list[Any], on_skip: Calla
         print(f"would upload {found['files']} objects, {found['bytes']} bytes of {len(m.paths)} files "
               f"({m.total_size} bytes) and write {key}; nothing was sent (--dry-run)", file=sys.stderr)
     return 0
-
-
-def _not_shared(root: str, locations: list[Any]) -> Callable[[str], bool]:
-    """Whether a manifest path may be sent before the snapshot ends: not under a SHARED location."""
-    from fscas.pathmapping import innermost
-
-    if not any(loc.type == "SHARED" for loc in locations):
-        return lambda rel: True
-    base = os.path.abspath(root)
-
-    def sendable(rel: str) -> bool:
-        loc = innermost(locations, os.path.join(base, *rel.split("/")))
-        return loc is None or loc.type != "SHARED"
-    return sendable
 
 
 def _push_spread(args: argparse.Namespace, spread: dict[str, Any]) -> int:
@@ -251,32 +177,17 @@ def _push_spread(args: argparse.Namespace, spread: dict[str, Any]) -> int:
         m = store.get_manifest(key)
         if args.output:
             atomic_write_bytes(args.output, encode(m), durable=False)
-        _report(args, summary, store=store.url, key=key, hash=digest, total_files=len(m.paths), total_size=m.total_size)
+        report_transfer(args, summary, store=store.url, key=key, hash=digest, total_files=len(m.paths),
+                        total_size=m.total_size)
     return 0
-
-
-def _without_shared(m: Manifest, root: str, locations: list[Any], *, quiet: bool) -> tuple[Manifest, list[str]]:
-    """`m` without the files under SHARED locations (on shared storage: Deadline does not upload them)."""
-    from fscas.manifests import Manifest
-
-    sendable = _not_shared(root, locations)
-    kept: list[Any] = []
-    dropped: list[Any] = []
-    for p in m.paths:
-        (kept if sendable(p.path) else dropped).append(p)
-    if not dropped:
-        return m, []
-    if not quiet:
-        warn(f"{len(dropped)} files under SHARED file-system locations are not uploaded")
-    return Manifest.from_paths(kept), [p.path for p in dropped]
 
 
 def _pull(args: argparse.Namespace) -> int:
     if args.dry_run:  # deciding is a stat per file: no need to spread it
-        return _download(args, from_store=not os.path.isfile(args.manifest))
+        return download_manifest(args, from_store=not os.path.isfile(args.manifest))
     with scaled(args) as spread:
         if spread is None:
-            return _download(args, from_store=not os.path.isfile(args.manifest))
+            return download_manifest(args, from_store=not os.path.isfile(args.manifest))
         from fscas import distributed
 
         source: Any = read_manifest(args.manifest) if os.path.isfile(args.manifest) else args.manifest
@@ -284,119 +195,12 @@ def _pull(args: argparse.Namespace) -> int:
             if isinstance(source, str):
                 with open_store_of(args) as store:
                     source = store.get_manifest(source)
-            source = _filtered(source, args)
+            source = filtered(source, args)
         url = store_url_of(args)
         summary = distributed.pull(source, args.dest, url, conflict=args.conflict, checksum=args.checksum, **spread)
         with open_store_of(args) as store:
-            _report(args, summary, download=True, store=store.url, dest=args.dest)
+            report_transfer(args, summary, download=True, store=store.url, dest=args.dest)
     return 0
-
-
-def _attachment_upload(args: argparse.Namespace) -> int:
-    from fscas.errors import ConfigError
-    from fscas.summary import TransferSummary
-
-    if len(args.manifest) != len(args.root):
-        raise ConfigError(f"{len(args.manifest)} --manifest but {len(args.root)} --root: give one root per manifest")
-    pairs = [(*_without_shared(read_manifest(m), root, locations_from(args), quiet=args.json), root)
-             for m, root in zip(args.manifest, args.root, strict=True)]
-    with open_store_of(args) as store:
-        summaries: list[TransferSummary] = []
-        repaired: list[str] = []
-        for m, _, root in pairs:
-            summaries.append(_upload_one(args, store, m, root, repaired))
-        summary = summaries[0] if len(summaries) == 1 else TransferSummary.total(summaries)
-        _report(args, summary, store=store.url, shared_skipped=[p for _, shared, _ in pairs for p in shared],
-                repaired=sorted(set(repaired)))
-    return 0
-
-
-def _upload_one(args: argparse.Namespace, store: Store, m: Manifest, root: str,
-                repaired: list[str]) -> TransferSummary:
-    """One manifest's upload; with --force-check, its objects read back and repaired first."""
-    fixed: list[str] = []
-    if args.force_check:
-        report = store.repair(m, root)
-        fixed = sorted({*report.missing, *report.corrupt_digests})
-        for line in report.corrupt:
-            if not args.json:
-                warn(f"replaced corrupt object {line}")
-    summary = transfer(args, "uploading", lambda bar: store.upload(m, root, callback=bar,
-                                                                  use_cache=not args.force_check))
-    repaired.extend(fixed)
-    if not fixed:
-        return summary
-    import attrs  # sent by the repair, so the upload found them present: count them where they were sent
-
-    sizes = {p.hash: p.size for p in m.paths}
-    sent = sum(sizes.get(d, 0) for d in fixed)
-    return attrs.evolve(summary, files=summary.files + len(fixed), bytes=summary.bytes + sent,
-                        skipped_files=max(0, summary.skipped_files - len(fixed)),
-                        skipped_bytes=max(0, summary.skipped_bytes - sent))
-
-
-def _attachment_download(args: argparse.Namespace) -> int:
-    from fscas.summary import TransferSummary
-
-    placed = _placements(args)
-    if len(placed) == 1 and not args.path_mapping_rules:
-        args.manifest, args.dest = placed[0]
-        return _download(args, from_store=False)
-    summaries = []
-    with open_store_of(args) as store:
-        for manifest, dest in placed:
-            m = _filtered(read_manifest(manifest), args)
-
-            def run(bar: Any, m: Manifest = m, dest: str = dest) -> TransferSummary:
-                return store.download(m, dest, conflict=args.conflict, checksum=args.checksum, callback=bar,
-                                      dry_run=args.dry_run)
-
-            summaries.append(transfer(args, "downloading", run))
-        _report(args, TransferSummary.total(summaries), download=True, store=store.url,
-                destinations={manifest: dest for manifest, dest in placed},
-                **({"dry_run": True} if args.dry_run else {}))
-    return 0
-
-
-def _placements(args: argparse.Namespace) -> list[tuple[str, str]]:
-    """(manifest file, destination folder) of each `-m`: the rule whose source path's hash the file's
-    name holds (Deadline's `attachment download`), else `-d`, else `./<file name>` as Deadline does."""
-    from fscas.errors import ConfigError
-    from fscas.manifests import hash_bytes
-    from fscas.pathmapping import PathMappingRules
-
-    rules = PathMappingRules.load(args.path_mapping_rules).rules if args.path_mapping_rules else ()
-    hashed = [(hash_bytes(r.source_path.encode("utf-8", "surrogatepass")), r.destination_path) for r in rules]
-    placed: list[tuple[str, str]] = []
-    taken: dict[str, str] = {}
-    for manifest in args.manifest:
-        name = os.path.basename(manifest)
-        dest = next((d for h, d in hashed if h in name), None) or args.dest or os.path.join(os.getcwd(), name)
-        if dest in taken:
-            raise ConfigError(f"{manifest} and {taken[dest]} both go to {dest}: one destination takes one manifest")
-        taken[dest] = manifest
-        placed.append((manifest, dest))
-    return placed
-
-
-def _download(args: argparse.Namespace, *, from_store: bool) -> int:
-    """Materialise `args.manifest` (a key in the store, or a local file) into `args.dest`."""
-    with open_store_of(args) as store:
-        m = _filtered(store.get_manifest(args.manifest) if from_store else read_manifest(args.manifest), args)
-        summary = transfer(args, "downloading", lambda bar: store.download(
-            m, args.dest, conflict=args.conflict, checksum=args.checksum, callback=bar, dry_run=args.dry_run))
-        _report(args, summary, download=True, store=store.url, dest=args.dest,
-                **({"dry_run": True} if args.dry_run else {}))
-    return 0
-
-
-def _filtered(m: Manifest, args: argparse.Namespace) -> Manifest:
-    """The manifest's files that `--include`/`--exclude` keep (Deadline's `download-output --include`)."""
-    if not (args.include or args.exclude):
-        return m
-    from fscas.manifests import GlobFilter
-
-    return GlobFilter.from_globs(args.include, args.exclude).kept(m)
 
 
 def _mount(args: argparse.Namespace) -> int:
