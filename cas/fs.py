@@ -243,15 +243,11 @@ def mount(fs: FscasFileSystem, mountpoint: str | os.PathLike[str], *, foreground
     target = Path(mountpoint)
     if not target.is_dir() or any(target.iterdir()):
         raise ConfigError(f"{target}: a mountpoint must be an empty folder")
-    try:
-        import fuse  # noqa: F401 - fusepy and libfuse load here
-    except (ImportError, OSError) as e:  # fusepy missing, or it found no libfuse
-        raise ConfigError(f"fscas mount needs fusepy and libfuse 2 ({e}): pip install fusepy (in a checkout of "
-                          "fscas: pip install -e '.[mount]'); Debian: apt-get install fuse3 libfuse2") from e
+    from fscas.vfs import overlay_operations, require_fuse
+
+    require_fuse("fscas mount")
     fs.manifest  # noqa: B018 - a bad manifest is an error before anything is mounted
     from fuse import FUSE
-
-    from fscas.vfs import overlay_operations
 
     ops = overlay_operations(fs, None, prefetch=True)
 

@@ -32,7 +32,7 @@ if TYPE_CHECKING:
     from fscas.manifests import Manifest
     from fscas.store import AsyncStore
 
-__all__ = ["mount_overlay", "overlay_operations", "unmount"]
+__all__ = ["mount_overlay", "overlay_operations", "require_fuse", "unmount"]
 
 _READY = 30.0  # seconds a mount may take to appear (or to go away)
 
@@ -326,6 +326,15 @@ class _Prefetch:
                 pending.result()
 
 
+def require_fuse(what: str) -> None:
+    """Raise `ConfigError` saying how to install fusepy and libfuse when they do not load."""
+    try:
+        import fuse  # noqa: F401 - fusepy and libfuse load here
+    except (ImportError, OSError) as e:  # fusepy missing, or it found no libfuse
+        raise ConfigError(f"{what} needs fusepy and libfuse 2 ({e}): pip install fusepy (in a checkout of fscas: "
+                          "pip install -e '.[mount]'); Debian: apt-get install fuse3 libfuse2") from e
+
+
 def mount_overlay(store: AsyncStore, manifest: Manifest, mountpoint: str | os.PathLike[str],
                   work: str | os.PathLike[str]) -> int:
     """Mount `manifest` of `store` at `mountpoint` with `work`/upper as its writable layer, served
@@ -340,6 +349,7 @@ def mount_overlay(store: AsyncStore, manifest: Manifest, mountpoint: str | os.Pa
     if store.opened_with is None:
         raise ConfigError(f"{store.url}: a VIRTUAL session needs a store opened from a URL or folder, which the "
                           "mount's own process opens again")
+    require_fuse("a VIRTUAL session")
     target, folder = Path(mountpoint), Path(work)
     target.mkdir(parents=True, exist_ok=True)
     if any(target.iterdir()):
