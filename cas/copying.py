@@ -239,15 +239,15 @@ async def _send_and_commit(src: AsyncStore, dst: AsyncStore, readable: list[_Rea
                             bytes=sum(sizes[d] for d in lacking), skipped_objects=len(sizes) - len(lacking),
                             skipped_bytes=sum(sizes.values()) - sum(sizes[d] for d in lacking),
                             refused=tuple(refused))
-    bad: dict[str, str] = {}
+    bad: dict[str, str] = {}  # source key: why
+    bad_digests: set[str] = set()
     confirmed: set[str] = set()
     workers = [1]
 
     async def send(use_cache: bool, cb: Callback | None) -> TransferSummary:
         with side("destination"):
             lacking = await dst.missing(sizes, use_cache=use_cache)
-        todo = sorted((d, sizes[d]) for d in lacking if keys.data_key(d) not in bad
-                      and keys.legacy_data_key(d) not in bad)
+        todo = sorted((d, sizes[d]) for d in lacking if d not in bad_digests)
         if client is not None or executor is not None:
             from fscas.distributed import copy_objects_spread
 
@@ -259,6 +259,7 @@ async def _send_and_commit(src: AsyncStore, dst: AsyncStore, readable: list[_Rea
         dst._remember(keys.data_key(d) for d in done)
         confirmed.update(done)
         bad.update(found_bad)
+        bad_digests.update(d for k in found_bad if (d := keys.digest_of_key(k)) is not None)
         sent = sum(sizes[d] for d in done)
         return TransferSummary(files=len(done), bytes=sent, skipped_files=len(sizes) - len(todo),
                                skipped_bytes=sum(sizes.values()) - sum(s for _, s in todo))
@@ -266,7 +267,6 @@ async def _send_and_commit(src: AsyncStore, dst: AsyncStore, readable: list[_Rea
     with side("destination"):
         checked = await begin(dst)
     first = await send(True, callback)
-    bad_digests = {k.removeprefix(keys.DATA + "/").removesuffix(".xxh128") for k in bad}
     whole = [r for r in readable if not bad_digests.intersection(r.digests)]
     for r in readable:
         if (hit := sorted(bad_digests.intersection(r.digests))):

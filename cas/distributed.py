@@ -182,17 +182,12 @@ def copy_objects_spread(src: AsyncStore, dst: AsyncStore, objects: Sequence[tupl
     (src_url, src_options), (dst_url, dst_options) = src.opened_with, dst.opened_with  # type: ignore[misc]
     plan = plan_shards([(d, s) for d, s in objects], 4 * _parallelism(client, executor))
     sizes = dict(objects)
-    jobs = [_Job(index=i, root="", paths=(), store=src_url, options=_reopen(src_options), target=dst_url,
-                 target_options=_reopen(dst_options), objects=tuple((d, sizes[d]) for d in part))
+    jobs = [_Job(index=i, root="", paths=(), store=src_url, options=src_options, target=dst_url,
+                 target_options=dst_options, objects=tuple((d, sizes[d]) for d in part))
             for i, part in enumerate(plan)]
     results = _run(_copy_shard, jobs, client, executor)
     return ([d for r in results for d in r.done], {k: why for r in results for k, why in r.skipped},
             len({r.worker for r in results}))
-
-
-def _reopen(options: dict[str, Any]) -> dict[str, Any]:
-    """`open_store` keywords from `AsyncStore.opened_with`'s (its unset ones dropped)."""
-    return {k: v for k, v in options.items() if v is not None}
 
 
 def _run(fn: Callable[[_Job], _Result], jobs: list[_Job], client: Any, executor: Executor | None) -> list[_Result]:

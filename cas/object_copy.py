@@ -9,7 +9,6 @@ chunk back until the whole object hashed right, so a destination never commits a
 
 from __future__ import annotations
 
-import asyncio
 import contextlib
 from collections.abc import AsyncIterator, Callable, Iterator, Sequence
 from typing import TYPE_CHECKING, Literal
@@ -18,8 +17,17 @@ import xxhash
 
 from fscas import keys
 from fscas.backends.base import FileBody, StreamingGet
-from fscas.errors import ObjectNotFound, StoreError
-from fscas.transfer import GET_PART, PART, Reach, files_done_of, in_lanes, progress_of, resumed_chunks
+from fscas.errors import BucketNotFound, ObjectNotFound, StoreError
+from fscas.transfer import (
+    PART,
+    Reach,
+    files_done_of,
+    get_small,
+    in_lanes,
+    progress_of,
+    ranged_chunks,
+    resumed_chunks,
+)
 
 if TYPE_CHECKING:
     from fsspec.callbacks import Callback
@@ -43,8 +51,6 @@ def side(name: Side) -> Iterator[None]:
         if str(e).startswith(("source ", "destination ")):
             raise
         raise type(e)(f"{name} {e}") from e
-
-
 
 
 async def copy_objects(src: Backend, dst: Backend, objects: Sequence[tuple[str, int]], *, concurrency: int,
@@ -96,13 +102,11 @@ async def _copy_one(src: Backend, dst: Backend, digest: str, size: int, progress
         return
     with side("source"):
         try:
-            data = await src.get(key, end=size or None)
+            key, data = await get_small(src, digest, size)  # bounded by the size; the pre-suffix name as fallback
+        except BucketNotFound:
+            raise
         except ObjectNotFound:
-            key = keys.legacy_data_key(digest)  # Deadline PR #167: the pre-suffix name
-            try:
-                data = await src.get(key, end=size or None)
-            except ObjectNotFound:
-                raise _SourceBad(keys.data_key(digest), "missing from the source") from None
+            raise _SourceBad(keys.data_key(digest), "missing from the source") from None
     if len(data) != size or (got := xxhash.xxh3_128_hexdigest(data)) != digest:
         raise _SourceBad(key, f"{len(data)} bytes hashing to {got}, the manifest says {size} bytes hashing to {digest}")
     with side("destination"):
@@ -117,6 +121,8 @@ async def _source_key(src: Backend, digest: str) -> str:
             try:
                 await src.head(key)
                 return key
+            except BucketNotFound:
+                raise
             except ObjectNotFound:
                 continue
     raise _SourceBad(keys.data_key(digest), "missing from the source")
@@ -153,26 +159,14 @@ async def _verified_stream(src: Backend, key: str, digest: str, size: int, reach
 
 async def _source_chunks(src: Backend, key: str, size: int) -> AsyncIterator[bytes]:
     """One streamed GET where the backend has it (resumed from the byte reached if it breaks), else
-    ranged GETs of `GET_PART`, one ahead."""
+    ranged GETs (`transfer.ranged_chunks`)."""
     if isinstance(src, StreamingGet):
         with side("source"):
             async with contextlib.aclosing(resumed_chunks(src, key, size)) as chunks:
                 async for chunk in chunks:
                     yield chunk
         return
-    reached = 0
-    ahead: asyncio.Task[bytes] | None = None
-    try:
-        while reached < size:
-            with side("source"):
-                part = await (ahead or src.get(key, start=reached, end=min(size, reached + GET_PART)))
-            ahead = None
-            if not part:
-                return
-            reached += len(part)
-            if reached < size:
-                ahead = asyncio.ensure_future(src.get(key, start=reached, end=min(size, reached + GET_PART)))
-            yield part
-    finally:
-        if ahead is not None:
-            ahead.cancel()
+    with side("source"):
+        async with contextlib.aclosing(ranged_chunks(src, key, size)) as parts:
+            async for part in parts:
+                yield part

@@ -30,12 +30,8 @@ os.register_at_fork(after_in_child=_forget_loop_after_fork)
 
 
 def io_loop() -> asyncio.AbstractEventLoop:
-    """The loop `run_sync` runs coroutines on (for work submitted without waiting: prefetches)."""
-    return _io_loop()
-
-
-def _io_loop() -> asyncio.AbstractEventLoop:
-    """The process's IO loop, started on a daemon thread on first use (as fsspec and zarr do)."""
+    """The process's IO loop, started on a daemon thread on first use (as fsspec and zarr do): the
+    loop `run_sync` runs coroutines on, and work submitted without waiting (prefetches) goes to."""
     with _LOCK:
         if not _LOOP:
             loop = asyncio.new_event_loop()
@@ -63,7 +59,7 @@ def run_sync(coro: Coroutine[Any, Any, T]) -> T:
     else:
         coro.close()
         raise FscasError("blocking fscas call inside a running event loop: use AsyncStore (await store.aio...)")
-    future = asyncio.run_coroutine_threadsafe(coro, _io_loop())
+    future = asyncio.run_coroutine_threadsafe(coro, io_loop())
     try:
         return future.result()
     except BaseException:

@@ -96,27 +96,22 @@ def _record_path(session_dir: str) -> str:
     return os.path.join(default_cache_dir(), "sessions", f"{digest}.json")
 
 
-def _load_record(session_dir: str) -> dict[str, int] | None:
+def _load_record(session_dir: str) -> tuple[dict[str, int] | None, list[dict[str, Any]]]:
+    """What `start` recorded, read once: each input file's mtime (None: no record of this session)
+    and the VIRTUAL roots it mounted (mountpoint, server pid)."""
     try:
         with open(_record_path(session_dir), encoding="utf-8") as f:
             doc = json.load(f)
     except (OSError, ValueError):
-        return None
-    synced = doc.get("synced") if isinstance(doc, dict) else None
-    if not isinstance(synced, dict) or doc.get("session_dir") != os.path.realpath(session_dir):
-        return None
-    return {str(k): int(v) for k, v in synced.items() if isinstance(v, int)}
-
-
-def _load_mounts(session_dir: str) -> list[dict[str, Any]]:
-    """The VIRTUAL roots `start` mounted (mountpoint, server pid), from the record."""
-    try:
-        with open(_record_path(session_dir), encoding="utf-8") as f:
-            doc = json.load(f)
-    except (OSError, ValueError):
-        return []
-    mounts = doc.get("mounts") if isinstance(doc, dict) else None
-    return [m for m in mounts if isinstance(m, dict)] if isinstance(mounts, list) else []
+        return None, []
+    if not isinstance(doc, dict) or doc.get("session_dir") != os.path.realpath(session_dir):
+        return None, []
+    mounts = doc.get("mounts")
+    mounted = [m for m in mounts if isinstance(m, dict)] if isinstance(mounts, list) else []
+    synced = doc.get("synced")
+    if not isinstance(synced, dict):
+        return None, mounted
+    return {str(k): int(v) for k, v in synced.items() if isinstance(v, int)}, mounted
 
 
 def _save_record(session_dir: str, synced: Mapping[str, int], mounts: Sequence[Mapping[str, Any]] = ()) -> None:
@@ -189,12 +184,13 @@ async def start(store: AsyncStore, attachments: Attachments, session_dir: str | 
             grouped.setdefault(local, []).append(m)
     merged = {local: merge(*ms) for local, ms in grouped.items()}
     os.makedirs(session, exist_ok=True)
-    synced = _load_record(session) or {}  # a later task of the same session: earlier outputs stay known
+    recorded, mounted = _load_record(session)
+    synced = recorded or {}  # a later task of the same session: earlier outputs stay known
     if vfs:
         mounts = await _mount_roots(store, session, merged)
         for local, m in merged.items():
             synced.update((os.path.join(local, *p.path.split("/")), p.mtime * 1000) for p in m.paths)
-        _save_record(session, synced, [*_load_mounts(session), *mounts])
+        _save_record(session, synced, [*mounted, *mounts])
         return SessionInputs(roots=roots, rules=tuple(rules), manifests=count, shared=tuple(shared),
                              summary=TransferSummary(files=0, bytes=0, skipped_files=sum(len(m.paths) for m in
                                                                                          merged.values())))
@@ -206,17 +202,17 @@ async def start(store: AsyncStore, attachments: Attachments, session_dir: str | 
         synced.update((path, os.lstat(path).st_mtime_ns) for path in paths)
         if gid is not None:
             _share_with_group(local, paths, gid)
-    _save_record(session, synced, _load_mounts(session))  # last: only a complete start is remembered
+    _save_record(session, synced, mounted)  # last: only a complete start is remembered
     return SessionInputs(roots=roots, rules=tuple(rules), manifests=count, summary=TransferSummary.total(summaries),
                          shared=tuple(shared))
 
 
 async def _mount_roots(store: AsyncStore, session: str, merged: Mapping[str, Manifest]) -> list[dict[str, Any]]:
-    """Mount each root's merged manifest at its folder (`fscas.vfs`); on a failure, unmount the
+    """Mount each root's merged manifest at its folder (`fscas.vfs_server`); on a failure, unmount the
     ones already up, so nothing half-mounted is left for a rerun to trust."""
     import asyncio
 
-    from fscas.vfs import mount_overlay, unmount
+    from fscas.vfs_server import mount_overlay, unmount
 
     work = os.path.splitext(_record_path(session))[0] + "-vfs"
     mounts: list[dict[str, Any]] = []
@@ -293,7 +289,7 @@ async def finish(store: AsyncStore, attachments: Attachments, session_dir: str |
     """
     session = os.path.abspath(os.fspath(session_dir))
     by_name = {loc.name: loc for loc in locations}
-    record = _load_record(session)
+    record, mounts = _load_record(session)
     synced = dict(record or {})
     since_ns = int(start_time * 1e9)
     keys: list[str] = []
@@ -327,11 +323,10 @@ async def finish(store: AsyncStore, attachments: Attachments, session_dir: str |
         summaries.append(summary)
         files += len(manifest.paths)
         size += manifest.total_size
-    mounts = _load_mounts(session)
     if mounts:  # VIRTUAL roots: unmounted once their outputs are up, as Deadline's worker does
         import asyncio
 
-        from fscas.vfs import unmount
+        from fscas.vfs_server import unmount
 
         for mount in mounts:
             await asyncio.to_thread(unmount, mount["mountpoint"], mount.get("pid"))

@@ -34,10 +34,12 @@ __all__ = [
     "fetch_to_file",
     "files_done_of",
     "first_error",
+    "get_small",
     "in_lanes",
     "open_source",
     "prepare_parent",
     "progress_of",
+    "ranged_chunks",
     "read_verified",
     "reserve_copy_name",
     "resumed_chunks",
@@ -257,7 +259,7 @@ async def fetch_to_file(backend: Backend, digest: str, size: int, place: Place, 
         IntegrityError: the object's size or digest is wrong; the key is named, nothing is written.
     """
     if size <= PART:
-        key, data = await _get_small(backend, digest, size)
+        key, data = await get_small(backend, digest, size)
         if len(data) != size or xxhash.xxh3_128_hexdigest(data) != digest:
             raise IntegrityError(f"{backend.url}: {key}: {len(data)} bytes hashing to "
                                  f"{xxhash.xxh3_128_hexdigest(data)}, expected {size} bytes hashing to {digest}")
@@ -279,7 +281,7 @@ async def fetch_to_file(backend: Backend, digest: str, size: int, place: Place, 
         raise
 
 
-async def _get_small(backend: Backend, digest: str, size: int) -> tuple[str, bytes]:
+async def get_small(backend: Backend, digest: str, size: int) -> tuple[str, bytes]:
     """The object of `digest`, never read past the `size` the manifest promises (a server that
     sends more, or never ends, costs that much and no more)."""
     key = data_key(digest)
@@ -335,27 +337,37 @@ async def _fetch(backend: Backend, digest: str, size: int, out: BinaryIO, progre
     h.update(first)
     await asyncio.to_thread(out.write, first)
     progress(len(first))
-    # Larger objects: ranged GETs, a few in flight, consumed in order so the hash streams.
+    if size > PART:  # larger objects: ranged GETs, consumed in order so the hash streams
+        async with contextlib.aclosing(ranged_chunks(backend, key, size, start=written)) as parts:
+            async for part in parts:
+                h.update(part)
+                written += len(part)
+                await asyncio.to_thread(out.write, part)
+                progress(len(part))
+    if written != size or h.hexdigest() != digest:
+        got = h.hexdigest()
+        raise IntegrityError(f"{backend.url}: {key}: {written} bytes hashing to {got}, expected {size} bytes "
+                             f"hashing to {digest}")
+    return key
+
+
+async def ranged_chunks(backend: Backend, key: str, size: int, *, start: int = 0) -> AsyncGenerator[bytes, None]:
+    """The bytes of `key` from `start` to `size` in ranged GETs of `GET_PART`, two in flight, handed on
+    in order (for a backend without `StreamingGet`); an empty part (the object ends early) ends them."""
     window: list[asyncio.Task[bytes]] = []
-    offsets = list(range(written, size, GET_PART)) if size > PART else []
+    offsets = list(range(start, size, GET_PART))
     try:
         for i in range(len(offsets)):
             while len(window) < 2 and i + len(window) < len(offsets):
                 s = offsets[i + len(window)]
                 window.append(asyncio.create_task(backend.get(key, start=s, end=min(size, s + GET_PART))))
             part = await window.pop(0)
-            h.update(part)
-            written += len(part)
-            await asyncio.to_thread(out.write, part)
-            progress(len(part))
+            if not part:
+                return
+            yield part
     finally:
         for t in window:
             t.cancel()
-    if written != size or h.hexdigest() != digest:
-        got = h.hexdigest()
-        raise IntegrityError(f"{backend.url}: {key}: {written} bytes hashing to {got}, expected {size} bytes "
-                             f"hashing to {digest}")
-    return key
 
 
 async def resumed_chunks(backend: StreamingGet, key: str, size: int) -> AsyncGenerator[bytes, None]:

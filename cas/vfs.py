@@ -4,8 +4,9 @@ The lower layer is a stored snapshot (`fscas.fs.FscasFileSystem`): a file is fet
 the content cache on its first open, so a task that reads 10 of 10,000 inputs fetches 10 objects.
 The upper layer is a local folder: whatever the task creates or changes lands there (a lower file
 is copied up whole before its first change), deletions of lower files are remembered as whiteouts.
-The mount is served by its own process (`python -m fscas.vfs`, started by `mount_overlay`), so it
-outlives the `fscas session start` that made it; `unmount` ends it.
+`fscas mount` serves the lower layer alone, read-only, with sequential read-ahead. A VIRTUAL
+session's mount is served by a process of its own (`fscas.vfs_server`), so it outlives the
+`fscas session start` that made it.
 """
 
 from __future__ import annotations
@@ -14,28 +15,19 @@ import asyncio
 import concurrent.futures
 import contextlib
 import errno
-import json
 import os
 import shutil
 import stat
-import subprocess
-import sys
 import threading
 import time
-from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from fscas.errors import ConfigError, FscasError
 
 if TYPE_CHECKING:
     from fscas.fs import FscasFileSystem
-    from fscas.manifests import Manifest
-    from fscas.store import AsyncStore
 
-__all__ = ["mount_overlay", "overlay_operations", "require_fuse", "unmount"]
-
-_READY = 30.0  # seconds a mount may take to appear (or to go away)
-
+__all__ = ["overlay_operations", "require_fuse"]
 
 def overlay_operations(fs: FscasFileSystem, upper: str | os.PathLike[str] | None, *, prefetch: bool = False) -> Any:
     """fusepy operations serving `fs`, with the local folder `upper` layered over it and writable, or
@@ -43,9 +35,6 @@ def overlay_operations(fs: FscasFileSystem, upper: str | os.PathLike[str] | None
     fetching the small files after it (`_Prefetch`: `fscas mount`, where `cp -r` reads whole trees);
     a VIRTUAL session fetches only what the task opens."""
     from fuse import FuseOSError, Operations
-
-    def fail(code: int) -> FuseOSError:
-        return FuseOSError(code)
 
     ahead = _Prefetch(fs) if prefetch else None
 
@@ -62,7 +51,7 @@ def overlay_operations(fs: FscasFileSystem, upper: str | os.PathLike[str] | None
 
         def _up(self, rel: str) -> str:
             if self.upper is None:
-                raise fail(errno.EROFS)  # a snapshot does not change
+                raise FuseOSError(errno.EROFS)  # a snapshot does not change
             return os.path.join(self.upper, *rel.split("/")) if rel else self.upper
 
         def _held(self, rel: str) -> str | None:
@@ -92,7 +81,7 @@ def overlay_operations(fs: FscasFileSystem, upper: str | os.PathLike[str] | None
                     return up
                 low = self._lower(rel)
                 if low is None:
-                    raise fail(errno.ENOENT)
+                    raise FuseOSError(errno.ENOENT)
                 if low == "dir":
                     os.makedirs(up, exist_ok=True)
                     return up
@@ -127,7 +116,7 @@ def overlay_operations(fs: FscasFileSystem, upper: str | os.PathLike[str] | None
                     "st_atime": st.st_atime_ns, "st_mtime": st.st_mtime_ns, "st_ctime": st.st_ctime_ns}
             low = self._lower(rel)
             if low is None:
-                raise fail(errno.ENOENT)
+                raise FuseOSError(errno.ENOENT)
             owner = {"st_uid": os.getuid(), "st_gid": os.getgid()}
             if low == "dir":
                 now = time.time_ns()
@@ -159,7 +148,7 @@ def overlay_operations(fs: FscasFileSystem, upper: str | os.PathLike[str] | None
                 return os.open(up, flags)
             low = self._lower(rel)
             if low is None or low == "dir":
-                raise fail(errno.ENOENT if low is None else errno.EISDIR)
+                raise FuseOSError(errno.ENOENT if low is None else errno.EISDIR)
             if ahead is not None:
                 ahead.wait(low.hash)
                 ahead.opened(rel)
@@ -167,7 +156,7 @@ def overlay_operations(fs: FscasFileSystem, upper: str | os.PathLike[str] | None
                 hit = fs.cache.get(low.hash, low.size)
                 return os.open(hit if hit is not None else fs.local_path(rel), os.O_RDONLY)
             except FscasError as e:
-                raise fail(errno.EIO) from e
+                raise FuseOSError(errno.EIO) from e
 
         def read(self, path: str, size: int, offset: int, fh: int) -> bytes:
             return os.pread(fh, size, offset)
@@ -211,7 +200,7 @@ def overlay_operations(fs: FscasFileSystem, upper: str | os.PathLike[str] | None
             except FuseOSError:
                 pass
             else:
-                raise fail(errno.EEXIST)
+                raise FuseOSError(errno.EEXIST)
             up = self._parent_up(rel)
             with self.mutex:
                 os.mkdir(up, mode)
@@ -227,13 +216,13 @@ def overlay_operations(fs: FscasFileSystem, upper: str | os.PathLike[str] | None
                 if self._lower(rel) is not None:
                     self.gone.add(rel)
                 elif not found:
-                    raise fail(errno.ENOENT)
+                    raise FuseOSError(errno.ENOENT)
 
         def rmdir(self, path: str) -> None:
             rel = path.strip("/")
             self._up(rel)  # EROFS on a read-only mount
             if len(self.readdir(path, 0)) > 2:
-                raise fail(errno.ENOTEMPTY)
+                raise FuseOSError(errno.ENOTEMPTY)
             with self.mutex:
                 with contextlib.suppress(FileNotFoundError):
                     os.rmdir(self._up(rel))
@@ -244,7 +233,7 @@ def overlay_operations(fs: FscasFileSystem, upper: str | os.PathLike[str] | None
             src, dst = old.strip("/"), new.strip("/")
             self._up(src)  # EROFS on a read-only mount
             if self._lower(src) == "dir":
-                raise fail(errno.EXDEV)  # a stored folder is not moved whole: mv copies then removes
+                raise FuseOSError(errno.EXDEV)  # a stored folder is not moved whole: mv copies then removes
             up_src = self._copy_up(src)
             up_dst = self._parent_up(dst)
             with self.mutex:
@@ -333,86 +322,3 @@ def require_fuse(what: str) -> None:
     except (ImportError, OSError) as e:  # fusepy missing, or it found no libfuse
         raise ConfigError(f"{what} needs fusepy and libfuse 2 ({e}): pip install fusepy (in a checkout of fscas: "
                           "pip install -e '.[mount]'); Debian: apt-get install fuse3 libfuse2") from e
-
-
-def mount_overlay(store: AsyncStore, manifest: Manifest, mountpoint: str | os.PathLike[str],
-                  work: str | os.PathLike[str]) -> int:
-    """Mount `manifest` of `store` at `mountpoint` with `work`/upper as its writable layer, served
-    by a process of its own; return that process's id once the mount is there.
-
-    Raises:
-        ConfigError: the store was not opened from a URL (the server process opens it again), the
-            mountpoint is not an empty folder, or the mount did not come up (its log's last line).
-    """
-    from fscas.manifests import encode
-
-    if store.opened_with is None:
-        raise ConfigError(f"{store.url}: a VIRTUAL session needs a store opened from a URL or folder, which the "
-                          "mount's own process opens again")
-    require_fuse("a VIRTUAL session")
-    target, folder = Path(mountpoint), Path(work)
-    target.mkdir(parents=True, exist_ok=True)
-    if any(target.iterdir()):
-        raise ConfigError(f"{target}: a VIRTUAL root is mounted on an empty folder; this one holds files")
-    (folder / "upper").mkdir(parents=True, exist_ok=True)
-    (folder / "lower.manifest").write_bytes(encode(manifest))
-    url, options = store.opened_with
-    spec = {"store": url, "options": {k: v for k, v in options.items() if v is not None},
-            "manifest": str(folder / "lower.manifest"), "upper": str(folder / "upper"), "mountpoint": str(target)}
-    log = open(folder / "vfs.log", "wb")  # noqa: SIM115 - the server process keeps writing to it
-    try:  # the spec (credentials among the options) goes on stdin, never on a command line
-        proc = subprocess.Popen([sys.executable, "-m", "fscas.vfs"], stdin=subprocess.PIPE, stdout=log, stderr=log,
-                                start_new_session=True)
-        assert proc.stdin is not None
-        proc.stdin.write(json.dumps(spec).encode())
-        proc.stdin.close()
-    finally:
-        log.close()
-    deadline = time.monotonic() + _READY
-    while not os.path.ismount(target):
-        if proc.poll() is not None or time.monotonic() > deadline:
-            if proc.poll() is None:
-                proc.kill()
-            tail = (folder / "vfs.log").read_text(errors="replace").strip().splitlines()[-1:] or ["no output"]
-            raise ConfigError(f"{target}: the VIRTUAL mount did not come up: {tail[0]}")
-        time.sleep(0.05)
-    return proc.pid
-
-
-def unmount(mountpoint: str | os.PathLike[str], pid: int | None) -> None:
-    """Unmount `mountpoint` (fusermount) and wait for its server process `pid` to end."""
-    target = os.fspath(mountpoint)
-    if os.path.ismount(target):
-        tool = shutil.which("fusermount3") or shutil.which("fusermount")
-        command = [tool, "-u", target] if tool else ["umount", target]
-        done = subprocess.run(command, capture_output=True, text=True)
-        if done.returncode != 0 and os.path.ismount(target):
-            raise ConfigError(f"{target}: cannot unmount: {done.stderr.strip() or done.returncode}")
-    deadline = time.monotonic() + _READY
-    while pid is not None and time.monotonic() < deadline:
-        try:
-            os.kill(pid, 0)
-        except ProcessLookupError:
-            return
-        with contextlib.suppress(ChildProcessError):
-            os.waitpid(pid, os.WNOHANG)
-        time.sleep(0.05)
-
-
-def _serve() -> None:
-    """`python -m fscas.vfs`: read the spec on stdin, serve the mount until it is unmounted."""
-    from fuse import FUSE
-
-    from fscas.fs import FscasFileSystem
-
-    spec = json.loads(sys.stdin.read())
-    fs = FscasFileSystem(spec["store"], spec["manifest"], skip_instance_cache=True, **spec["options"])
-    fs.manifest  # noqa: B018 - a bad manifest is an error before anything is mounted
-    try:
-        FUSE(overlay_operations(fs, spec["upper"]), spec["mountpoint"], foreground=True, nothreads=False)
-    finally:
-        fs.store.close()
-
-
-if __name__ == "__main__":
-    _serve()
