@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -37,6 +38,7 @@ class ContentCache:
         self.path = Path(path) if path is not None else Path(default_cache_dir()) / "objects"
         self.max_bytes = max_bytes
         self._used: int | None = None  # bytes held, as last counted plus what this object fetched since
+        self._folders: set[Path] = set()  # hash-prefix folders known to exist
 
     def __repr__(self) -> str:
         return f"ContentCache({str(self.path)!r}, max_bytes={self.max_bytes})"
@@ -56,8 +58,12 @@ class ContentCache:
             return None
         return path
 
-    async def fetch(self, backend: Backend, digest: str, size: int) -> Path:
+    async def fetch(self, backend: Backend, digest: str, size: int, *,
+                    keep: Callable[[bytes], None] | None = None) -> Path:
         """The cached file of `digest`, downloaded (verified) from `backend` first when absent.
+
+        `keep`, if given, is handed the verified bytes of an object this call downloads whole in
+        memory (at most one part), sparing a reader that wants them now a read of the cached file.
 
         Raises:
             ObjectNotFound: the store has no such object.
@@ -68,10 +74,16 @@ class ContentCache:
         target = self.path_of(digest)
 
         def place() -> Path:
-            target.parent.mkdir(parents=True, exist_ok=True)
+            if target.parent not in self._folders:  # 256 folders: made once, not once per object
+                target.parent.mkdir(parents=True, exist_ok=True)
+                self._folders.add(target.parent)
             return target
 
-        await fetch_to_file(backend, digest, size, place, mtime_us=None, progress=lambda n: None)
+        try:
+            await fetch_to_file(backend, digest, size, place, mtime_us=None, progress=lambda n: None, keep=keep)
+        except FileNotFoundError:  # the folder went (the cache emptied by hand meanwhile): make it again
+            self._folders.discard(target.parent)
+            await fetch_to_file(backend, digest, size, place, mtime_us=None, progress=lambda n: None, keep=keep)
         os.chmod(target, 0o444)  # a cached object never changes
         # Counted once, then kept up to date: a scan of the whole cache per fetch made reading N
         # files through a mount cost N^2 stats. Other processes' additions are seen at the next scan.
@@ -105,6 +117,7 @@ class ContentCache:
     def clear(self) -> None:
         """Remove every cached object."""
         self._used = None
+        self._folders.clear()
         for folder in list(self.path.glob("??")):
             for f in folder.iterdir():
                 with contextlib.suppress(FileNotFoundError):

@@ -231,10 +231,10 @@ def _load(store: Store, manifest: str | os.PathLike[str] | Manifest) -> Manifest
 
 
 def mount(fs: FscasFileSystem, mountpoint: str | os.PathLike[str], *, foreground: bool = True) -> None:
-    """Serve `fs` read-only at `mountpoint` through FUSE (`fusepy`, libfuse 2; `fscas.vfs`'s operations).
+    """Serve `fs` read-only at `mountpoint` through FUSE (`mfusepy` on libfuse 3, or 2; `fscas.vfs`'s operations).
 
-    Files are fetched (verified, into the content cache) on their first open; listing a folder
-    starts fetching its small files ahead, 16 at once. With `foreground`,
+    Files are fetched (verified, into the content cache) on their first read; reading one starts
+    fetching the next small files in the snapshot's order, 16 at once. Listing fetches nothing. With `foreground`,
     this returns once the mount is gone (`fusermount -u MOUNTPOINT`, Ctrl-C or SIGTERM).
 
     Raises:
@@ -243,20 +243,18 @@ def mount(fs: FscasFileSystem, mountpoint: str | os.PathLike[str], *, foreground
     target = Path(mountpoint)
     if not target.is_dir() or any(target.iterdir()):
         raise ConfigError(f"{target}: a mountpoint must be an empty folder")
-    from fscas.vfs import overlay_operations, require_fuse
+    from fscas.fuse_bridge import load, serve
+    from fscas.vfs import overlay_operations
 
-    require_fuse("fscas mount")
+    load("fscas mount")
     fs.manifest  # noqa: B018 - a bad manifest is an error before anything is mounted
-    from fuse import FUSE
-
     ops = overlay_operations(fs, None, prefetch=True)
 
-    def serve() -> None:  # a snapshot never changes: the kernel may keep names, attributes and pages
-        FUSE(ops, str(target), nothreads=False, foreground=foreground, kernel_cache=True, attr_timeout=3600.0,
-             entry_timeout=3600.0, negative_timeout=3600.0, max_readahead=1 << 20)
+    def serve_it() -> None:
+        serve(ops, str(target), snapshot=True)
 
     if foreground:
         with contextlib.suppress(KeyboardInterrupt):
-            serve()
+            serve_it()
     else:
-        threading.Thread(target=serve, daemon=True).start()
+        threading.Thread(target=serve_it, daemon=True).start()

@@ -35,6 +35,7 @@ __all__ = [
     "files_done_of",
     "first_error",
     "get_small",
+    "get_verified",
     "in_lanes",
     "open_source",
     "prepare_parent",
@@ -248,21 +249,21 @@ Place = Callable[[], "str | os.PathLike[str]"]
 
 
 async def fetch_to_file(backend: Backend, digest: str, size: int, place: Place, *,
-                        mtime_us: int | None, progress: Progress) -> None:
+                        mtime_us: int | None, progress: Progress, keep: Callable[[bytes], None] | None = None) -> None:
     """Download `Data/<digest>.xxh128` (or the legacy `Data/<digest>`), verified, into the file `place()` names.
 
     `place` runs on a worker thread just before the first write (it may create folders or reserve
-    a name); the bytes land in a temp file beside that path, renamed into place once verified.
+    a name); the bytes land in a temp file beside that path, renamed into place once verified. An
+    object of at most one part is verified whole in memory: `keep`, if given, is handed its bytes.
 
     Raises:
         ObjectNotFound: neither key exists.
         IntegrityError: the object's size or digest is wrong; the key is named, nothing is written.
     """
     if size <= PART:
-        key, data = await get_small(backend, digest, size)
-        if len(data) != size or xxhash.xxh3_128_hexdigest(data) != digest:
-            raise IntegrityError(f"{backend.url}: {key}: {len(data)} bytes hashing to "
-                                 f"{xxhash.xxh3_128_hexdigest(data)}, expected {size} bytes hashing to {digest}")
+        data = await get_verified(backend, digest, size)
+        if keep is not None:
+            keep(data)
         if size <= INLINE:
             _write_file(place, data, mtime_us)
         else:
@@ -291,6 +292,20 @@ async def get_small(backend: Backend, digest: str, size: int) -> tuple[str, byte
     except ObjectNotFound:
         key = legacy_data_key(digest)  # Deadline PR #167: read the pre-suffix name as a fallback
         return key, await backend.get(key, end=end)
+
+
+async def get_verified(backend: Backend, digest: str, size: int) -> bytes:
+    """The object of `digest` in memory (at most one part), its size and xxh3-128 checked.
+
+    Raises:
+        ObjectNotFound: neither key exists.
+        IntegrityError: the object's size or digest is wrong; the key is named.
+    """
+    key, data = await get_small(backend, digest, size)
+    if len(data) != size or xxhash.xxh3_128_hexdigest(data) != digest:
+        raise IntegrityError(f"{backend.url}: {key}: {len(data)} bytes hashing to "
+                             f"{xxhash.xxh3_128_hexdigest(data)}, expected {size} bytes hashing to {digest}")
+    return data
 
 
 def _write_file(place: Place, data: bytes, mtime_us: int | None) -> None:

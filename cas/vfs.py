@@ -11,8 +11,6 @@ session's mount is served by a process of its own (`fscas.vfs_server`), so it ou
 
 from __future__ import annotations
 
-import asyncio
-import concurrent.futures
 import contextlib
 import errno
 import os
@@ -22,23 +20,27 @@ import threading
 import time
 from typing import TYPE_CHECKING, Any
 
-from fscas.errors import ConfigError, FscasError
+from fscas.errors import FscasError
 
 if TYPE_CHECKING:
     from fscas.fs import FscasFileSystem
 
-__all__ = ["overlay_operations", "require_fuse"]
+__all__ = ["overlay_operations"]
 
 def overlay_operations(fs: FscasFileSystem, upper: str | os.PathLike[str] | None, *, prefetch: bool = False) -> Any:
-    """fusepy operations serving `fs`, with the local folder `upper` layered over it and writable, or
-    read-only (every change EROFS) when `upper` is None. With `prefetch`, opening a file starts
-    fetching the small files after it (`_Prefetch`: `fscas mount`, where `cp -r` reads whole trees);
-    a VIRTUAL session fetches only what the task opens."""
-    from fuse import FuseOSError, Operations
+    """FUSE operations (fusepy's form, for `fuse_bridge.serve`) serving `fs`, with the local folder
+    `upper` layered over it and writable, or read-only (every change EROFS) when `upper` is None.
+    With `prefetch`, reading a file starts fetching the small files after it (`readahead`: `fscas mount`,
+    where `cp -r` reads whole trees); a VIRTUAL session fetches only what the task opens."""
+    from fscas.fuse_bridge import load
+    from fscas.readahead import ReadAhead
 
-    ahead = _Prefetch(fs) if prefetch else None
+    fuse = load()
+    FuseOSError = fuse.FuseOSError
 
-    class Overlay(Operations):  # type: ignore[misc]  # fusepy ships no type information
+    ahead = ReadAhead(fs) if prefetch else None
+
+    class Overlay(fuse.Operations):  # type: ignore[misc,name-defined]  # mfusepy's classes carry no types
         use_ns = True  # times cross as integer nanoseconds
 
         def __init__(self) -> None:
@@ -46,6 +48,7 @@ def overlay_operations(fs: FscasFileSystem, upper: str | os.PathLike[str] | None
             self.gone: set[str] = set()  # lower paths deleted (whiteouts, for this mount's life)
             self.mutex = threading.RLock()  # not `lock`: that name is FUSE's POSIX-lock operation
             self.modes = (0o644, 0o755) if self.upper is not None else (0o444, 0o555)
+            self.opens_seen = False  # a read-only mount answers its first open with ENOSYS
 
         # -- where a path is ---------------------------------------------------------------
 
@@ -146,12 +149,27 @@ def overlay_operations(fs: FscasFileSystem, upper: str | os.PathLike[str] | None
                 return os.open(self._copy_up(rel), flags & ~os.O_CREAT)
             if (up := self._held(rel)) is not None:
                 return os.open(up, flags)
+            if self.upper is None and not self.opens_seen:
+                # A snapshot needs no open: ENOSYS tells the kernel (4.14+) to stop sending opens, flushes
+                # and releases, and a read names its file by path. That is half of a small file's trips.
+                self.opens_seen = True
+                raise FuseOSError(errno.ENOSYS)
+            return self._open_lower(rel)
+
+        def _lower_file(self, rel: str) -> Any:
             low = self._lower(rel)
             if low is None or low == "dir":
                 raise FuseOSError(errno.ENOENT if low is None else errno.EISDIR)
+            return low
+
+        def _open_lower(self, rel: str) -> int:
+            low = self._lower_file(rel)
             if ahead is not None:
                 ahead.wait(low.hash)
                 ahead.opened(rel)
+            return self._open_fetched(rel, low)
+
+        def _open_fetched(self, rel: str, low: Any) -> int:
             try:  # fetched and verified on first open; a cached copy is opened without a trip to the IO loop
                 hit = fs.cache.get(low.hash, low.size)
                 return os.open(hit if hit is not None else fs.local_path(rel), os.O_RDONLY)
@@ -159,7 +177,29 @@ def overlay_operations(fs: FscasFileSystem, upper: str | os.PathLike[str] | None
                 raise FuseOSError(errno.EIO) from e
 
         def read(self, path: str, size: int, offset: int, fh: int) -> bytes:
-            return os.pread(fh, size, offset)
+            if fh:
+                return os.pread(fh, size, offset)
+            # No open came (see `open`): a read from the start does what an open would (wait for the
+            # read-ahead, move it on); a small file read ahead is answered from memory, anything else
+            # from the cached copy, fetched again if it was evicted meanwhile.
+            rel = path.strip("/")
+            low = self._lower_file(rel)
+            if ahead is not None:
+                if not offset:
+                    ahead.wait(low.hash)
+                    ahead.opened(rel)
+                if (data := ahead.take(low.hash, offset, size)) is not None:
+                    return data
+            fd = -1
+            if offset:
+                with contextlib.suppress(FileNotFoundError):
+                    fd = os.open(fs.cache.path_of(low.hash), os.O_RDONLY)
+            if fd < 0:
+                fd = self._open_fetched(rel, low)
+            try:
+                return os.pread(fd, size, offset)
+            finally:
+                os.close(fd)
 
         def statfs(self, path: str) -> dict[str, Any]:
             st = os.statvfs(self.upper or (str(fs.cache.path) if fs.cache.path.exists() else "/"))
@@ -185,13 +225,15 @@ def overlay_operations(fs: FscasFileSystem, upper: str | os.PathLike[str] | None
                 os.truncate(self._copy_up(path.strip("/")), length)
 
         def flush(self, path: str, fh: int) -> None:
-            return None
+            if self.upper is None:
+                raise FuseOSError(errno.ENOSYS)  # nothing to flush: the kernel stops asking
 
         def fsync(self, path: str, datasync: int, fh: int) -> None:
             os.fsync(fh)
 
         def release(self, path: str, fh: int) -> None:
-            os.close(fh)
+            if fh:
+                os.close(fh)
 
         def mkdir(self, path: str, mode: int) -> None:
             rel = path.strip("/")
@@ -262,63 +304,3 @@ def overlay_operations(fs: FscasFileSystem, upper: str | os.PathLike[str] | None
                 os.utime(up, ns=times)
 
     return Overlay()
-
-
-_AHEAD = 128  # files read ahead of the one opened, in the snapshot's order
-_AHEAD_SIZE = 4 * 2**20  # only files up to this size: a large one is fetched when it is opened
-
-
-class _Prefetch:
-    """Sequential read-ahead over the snapshot: opening a file starts fetching the next `_AHEAD`
-    small files in the manifest's order (the order `cp -r`, `tar` and `rsync` read a tree in), 16 at
-    once on fscas's IO loop. An open waits for its file's fetch if it has started, and otherwise
-    fetches the file itself. Listing fetches nothing."""
-
-    def __init__(self, fs: FscasFileSystem) -> None:
-        from fscas.runner import io_loop
-
-        self.fs, self.loop = fs, io_loop()
-        self.order = fs.manifest.paths
-        self.index = {p.path: i for i, p in enumerate(self.order)}
-        self.reached = 0  # everything before this index was offered once
-        self.pending: dict[str, concurrent.futures.Future[object]] = {}
-        self.started: set[str] = set()
-        self.mutex = threading.Lock()
-        self.slots: asyncio.Semaphore | None = None
-
-    def opened(self, rel: str) -> None:
-        i = self.index.get(rel)
-        if i is None:
-            return
-        with self.mutex:
-            start, end = max(i + 1, self.reached), min(len(self.order), i + 1 + _AHEAD)
-            for p in self.order[start:end]:
-                if p.size <= _AHEAD_SIZE and p.hash not in self.pending and self.fs.cache.get(p.hash, p.size) is None:
-                    self.pending[p.hash] = asyncio.run_coroutine_threadsafe(self._one(p.hash, p.size), self.loop)
-            self.reached = max(self.reached, end)
-
-    async def _one(self, digest: str, size: int) -> object:
-        if self.slots is None:
-            self.slots = asyncio.Semaphore(16)
-        async with self.slots:
-            with self.mutex:
-                self.started.add(digest)
-            return await self.fs.cache.fetch(self.fs.store.aio.backend, digest, size)
-
-    def wait(self, digest: str) -> None:
-        with self.mutex:
-            pending = self.pending.pop(digest, None)
-            running = digest in self.started
-            self.started.discard(digest)
-        if pending is not None and running:
-            with contextlib.suppress(Exception):  # the open fetches it again itself, and reports the error
-                pending.result()
-
-
-def require_fuse(what: str) -> None:
-    """Raise `ConfigError` saying how to install fusepy and libfuse when they do not load."""
-    try:
-        import fuse  # noqa: F401 - fusepy and libfuse load here
-    except (ImportError, OSError) as e:  # fusepy missing, or it found no libfuse
-        raise ConfigError(f"{what} needs fusepy and libfuse 2 ({e}): pip install fusepy (in a checkout of fscas: "
-                          "pip install -e '.[mount]'); Debian: apt-get install fuse3 libfuse2") from e

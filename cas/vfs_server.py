@@ -19,7 +19,8 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from fscas.errors import ConfigError
-from fscas.vfs import overlay_operations, require_fuse
+from fscas.fuse_bridge import load, serve
+from fscas.vfs import overlay_operations
 
 if TYPE_CHECKING:
     from fscas.manifests import Manifest
@@ -44,7 +45,7 @@ def mount_overlay(store: AsyncStore, manifest: Manifest, mountpoint: str | os.Pa
     if store.opened_with is None:
         raise ConfigError(f"{store.url}: a VIRTUAL session needs a store opened from a URL or folder, which the "
                           "mount's own process opens again")
-    require_fuse("a VIRTUAL session")
+    load("a VIRTUAL session")
     target, folder = Path(mountpoint), Path(work)
     target.mkdir(parents=True, exist_ok=True)
     if any(target.iterdir()):
@@ -96,15 +97,13 @@ def unmount(mountpoint: str | os.PathLike[str], pid: int | None) -> None:
 
 def _serve() -> None:
     """`python -m fscas.vfs_server`: read the spec on stdin, serve the mount until it is unmounted."""
-    from fuse import FUSE
-
     from fscas.fs import FscasFileSystem
 
     spec = json.loads(sys.stdin.read())
     fs = FscasFileSystem(spec["store"], spec["manifest"], skip_instance_cache=True, **spec["options"])
     fs.manifest  # noqa: B018 - a bad manifest is an error before anything is mounted
     try:
-        FUSE(overlay_operations(fs, spec["upper"]), spec["mountpoint"], foreground=True, nothreads=False)
+        serve(overlay_operations(fs, spec["upper"]), spec["mountpoint"], snapshot=False)
     finally:
         fs.store.close()
 

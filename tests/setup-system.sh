@@ -1,12 +1,13 @@
 #!/usr/bin/env bash
-# System packages the tests need that PyPI cannot give: FUSE (fscas mount: libfuse 2 for fusepy, the
-# fusermount tools) and Node.js with npm (Azurite). Installs what is missing with apt-get, as root or
+# System packages the tests need that PyPI cannot give: FUSE (fscas mount: libfuse 3 for mfusepy, the
+# fusermount3 tool) and Node.js with npm (Azurite). Installs what is missing with apt-get, as root or
 # through sudo; does nothing when everything is there. Idempotent, a second or two when complete.
 set -euo pipefail
 
 missing=()
-[ -e /usr/lib/x86_64-linux-gnu/libfuse.so.2 ] || ldconfig -p 2>/dev/null | grep -q 'libfuse\.so\.2' || missing+=(libfuse2)
-command -v fusermount >/dev/null 2>&1 || command -v fusermount3 >/dev/null 2>&1 || missing+=(fuse3)
+if ! ldconfig -p 2>/dev/null | grep 'libfuse3\.so\.3' >/dev/null || ! command -v fusermount3 >/dev/null 2>&1; then
+    missing+=(fuse3)
+fi
 command -v node >/dev/null 2>&1 && command -v npm >/dev/null 2>&1 || missing+=(nodejs npm)
 [ ${#missing[@]} -eq 0 ] && exit 0
 

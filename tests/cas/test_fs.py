@@ -5,6 +5,7 @@ from __future__ import annotations
 import hashlib
 import os
 import posixpath
+import shutil
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any, ClassVar
@@ -131,6 +132,8 @@ def test_the_content_cache_is_shared_and_bounded(tree: dict[str, bytes], tmp_pat
     assert other.local_path("dir/deep/big.bin") == str(local)  # a second reader finds it in place
     fs.local_path("dir/b.bin")  # over budget: the least recently used object goes
     assert not local.exists() and cache.get(fs.info("dir/b.bin")["hash"], 100_000) is not None
+    shutil.rmtree(cache.path)  # emptied by hand, folders and all, under a live cache: it makes them again
+    assert Path(fs.local_path("a.txt")).read_bytes() == tree["a.txt"]
 
 
 def test_ecosystem_reads_fscas_urls(tmp_path: Path) -> None:

@@ -85,3 +85,45 @@ def test_mount_refuses_a_busy_mountpoint_and_a_bad_manifest(tmp_path: Path) -> N
     old = run_fscas("mount", str(tmp_path / "store"), "Manifests/nope", str(tmp_path / "busy"), home=tmp_path)
     warning, error = old.stderr.splitlines()[:2]
     assert "deprecated" in warning and error == r.stderr.splitlines()[0], old.stderr
+
+
+def test_cp_r_from_a_mount_gives_every_byte_and_a_corrupt_object_is_an_io_error(tmp_path: Path) -> None:
+    """Hundreds of small files go through the read-ahead (fetched ahead, held in memory, answered
+    without a file read); every byte `cp -r` gets is the source's, and a corrupt object is EIO."""
+    src = tmp_path / "src"
+    files = {f"d{i % 7}/f{i:04d}.bin": os.urandom(1 + (i * 977) % 20_000) for i in range(600)}
+    files["d0/large.bin"] = os.urandom(5 * 2**20 + 17)  # past the read-ahead: fetched when read
+    files["zz/bad.bin"] = b"to be corrupted in the store"
+    for rel, data in files.items():
+        (src / rel).parent.mkdir(parents=True, exist_ok=True)
+        (src / rel).write_bytes(data)
+    store = tmp_path / "store"
+    with fscas.open_store(str(store)) as opened:
+        key, _, _ = opened.push(snapshot(src, hash_cache=False), src, farm_id="f", queue_id="q")
+    bad = next(p for p in (store / "Data").rglob("*") if p.is_file() and p.read_bytes() == files["zz/bad.bin"])
+    bad.write_bytes(b"not what it hashes to, same len")
+    mnt = tmp_path / "mnt"
+    mnt.mkdir()
+    env = {**os.environ, "XDG_CACHE_HOME": str(tmp_path / "cache")}
+    proc = subprocess.Popen([sys.executable, "-m", "fscas", "mount", key, str(mnt), "--store", str(store)],
+                            env=env, stderr=subprocess.PIPE, text=True, cwd=REPO)
+    try:
+        _wait_mounted(mnt, proc)
+        (tmp_path / "out").mkdir()
+        for folder in sorted({rel.split("/")[0] for rel in files} - {"zz"}):
+            subprocess.run(["cp", "-r", str(mnt / folder), str(tmp_path / "out" / folder)], check=True)
+        for rel, data in files.items():
+            if rel != "zz/bad.bin":
+                assert (tmp_path / "out" / rel).read_bytes() == data, rel
+        with pytest.raises(OSError) as refused:
+            (mnt / "zz" / "bad.bin").read_bytes()
+        assert refused.value.errno == 5  # EIO: nothing unverified is ever served
+    finally:
+        subprocess.run(["fusermount", "-u", str(mnt)], capture_output=True)
+        try:
+            proc.wait(30)
+        except subprocess.TimeoutExpired:
+            proc.send_signal(signal.SIGKILL)
+            proc.wait(10)
+    cached = [p for p in (tmp_path / "cache" / "fscas" / "objects").rglob("*") if p.is_file()]
+    assert len(cached) == len(files) - 1  # each good object fetched into the cache once; the bad one never
