@@ -1,22 +1,19 @@
 """A local cache of whole, verified objects by digest: what `fscas://` reads, mounts and downloads share.
 
-An object enters only verified: through `fetch_to_file`, or as bytes hashed again by `put` (temp
-file + rename either way), so a file in the cache is always its digest's content; reading a range
-of it is as safe as reading the whole. Files are `<folder>/<hash[:2]>/<hash>`, read-only; the least
-recently used ones go when the cache passes its budget. Several processes may share one folder.
+An object enters only through `fetch_to_file` (size and xxh3-128 checked, temp file + rename), so
+a file in the cache is always its digest's content; reading a range of it is as safe as reading the
+whole. Files are `<folder>/<hash[:2]>/<hash>`, read-only; the least recently used ones go when the
+cache passes its budget. Several processes may share one folder.
 """
 
 from __future__ import annotations
 
 import contextlib
 import os
+from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-import xxhash
-
-from fscas.errors import FscasError, IntegrityError
-from fscas.files import atomic_write_bytes
 from fscas.manifests.cachedir import default_cache_dir
 from fscas.transfer import fetch_to_file
 
@@ -61,8 +58,12 @@ class ContentCache:
             return None
         return path
 
-    async def fetch(self, backend: Backend, digest: str, size: int) -> Path:
+    async def fetch(self, backend: Backend, digest: str, size: int, *,
+                    keep: Callable[[bytes], None] | None = None) -> Path:
         """The cached file of `digest`, downloaded (verified) from `backend` first when absent.
+
+        `keep`, if given, is handed the verified bytes of an object this call downloads whole in
+        memory (at most one part), sparing a reader that wants them now a read of the cached file.
 
         Raises:
             ObjectNotFound: the store has no such object.
@@ -71,41 +72,18 @@ class ContentCache:
         if (hit := self.get(digest, size)) is not None:
             return hit
         target = self.path_of(digest)
+
+        def place() -> Path:
+            if target.parent not in self._folders:  # 256 folders: made once, not once per object
+                target.parent.mkdir(parents=True, exist_ok=True)
+                self._folders.add(target.parent)
+            return target
+
         try:
-            await fetch_to_file(backend, digest, size, lambda: self._folder_of(target), mtime_us=None,
-                                progress=lambda n: None)
+            await fetch_to_file(backend, digest, size, place, mtime_us=None, progress=lambda n: None, keep=keep)
         except FileNotFoundError:  # the folder went (the cache emptied by hand meanwhile): make it again
             self._folders.discard(target.parent)
-            await fetch_to_file(backend, digest, size, lambda: self._folder_of(target), mtime_us=None,
-                                progress=lambda n: None)
-        self._entered(target, digest, size)
-        return target
-
-    def put(self, digest: str, data: bytes) -> Path:
-        """Enter `data`, already in memory, as the object `digest` (hashed again here: 10+ GB/s).
-
-        Raises:
-            IntegrityError: `data` does not hash to `digest` (nothing enters the cache).
-        """
-        if (got := xxhash.xxh3_128_hexdigest(data)) != digest:
-            raise IntegrityError(f"content cache: {len(data)} bytes hashing to {got}, not {digest}")
-        target = self.path_of(digest)
-        if self.get(digest, len(data)) is None:
-            try:
-                atomic_write_bytes(self._folder_of(target), data, durable=False)  # can be fetched again
-            except FscasError:  # the folder went (the cache emptied by hand meanwhile): make it again
-                self._folders.discard(target.parent)
-                atomic_write_bytes(self._folder_of(target), data, durable=False)
-            self._entered(target, digest, len(data))
-        return target
-
-    def _folder_of(self, target: Path) -> Path:
-        if target.parent not in self._folders:  # 256 folders: made once, not once per object
-            target.parent.mkdir(parents=True, exist_ok=True)
-            self._folders.add(target.parent)
-        return target
-
-    def _entered(self, target: Path, digest: str, size: int) -> None:
+            await fetch_to_file(backend, digest, size, place, mtime_us=None, progress=lambda n: None, keep=keep)
         os.chmod(target, 0o444)  # a cached object never changes
         # Counted once, then kept up to date: a scan of the whole cache per fetch made reading N
         # files through a mount cost N^2 stats. Other processes' additions are seen at the next scan.
@@ -113,6 +91,7 @@ class ContentCache:
             self.evict(keep=digest)
         else:
             self._used += size
+        return target
 
     def evict(self, *, keep: str | None = None) -> int:
         """Remove the least recently used objects until the cache fits its budget; return bytes freed."""

@@ -10,15 +10,13 @@ import contextlib
 import threading
 from typing import TYPE_CHECKING
 
-from fscas.transfer import get_verified
-
 if TYPE_CHECKING:
     from fscas.fs import FscasFileSystem
 
 __all__ = ["ReadAhead"]
 
 _AHEAD = 128  # files read ahead of the one opened, in the snapshot's order
-_AHEAD_SIZE = 4 * 2**20  # only files up to this size (in memory whole): a large one is fetched when read
+_AHEAD_SIZE = 4 * 2**20  # only files up to this size: a large one is fetched when it is opened
 _HOLD = 64 * 2**20  # bytes of read-ahead kept in memory for the reads to come (the cache has them too)
 
 
@@ -42,7 +40,6 @@ class ReadAhead:
         self.mutex = threading.Lock()
         self.slots: asyncio.Semaphore | None = None
         self.tasks: set[asyncio.Task[None]] = set()
-        self.writes = concurrent.futures.ThreadPoolExecutor(1, thread_name_prefix="fscas-cache-write")
 
     def opened(self, rel: str) -> None:
         i = self.index.get(rel)
@@ -75,22 +72,12 @@ class ReadAhead:
             with self.mutex:
                 self.started.add(digest)
             try:
-                data = None
-                if self.fs.cache.get(digest, size) is None:
-                    data = await get_verified(self.fs.store.aio.backend, digest, size)
-                    self._hold(digest, data)
-                done.set_result(None)
+                done.set_result(await self.fs.cache.fetch(self.fs.store.aio.backend, digest, size,
+                                                          keep=lambda data: self._hold(digest, data)))
             except BaseException as e:  # a reader waiting on it fetches again itself and reports the error
                 done.set_exception(e)
                 if not isinstance(e, Exception):
                     raise
-                return
-            if data is not None:
-                # Into the content cache on a thread of its own: the reader has the bytes already, and
-                # the IO loop goes on with other GETs meanwhile. The slot is held until it is written,
-                # so what waits for the disk is bounded too.
-                with contextlib.suppress(Exception):  # the cache is a copy: a reader missing it fetches again
-                    await asyncio.wrap_future(self.writes.submit(self.fs.cache.put, digest, data))
 
     def _hold(self, digest: str, data: bytes) -> None:
         with self.mutex:

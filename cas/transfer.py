@@ -249,11 +249,12 @@ Place = Callable[[], "str | os.PathLike[str]"]
 
 
 async def fetch_to_file(backend: Backend, digest: str, size: int, place: Place, *,
-                        mtime_us: int | None, progress: Progress) -> None:
+                        mtime_us: int | None, progress: Progress, keep: Callable[[bytes], None] | None = None) -> None:
     """Download `Data/<digest>.xxh128` (or the legacy `Data/<digest>`), verified, into the file `place()` names.
 
     `place` runs on a worker thread just before the first write (it may create folders or reserve
-    a name); the bytes land in a temp file beside that path, renamed into place once verified.
+    a name); the bytes land in a temp file beside that path, renamed into place once verified. An
+    object of at most one part is verified whole in memory: `keep`, if given, is handed its bytes.
 
     Raises:
         ObjectNotFound: neither key exists.
@@ -261,6 +262,8 @@ async def fetch_to_file(backend: Backend, digest: str, size: int, place: Place, 
     """
     if size <= PART:
         data = await get_verified(backend, digest, size)
+        if keep is not None:
+            keep(data)
         if size <= INLINE:
             _write_file(place, data, mtime_us)
         else:
