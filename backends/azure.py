@@ -131,6 +131,8 @@ class AzureBackend:
                                      retry_connect=1)
             common: dict[str, Any] = {"retry_policy": retry, "connection_timeout": o.connect_timeout,
                                       "read_timeout": o.read_timeout}
+            if ca := resend.ca_bundle():  # azure-core's aiohttp transport reads no CA variable itself
+                common["connection_verify"] = ca
             url = o.endpoint_url or f"https://{self.account}.blob.core.windows.net"
             with translated(self.url, ""):
                 if kind == "connection_string":

@@ -20,6 +20,7 @@ import contextlib
 import importlib.util
 import json
 import os
+import ssl
 import types
 import urllib.parse
 import uuid
@@ -112,11 +113,15 @@ class GCSBackend:
 
             o = self.options
             token = self._token()
+            session: dict[str, Any] = {"trust_env": True}  # HTTPS_PROXY etc., as requests and botocore
+            if ca := resend.ca_bundle():  # aiohttp reads no CA variable itself
+                import aiohttp
+
+                session["connector"] = aiohttp.TCPConnector(ssl=ssl.create_default_context(cafile=ca))
             with translated(self.url, ""):
                 fs = GCSFileSystem(asynchronous=True, skip_instance_cache=True, endpoint_url=self.endpoint,
                                    project=o.project or os.environ.get("GOOGLE_CLOUD_PROJECT", ""),
-                                   token=token, use_listings_cache=False,
-                                   session_kwargs={"trust_env": True})  # HTTPS_PROXY etc., as requests and botocore
+                                   token=token, use_listings_cache=False, session_kwargs=session)
                 fs._request = types.MethodType(retried(GCSFileSystem._request.__wrapped__), fs)
                 await fs._set_session()
             self._fs = fs

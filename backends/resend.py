@@ -12,6 +12,7 @@ from __future__ import annotations
 import contextlib
 import hashlib
 import os
+import ssl
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterable
 from urllib.parse import urlsplit
 
@@ -118,7 +119,23 @@ def unreachable(url: str, key: str, error: BaseException, *, ours: bool | None =
     if ours is None:
         ours = type(error) in (TimeoutError, ConnectionError) or isinstance(error, CannotConnect)
     detail = f": {error}" if ours and str(error) else ""
+    if not detail and (tls := _tls_failure(error)):
+        detail = f": {tls}"  # an SDK's certificate failure (through a proxy's tunnel, say) says so too
     return Unreachable(f"{at(url, key)}: endpoint unreachable ({type(error).__name__}{detail})")
+
+
+def _tls_failure(error: BaseException | None) -> str:
+    """What a TLS failure somewhere in `error`'s chain says ("certificate verify failed: ..."), or ""."""
+    for _ in range(8):  # SDKs wrap: botocore's SSLError around aiohttp's around ssl's
+        if error is None:
+            return ""
+        if isinstance(error, ssl.SSLError):  # aiohttp's certificate error is one too, without ssl's fields
+            why = getattr(error, "verify_message", None) or getattr(error, "reason", None)
+            if why:
+                verify = isinstance(error, ssl.SSLCertVerificationError)
+                return f"certificate verify failed: {why}" if verify else f"TLS failed: {why}"
+        error = error.__cause__ or error.__context__
+    return ""
 
 
 def redirected(url: str, key: str, status: int, location: str = "") -> StoreError:
