@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import contextlib
 import filecmp
 import os
 import signal
 import subprocess
 import sys
 import time
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -30,6 +32,26 @@ def _wait_mounted(mountpoint: Path, proc: subprocess.Popen[str], seconds: float 
     pytest.fail(f"FUSE did not mount within {seconds} s: {proc.stderr.read() if proc.stderr else ''}")
 
 
+@contextlib.contextmanager
+def _mounted(key: str, store: Path, tmp_path: Path) -> Iterator[tuple[Path, subprocess.Popen[str]]]:
+    """`fscas mount KEY` at tmp_path/mnt, its content cache in tmp_path/cache; unmounted after."""
+    mnt = tmp_path / "mnt"
+    mnt.mkdir()
+    env = {**os.environ, "XDG_CACHE_HOME": str(tmp_path / "cache")}
+    proc = subprocess.Popen([sys.executable, "-m", "fscas", "mount", key, str(mnt), "--store", str(store)],
+                            env=env, stderr=subprocess.PIPE, text=True, cwd=REPO)
+    try:
+        _wait_mounted(mnt, proc)
+        yield mnt, proc
+    finally:
+        subprocess.run(["fusermount3", "-u", str(mnt)], capture_output=True)
+        try:
+            proc.wait(30)
+        except subprocess.TimeoutExpired:
+            proc.send_signal(signal.SIGKILL)
+            proc.wait(10)
+
+
 def test_mount_lists_reads_and_refuses_writes(tmp_path: Path) -> None:
     src = tmp_path / "src"
     for rel, data in {"a.txt": b"alpha\n", "dir/b.bin": os.urandom(300_000), "dir/deep/big.bin": os.urandom(6 * 2**20),
@@ -39,13 +61,7 @@ def test_mount_lists_reads_and_refuses_writes(tmp_path: Path) -> None:
     with fscas.open_store(str(tmp_path / "store")) as store:
         manifest = snapshot(src, hash_cache=False)
         key, _, _ = store.push(manifest, src, farm_id="f", queue_id="q")
-    mnt = tmp_path / "mnt"
-    mnt.mkdir()
-    env = {**os.environ, "XDG_CACHE_HOME": str(tmp_path / "cache")}
-    proc = subprocess.Popen([sys.executable, "-m", "fscas", "mount", key, str(mnt), "--store", str(tmp_path / "store")],
-                            env=env, stderr=subprocess.PIPE, text=True, cwd=REPO)
-    try:
-        _wait_mounted(mnt, proc)
+    with _mounted(key, tmp_path / "store", tmp_path) as (mnt, proc):
         listing = subprocess.run(["ls", "-R", str(mnt)], capture_output=True, text=True, check=True).stdout
         assert "big.bin" in listing and "é.txt" in listing
         cat = subprocess.run(["cat", str(mnt / "a.txt")], capture_output=True, check=True).stdout
@@ -63,13 +79,6 @@ def test_mount_lists_reads_and_refuses_writes(tmp_path: Path) -> None:
         assert refused.value.errno in (30, 13)  # EROFS (or EACCES from the 0444 mode)
         with pytest.raises(OSError):
             (mnt / "a.txt").unlink()
-    finally:
-        subprocess.run(["fusermount", "-u", str(mnt)], capture_output=True)
-        try:
-            proc.wait(30)
-        except subprocess.TimeoutExpired:
-            proc.send_signal(signal.SIGKILL)
-            proc.wait(10)
     assert proc.returncode == 0, proc.stderr.read() if proc.stderr else ""
     assert not os.path.ismount(mnt) and list(mnt.iterdir()) == []
 
@@ -102,13 +111,7 @@ def test_cp_r_from_a_mount_gives_every_byte_and_a_corrupt_object_is_an_io_error(
         key, _, _ = opened.push(snapshot(src, hash_cache=False), src, farm_id="f", queue_id="q")
     bad = next(p for p in (store / "Data").rglob("*") if p.is_file() and p.read_bytes() == files["zz/bad.bin"])
     bad.write_bytes(b"not what it hashes to, same len")
-    mnt = tmp_path / "mnt"
-    mnt.mkdir()
-    env = {**os.environ, "XDG_CACHE_HOME": str(tmp_path / "cache")}
-    proc = subprocess.Popen([sys.executable, "-m", "fscas", "mount", key, str(mnt), "--store", str(store)],
-                            env=env, stderr=subprocess.PIPE, text=True, cwd=REPO)
-    try:
-        _wait_mounted(mnt, proc)
+    with _mounted(key, store, tmp_path) as (mnt, _):
         (tmp_path / "out").mkdir()
         for folder in sorted({rel.split("/")[0] for rel in files} - {"zz"}):
             subprocess.run(["cp", "-r", str(mnt / folder), str(tmp_path / "out" / folder)], check=True)
@@ -118,12 +121,5 @@ def test_cp_r_from_a_mount_gives_every_byte_and_a_corrupt_object_is_an_io_error(
         with pytest.raises(OSError) as refused:
             (mnt / "zz" / "bad.bin").read_bytes()
         assert refused.value.errno == 5  # EIO: nothing unverified is ever served
-    finally:
-        subprocess.run(["fusermount", "-u", str(mnt)], capture_output=True)
-        try:
-            proc.wait(30)
-        except subprocess.TimeoutExpired:
-            proc.send_signal(signal.SIGKILL)
-            proc.wait(10)
     cached = [p for p in (tmp_path / "cache" / "fscas" / "objects").rglob("*") if p.is_file()]
     assert len(cached) == len(files) - 1  # each good object fetched into the cache once; the bad one never
