@@ -14,8 +14,8 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from fscas.fetching import fetch_to_file
 from fscas.manifests.cachedir import default_cache_dir
-from fscas.transfer import fetch_to_file
 
 if TYPE_CHECKING:
     from fscas.backends import Backend

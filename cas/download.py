@@ -16,20 +16,13 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Literal
 
 from fscas.errors import ObjectNotFound
+from fscas.fetching import fetch_to_file, prepare_parent, reserve_copy_name
 from fscas.files import remove_stale_temps
 from fscas.manifests import Manifest, ManifestPath
 from fscas.manifests.hashing import hash_path
 from fscas.paths import check_folder_target, check_layout, safe_path
 from fscas.summary import TransferSummary
-from fscas.transfer import (
-    PART,
-    fetch_to_file,
-    files_done_of,
-    in_lanes,
-    prepare_parent,
-    progress_of,
-    reserve_copy_name,
-)
+from fscas.transfer import PART, files_done_of, in_lanes, progress_of
 
 if TYPE_CHECKING:
     from fsspec.callbacks import Callback

@@ -18,16 +18,8 @@ import xxhash
 from fscas import keys
 from fscas.backends.base import FileBody, StreamingGet
 from fscas.errors import BucketNotFound, ObjectNotFound, StoreError
-from fscas.transfer import (
-    PART,
-    Reach,
-    files_done_of,
-    get_small,
-    in_lanes,
-    progress_of,
-    ranged_chunks,
-    resumed_chunks,
-)
+from fscas.fetching import get_small, ranged_chunks, resumed_chunks
+from fscas.transfer import PART, Reach, files_done_of, in_lanes, progress_of
 
 if TYPE_CHECKING:
     from fsspec.callbacks import Callback
@@ -159,7 +151,7 @@ async def _verified_stream(src: Backend, key: str, digest: str, size: int, reach
 
 async def _source_chunks(src: Backend, key: str, size: int) -> AsyncIterator[bytes]:
     """One streamed GET where the backend has it (resumed from the byte reached if it breaks), else
-    ranged GETs (`transfer.ranged_chunks`)."""
+    ranged GETs (`fetching.ranged_chunks`)."""
     if isinstance(src, StreamingGet):
         with side("source"):
             async with contextlib.aclosing(resumed_chunks(src, key, size)) as chunks:

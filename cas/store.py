@@ -15,10 +15,11 @@ from fscas.backends import Backend, open_backend
 from fscas.download import ConflictMode
 from fscas.errors import ConfigError, IntegrityError, ManifestError, ObjectNotFound
 from fscas.existence import ExistenceCache
+from fscas.fetching import fetch_to_file
 from fscas.manifests import Manifest, OutputManifest, decode, encode, hash_bytes, manifest_hash
 from fscas.paths import safe_path
 from fscas.summary import GcReport, TransferSummary
-from fscas.transfer import PART, fetch_to_file, files_done_of, in_lanes, progress_of, send_file
+from fscas.transfer import PART, files_done_of, in_lanes, progress_of, send_file
 from fscas.verify import VerifyReport, verify_objects
 
 if TYPE_CHECKING:

@@ -13,9 +13,10 @@ import attrs
 from fscas import keys
 from fscas.backends import Backend
 from fscas.errors import IntegrityError, ObjectNotFound
+from fscas.fetching import read_verified
 from fscas.manifests import Manifest, ManifestPath
 from fscas.paths import safe_join
-from fscas.transfer import in_lanes, read_verified, send_file
+from fscas.transfer import in_lanes, send_file
 
 if TYPE_CHECKING:
     from fscas.store import AsyncStore
