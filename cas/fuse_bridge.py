@@ -112,8 +112,8 @@ def _bridge(fuse: ModuleType) -> type:
             return 0
 
         def rename_fuse_3(self, old: bytes, new: bytes, flags: int) -> int:
-            if flags:  # RENAME_NOREPLACE or RENAME_EXCHANGE: not done, so not pretended (mv falls back)
-                return -errno.EINVAL
+            if flags:  # RENAME_EXCHANGE (or NOREPLACE, which the kernel checks first): not done, so not
+                return -errno.EINVAL  # pretended: a plain rename would destroy the target
             return int(super().rename_fuse_3(old, new, flags))
 
     return Bridge

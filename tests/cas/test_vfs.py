@@ -3,6 +3,8 @@ a task reading 10 of 10,000 files fetches 10 objects, what it writes goes up at 
 
 from __future__ import annotations
 
+import ctypes
+import errno
 import json
 import os
 import time
@@ -52,6 +54,13 @@ def test_a_virtual_session_fetches_what_the_task_reads_and_uploads_what_it_write
         (root / "out" / "render.txt").write_text((root / "scene.txt").read_text().upper())
         (root / "scene.txt").write_text("changed by the task\n")  # copied up; the store keeps the original
         os.unlink(root / "frames" / "f00001.txt")
+        # renameat2's RENAME_EXCHANGE is refused (EINVAL), not done as a plain rename over the target
+        libc = ctypes.CDLL(None, use_errno=True)
+        exchange = libc.renameat2(-100, bytes(root / "frames" / "f00002.txt"), -100,
+                                  bytes(root / "frames" / "f00003.txt"), 2)
+        assert exchange == -1 and ctypes.get_errno() == errno.EINVAL
+        assert (root / "frames" / "f00002.txt").read_bytes() == b"frame 2\n"
+        assert (root / "frames" / "f00003.txt").read_bytes() == b"frame 3\n"
         assert not (root / "frames" / "f00001.txt").exists() and (src / "scene.txt").read_text() == "a teapot\n"
     except BaseException:
         run_fscas("session", "finish", "--attachments", str(doc), "--session-dir", str(session), *IDS, "--store",
