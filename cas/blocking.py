@@ -105,9 +105,10 @@ class Store:
         return run_sync(self.aio.missing(digests, use_cache=use_cache))
 
     def upload(self, manifest: Manifest, root: str | os.PathLike[str], *, callback: Callback | None = None,
-               use_cache: bool = True) -> TransferSummary:
+               use_cache: bool = True, check_cache: bool = True) -> TransferSummary:
         """See `AsyncStore.upload`."""
-        return run_sync(self.aio.upload(manifest, root, callback=callback, use_cache=use_cache))
+        return run_sync(self.aio.upload(manifest, root, callback=callback, use_cache=use_cache,
+                                        check_cache=check_cache))
 
     def download(self, manifest: Manifest, dest: str | os.PathLike[str], *, conflict: ConflictMode = "skip",
                  checksum: bool = False, callback: Callback | None = None, dry_run: bool = False) -> TransferSummary:

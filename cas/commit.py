@@ -25,7 +25,7 @@ if TYPE_CHECKING:
 
     from fscas.store import AsyncStore
 
-__all__ = ["SAMPLE", "Entry", "Send", "begin", "commit", "commit_entries"]
+__all__ = ["SAMPLE", "Entry", "Send", "begin", "commit", "commit_entries", "upload_checked"]
 
 SAMPLE = 8  # cache-answered digests re-checked with HEAD before a manifest is written
 _ROUNDS = 3  # repairs before the manifest is written; after it, one more at most
@@ -67,7 +67,7 @@ async def commit(store: AsyncStore, manifest: Manifest, root: str | os.PathLike[
         The manifest hash and the data transfer summary.
     """
     async def send(use_cache: bool, cb: Callback | None) -> TransferSummary:
-        return await store.upload(manifest, root, callback=cb, use_cache=use_cache)
+        return await store.upload(manifest, root, callback=cb, use_cache=use_cache, check_cache=False)
 
     data = encode(manifest)
     summary, _ = await commit_entries(store, [Entry(key, data, metadata)], {p.hash for p in manifest.paths}, send,
@@ -89,7 +89,7 @@ async def commit_entries(store: AsyncStore, entries: Sequence[Entry], digests: C
     """
     if checked is None:
         checked = await begin(store)
-    summary = await _upload(store, digests, send, callback, confirmed)
+    summary = await upload_checked(store, digests, send, callback, confirmed)
     for _ in range(_ROUNDS):  # before a manifest is visible: repair after gc runs that overlapped the upload
         with _store_level_errors():
             now = await read_epoch(store.backend)
@@ -135,8 +135,8 @@ async def _repair(store: AsyncStore, now: Epoch | None, send: Send) -> Epoch:
     return quiet
 
 
-async def _upload(store: AsyncStore, digests: Collection[str], send: Send, callback: Callback | None,
-                  confirmed: Collection[str]) -> TransferSummary:
+async def upload_checked(store: AsyncStore, digests: Collection[str], send: Send, callback: Callback | None,
+                         confirmed: Collection[str]) -> TransferSummary:
     """Send, then HEAD a random sample of what the existence cache answered for (but `confirmed`).
 
     The cache may be stale for reasons no epoch records (a bucket lifecycle rule: Deadline issue

@@ -202,17 +202,25 @@ class AsyncStore:
     # -- manifests of files ------------------------------------------------------------------
 
     async def upload(self, manifest: Manifest, root: str | os.PathLike[str], *, callback: Callback | None = None,
-                     use_cache: bool = True) -> TransferSummary:
+                     use_cache: bool = True, check_cache: bool = True) -> TransferSummary:
         """Upload the files of `manifest` (relative to `root`) that the store does not hold yet.
 
         Each file is hashed while it is read and stored only if it still matches its manifest
-        entry; only confirmed objects enter the existence cache.
+        entry; only confirmed objects enter the existence cache. With `check_cache`, a random
+        sample of what the existence cache answered for is asked about (HEAD) afterwards; if any is
+        gone (the store emptied or recreated by hand, a lifecycle rule), the store's entries are
+        dropped and every object is asked about again. `commit` passes False: it checks once itself.
 
         Raises:
             IntegrityError: a file changed since its snapshot (size or content).
             UnsafePathError: a manifest path leaves `root`, or resolves outside it through a link.
             SnapshotError: a file is missing or unreadable.
         """
+        if use_cache and check_cache and self._cache is not None:
+            from fscas.commit import upload_checked
+
+            return await upload_checked(self, {p.hash for p in manifest.paths}, lambda cached, cb: self.upload(
+                manifest, root, callback=cb, use_cache=cached, check_cache=False), callback, confirmed=())
         started = time.monotonic()
         root_s = os.fspath(root)
         root_real = os.path.realpath(root_s)

@@ -70,6 +70,27 @@ def test_reupload_without_cache_asks_the_server(store: fscas.Store, tmp_path: Pa
     assert summary.files == 0
 
 
+def test_an_upload_does_not_trust_the_cache_of_a_store_emptied_by_hand(tmp_path: Path) -> None:
+    """The store folder deleted and made again at the same path: the existence cache still names its
+    objects. A bare upload (no manifest commit) samples what the cache vouched for, finds it gone and
+    uploads again, so a download that follows has every object."""
+    import shutil
+
+    from fscas.existence import ExistenceCache
+
+    src = tmp_path / "src"
+    files = _tree(src)
+    m = snapshot(src, hash_cache=False)
+    cache = ExistenceCache(tmp_path / "existence.db")
+    for round_ in range(2):
+        with fscas.Store(fscas.AsyncStore(fscas.backends.open_backend(str(tmp_path / "store")),
+                                          existence_cache=cache)) as store:
+            store.upload(m, src)
+            store.download(m, tmp_path / f"dst{round_}")
+        assert {p.path: (tmp_path / f"dst{round_}" / p.path).read_bytes() for p in m.paths} == files
+        shutil.rmtree(tmp_path / "store")
+
+
 def test_changed_file_is_never_stored_under_its_old_hash(store: fscas.Store, tmp_path: Path) -> None:
     # Deadline D1: same size, mtime restored, different bytes: the stale hash must not get them.
     src = tmp_path / "src"
