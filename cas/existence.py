@@ -1,4 +1,4 @@
-"""The existence cache: which Data keys a store was seen to hold, so re-uploads ask the server nothing.
+"""The existence cache: which Data keys a store was seen to hold, so re-uploads ask the server little.
 
 Keyed by store identity (the backend's credential-free URL: scheme, endpoint, bucket, prefix) and
 key, not by bucket/key alone as Deadline's s3_check_cache is (defect D6). An entry is written only
