@@ -36,6 +36,7 @@ from fscas.backends.azure_wire import (
     name_to_wire,
     status_error,
     translated,
+    transport_trusting,
 )
 from fscas.backends.base import (
     Body,
@@ -132,7 +133,7 @@ class AzureBackend:
             common: dict[str, Any] = {"retry_policy": retry, "connection_timeout": o.connect_timeout,
                                       "read_timeout": o.read_timeout}
             if ca := resend.ca_bundle():  # azure-core's aiohttp transport reads no CA variable itself
-                common["connection_verify"] = ca
+                common["transport"] = transport_trusting(ca, o.connect_timeout, o.read_timeout)
             url = o.endpoint_url or f"https://{self.account}.blob.core.windows.net"
             with translated(self.url, ""):
                 if kind == "connection_string":

@@ -29,7 +29,8 @@ from fscas.errors import (
     redact,
 )
 
-__all__ = ["chunks", "info", "info_from_headers", "name_from_wire", "name_to_wire", "status_error", "translated"]
+__all__ = ["chunks", "info", "info_from_headers", "name_from_wire", "name_to_wire", "status_error", "translated",
+           "transport_trusting"]
 
 
 def name_to_wire(name: str) -> str:
@@ -141,3 +142,18 @@ def translated(url: str, key: str, missing: type[ObjectNotFound] = ObjectNotFoun
         raise ConfigError(f"{url}: invalid Azure configuration: {redact(str(e)).splitlines()[0]}") from e
     except ax.AzureError as e:  # the rest of azure-core's errors
         raise StoreError(f"{at(url, key)}: {type(e).__name__}") from e
+
+
+def transport_trusting(ca_bundle: str, connect_timeout: float, read_timeout: float) -> Any:
+    """azure-core's aiohttp transport over a session whose connector trusts `ca_bundle`. Not
+    `connection_verify=ca_bundle`: azure-core would load that file into a new SSL context on every
+    request (23 ms each, measured: 13x the time of a small PUT)."""
+    import ssl
+
+    import aiohttp
+    from azure.core.pipeline.transport import AioHttpTransport
+
+    connector = aiohttp.TCPConnector(ssl=ssl.create_default_context(cafile=ca_bundle))
+    session = aiohttp.ClientSession(connector=connector, trust_env=True)  # proxies from the environment
+    return AioHttpTransport(session=session, session_owner=True, connection_timeout=connect_timeout,
+                            read_timeout=read_timeout)

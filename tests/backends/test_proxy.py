@@ -161,3 +161,39 @@ def test_https_goes_through_a_connect_tunnel_with_the_certificate_checked(cloud:
         run_sync(store.aio.backend.head("Data/x"))  # the server's 404, through the tunnel
     port = urlsplit(endpoint).port
     assert proxy.seen and all(seen == ("CONNECT", f"127.0.0.1:{port}") for seen in proxy.seen), proxy.seen
+
+
+def test_a_ca_bundle_on_the_azure_sdk_path_is_loaded_once_not_per_request(azurite: Any, monkeypatch: Any,
+                                                                           tmp_path: Path) -> None:
+    """azure-core turns `connection_verify=PATH` into a new SSL context per request (23 ms each: a
+    small PUT took 13x as long); the SDK path trusts the bundle through one context on its session."""
+    import ssl
+
+    import certifi
+
+    from fscas.backends import open_backend
+    from fscas.conformance.plugin import unique_bucket
+
+    bucket = unique_bucket()
+    azurite.create_bucket(bucket)
+    monkeypatch.setenv("REQUESTS_CA_BUNDLE", certifi.where())
+    made = []
+    real = ssl.create_default_context
+
+    def counted(*args: Any, **kwargs: Any) -> ssl.SSLContext:
+        made.append(kwargs.get("cafile"))
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(ssl, "create_default_context", counted)
+
+    async def puts() -> None:
+        backend = open_backend(azurite.store_url(bucket), fast_path=False, **azurite.options())
+        try:
+            for i in range(20):
+                await backend.put(f"k{i}", b"x")
+            assert await backend.get("k19") == b"x"
+        finally:
+            await backend.aclose()
+
+    run_sync(puts())
+    assert made.count(certifi.where()) == 1, made
