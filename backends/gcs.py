@@ -20,7 +20,6 @@ import contextlib
 import importlib.util
 import json
 import os
-import ssl
 import types
 import urllib.parse
 import uuid
@@ -114,10 +113,8 @@ class GCSBackend:
             o = self.options
             token = self._token()
             session: dict[str, Any] = {"trust_env": True}  # HTTPS_PROXY etc., as requests and botocore
-            if ca := resend.ca_bundle():  # aiohttp reads no CA variable itself
-                import aiohttp
-
-                session["connector"] = aiohttp.TCPConnector(ssl=ssl.create_default_context(cafile=ca))
+            if ca := resend.ca_bundle():
+                session["connector"] = resend.trusting_connector(ca)
             with translated(self.url, ""):
                 fs = GCSFileSystem(asynchronous=True, skip_instance_cache=True, endpoint_url=self.endpoint,
                                    project=o.project or os.environ.get("GOOGLE_CLOUD_PROJECT", ""),

@@ -14,6 +14,7 @@ import hashlib
 import os
 import ssl
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterable
+from typing import Any
 from urllib.parse import urlsplit
 
 from fscas.backends.base import at, retry_pause
@@ -21,7 +22,7 @@ from fscas.backends.http11 import Answer, CannotConnect, HttpClient, Streamed
 from fscas.errors import StoreError, Unreachable, redact
 
 __all__ = ["ATTEMPTS", "RETRY_STATUS", "Sign", "ca_bundle", "md5", "proxy_applies", "redirected", "retryable", "send",
-           "stream", "unreachable"]
+           "stream", "trusting_connector", "unreachable"]
 
 RETRY_STATUS = frozenset({429, 500, 502, 503, 504})  # 429 and 503 are S3's SlowDown and Azure's ServerBusy
 ATTEMPTS = 5
@@ -122,6 +123,14 @@ def unreachable(url: str, key: str, error: BaseException, *, ours: bool | None =
     if not detail and (tls := _tls_failure(error)):
         detail = f": {tls}"  # an SDK's certificate failure (through a proxy's tunnel, say) says so too
     return Unreachable(f"{at(url, key)}: endpoint unreachable ({type(error).__name__}{detail})")
+
+
+def trusting_connector(ca_bundle: str) -> Any:
+    """An aiohttp connector trusting `ca_bundle`, for an SDK's session: aiohttp reads no CA variable
+    itself, and one SSL context made here serves every request (not one per request)."""
+    import aiohttp
+
+    return aiohttp.TCPConnector(ssl=ssl.create_default_context(cafile=ca_bundle))
 
 
 def _tls_failure(error: BaseException | None) -> str:

@@ -41,7 +41,13 @@ class ReadAhead:
         self.slots: asyncio.Semaphore | None = None
         self.tasks: set[asyncio.Task[None]] = set()
 
-    def opened(self, rel: str) -> None:
+    def reading(self, rel: str, digest: str) -> None:
+        """`rel` (of `digest`) is being read from its start: wait for its fetch if one is under way,
+        and keep the files after it coming."""
+        self._wait(digest)
+        self._move_on(rel)
+
+    def _move_on(self, rel: str) -> None:
         i = self.index.get(rel)
         if i is None:
             return
@@ -81,7 +87,7 @@ class ReadAhead:
 
     def _hold(self, digest: str, data: bytes) -> None:
         with self.mutex:
-            if digest in self.held or len(data) > _HOLD:
+            if digest in self.held:
                 return
             self.held[digest] = data
             self.held_bytes += len(data)
@@ -100,7 +106,7 @@ class ReadAhead:
                 self.held_bytes -= len(data)
         return data[offset:offset + size]
 
-    def wait(self, digest: str) -> None:
+    def _wait(self, digest: str) -> None:
         with self.mutex:
             pending = self.pending.pop(digest, None)
             running = digest in self.started

@@ -165,8 +165,7 @@ def overlay_operations(fs: FscasFileSystem, upper: str | os.PathLike[str] | None
         def _open_lower(self, rel: str) -> int:
             low = self._lower_file(rel)
             if ahead is not None:
-                ahead.wait(low.hash)
-                ahead.opened(rel)
+                ahead.reading(rel, low.hash)
             return self._open_fetched(rel, low)
 
         def _open_fetched(self, rel: str, low: Any) -> int:
@@ -186,8 +185,7 @@ def overlay_operations(fs: FscasFileSystem, upper: str | os.PathLike[str] | None
             low = self._lower_file(rel)
             if ahead is not None:
                 if not offset:
-                    ahead.wait(low.hash)
-                    ahead.opened(rel)
+                    ahead.reading(rel, low.hash)
                 if (data := ahead.take(low.hash, offset, size)) is not None:
                     return data
             fd = -1
