@@ -1,9 +1,11 @@
 """A local cache of whole, verified objects by digest: what `fscas://` reads, mounts and downloads share.
 
-An object enters only through `fetch_to_file` (size and xxh3-128 checked, temp file + rename), so
-a file in the cache is always its digest's content; reading a range of it is as safe as reading the
-whole. Files are `<folder>/<hash[:2]>/<hash>`, read-only; the least recently used ones go when the
-cache passes its budget. Several processes may share one folder.
+An object enters only verified (size and xxh3-128 checked): through `fetch_to_file` (temp file +
+rename), so a file in the cache is always its digest's content and reading a range of it is as safe
+as reading the whole; or, read as bytes (`fetch_bytes`, at most `PACKED_MAX`), appended to a pack
+(`packs.py`), whose bytes are checked against the digest again on every read. Files are
+`<folder>/<hash[:2]>/<hash>`, read-only, packs `<folder>/packs/`; the least recently used go when
+the cache passes its budget. Several processes may share one folder.
 """
 
 from __future__ import annotations
@@ -14,8 +16,9 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from fscas.fetching import fetch_to_file
+from fscas.fetching import fetch_to_file, get_verified
 from fscas.manifests.cachedir import default_cache_dir
+from fscas.packs import PACKED_MAX, Packs
 
 if TYPE_CHECKING:
     from fscas.backends import Backend
@@ -39,6 +42,7 @@ class ContentCache:
         self.max_bytes = max_bytes
         self._used: int | None = None  # bytes held, as last counted plus what this object fetched since
         self._folders: set[Path] = set()  # hash-prefix folders known to exist
+        self.packs = Packs(self.path / "packs")
 
     def __repr__(self) -> str:
         return f"ContentCache({str(self.path)!r}, max_bytes={self.max_bytes})"
@@ -57,6 +61,39 @@ class ContentCache:
         except FileNotFoundError:
             return None
         return path
+
+    def get_bytes(self, digest: str, size: int) -> bytes | None:
+        """The packed bytes of `digest` (verified as they are read), or None."""
+        return self.packs.get(digest, size) if size <= PACKED_MAX else None
+
+    async def fetch_bytes(self, backend: Backend, digest: str, size: int) -> bytes:
+        """The bytes of a small object (at most `PACKED_MAX`), downloaded (verified) into a pack first
+        when absent: one append, not one new file, per object.
+
+        Raises:
+            ValueError: `size` is over `PACKED_MAX` (use `fetch`).
+            ObjectNotFound: the store has no such object.
+            IntegrityError: the stored bytes do not match the digest (nothing enters the cache).
+        """
+        if size > PACKED_MAX:
+            raise ValueError(f"{digest}: {size} bytes is over the {PACKED_MAX} a pack holds; fetch it as a file")
+        if (hit := self.packs.get(digest, size)) is not None:
+            return hit
+        with contextlib.suppress(FileNotFoundError), open(self.path_of(digest), "rb") as f:  # a file of `fetch`
+            if len(data := f.read(size + 1)) == size:
+                return data
+        data = await get_verified(backend, digest, size)
+        self.packs.put(digest, data)
+        self._count(digest, size)
+        return data
+
+    def _count(self, digest: str, size: int) -> None:
+        # Counted once, then kept up to date: a scan of the whole cache per fetch made reading N
+        # files through a mount cost N^2 stats. Other processes' additions are seen at the next scan.
+        if self._used is None or self._used + size > self.max_bytes:
+            self.evict(keep=digest)
+        else:
+            self._used += size
 
     async def fetch(self, backend: Backend, digest: str, size: int, *,
                     keep: Callable[[bytes], None] | None = None) -> Path:
@@ -85,39 +122,45 @@ class ContentCache:
             self._folders.discard(target.parent)
             await fetch_to_file(backend, digest, size, place, mtime_us=None, progress=lambda n: None, keep=keep)
         os.chmod(target, 0o444)  # a cached object never changes
-        # Counted once, then kept up to date: a scan of the whole cache per fetch made reading N
-        # files through a mount cost N^2 stats. Other processes' additions are seen at the next scan.
-        if self._used is None or self._used + size > self.max_bytes:
-            self.evict(keep=digest)
-        else:
-            self._used += size
+        self._count(digest, size)
         return target
 
     def evict(self, *, keep: str | None = None) -> int:
-        """Remove the least recently used objects until the cache fits its budget; return bytes freed."""
-        entries = []
+        """Remove the least recently used objects (and packs) until the cache fits its budget; return
+        bytes freed. The pack this process is writing stays."""
+        entries: list[tuple[float, int, Path | str]] = []
         with contextlib.suppress(FileNotFoundError):
             for folder in self.path.iterdir():
-                for f in folder.iterdir() if folder.is_dir() else ():
+                for obj in folder.iterdir() if folder.is_dir() and folder != self.packs.folder else ():
                     with contextlib.suppress(FileNotFoundError):
-                        st = f.stat()
-                        entries.append((st.st_mtime, st.st_size, f))
-        total = sum(size for _, size, _ in entries)
+                        st = obj.stat()
+                        entries.append((st.st_mtime, st.st_size, obj))
+        entries += self.packs.units()
+        total = sum(size for _, size, _ in entries) + self.packs.written
         freed = 0
         for _, size, f in sorted(entries, key=lambda e: e[0]):
             if total - freed <= self.max_bytes:
                 break
-            if f.name != keep and not f.name.startswith("."):  # temp files of a fetch in flight stay
+            if isinstance(f, str):
+                self.packs.remove(f)
+                freed += size
+            elif f.name != keep and not f.name.startswith("."):  # temp files of a fetch in flight stay
                 with contextlib.suppress(FileNotFoundError):
                     f.unlink()
                     freed += size
         self._used = total - freed
         return freed
 
+    def digests(self) -> set[str]:
+        """The digest of every object in the cache, packed or in a file."""
+        files = {f.name for f in self.path.glob("??/*") if not f.name.startswith(".")}
+        return files | self.packs.digests()
+
     def clear(self) -> None:
         """Remove every cached object."""
         self._used = None
         self._folders.clear()
+        self.packs.clear()
         for folder in list(self.path.glob("??")):
             for f in folder.iterdir():
                 with contextlib.suppress(FileNotFoundError):

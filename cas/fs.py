@@ -234,8 +234,9 @@ def mount(fs: FscasFileSystem, mountpoint: str | os.PathLike[str], *, foreground
     """Serve `fs` read-only at `mountpoint` through FUSE (`mfusepy` on libfuse 3, or 2; `fscas.vfs`'s operations).
 
     Files are fetched (verified, into the content cache) on their first read; reading one starts
-    fetching the next small files in the snapshot's order, 16 at once. Listing fetches nothing. With `foreground`,
-    this returns once the mount is gone (`fusermount -u MOUNTPOINT`, Ctrl-C or SIGTERM).
+    fetching the next small files in the snapshot's order (`fscas.readahead`). Listing fetches
+    nothing. With `foreground`, this returns once the mount is gone (`fusermount -u MOUNTPOINT`,
+    Ctrl-C or SIGTERM).
 
     Raises:
         ConfigError: the mountpoint is not an empty folder, or FUSE is not installed.
@@ -249,6 +250,10 @@ def mount(fs: FscasFileSystem, mountpoint: str | os.PathLike[str], *, foreground
     load("fscas mount")
     fs.manifest  # noqa: B018 - a bad manifest is an error before anything is mounted
     ops = overlay_operations(fs, None, prefetch=True)
+    if foreground:
+        import gc
+
+        gc.freeze()  # the manifest and its index live as long as the mount: no collection walks them again
 
     def serve_it() -> None:
         serve(ops, str(target), snapshot=True)

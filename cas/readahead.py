@@ -10,20 +10,23 @@ import contextlib
 import threading
 from typing import TYPE_CHECKING
 
+from fscas.packs import PACKED_MAX
+
 if TYPE_CHECKING:
     from fscas.fs import FscasFileSystem
 
 __all__ = ["ReadAhead"]
 
-_AHEAD = 128  # files read ahead of the one opened, in the snapshot's order
+_AHEAD_PER_SLOT = 8  # files read ahead of the one opened (in the snapshot's order), per fetch in flight
 _AHEAD_SIZE = 4 * 2**20  # only files up to this size: a large one is fetched when it is opened
 _HOLD = 64 * 2**20  # bytes of read-ahead kept in memory for the reads to come (the cache has them too)
 
 
 class ReadAhead:
-    """Sequential read-ahead over the snapshot: opening a file keeps the next `_AHEAD` small files
-    in the manifest's order (the order `cp -r`, `tar` and `rsync` read a tree in) being fetched, 16
-    at once on fscas's IO loop, and their bytes held for the reads to come. An open waits for its
+    """Sequential read-ahead over the snapshot: opening a file keeps the next small files in the
+    manifest's order (the order `cp -r`, `tar` and `rsync` read a tree in) being fetched, as many at
+    once on fscas's IO loop as the store's `concurrency` (32 by default: what a pull keeps in flight),
+    8 times that many ahead, and their bytes held for the reads to come. An open waits for its
     file's fetch if it has started, and otherwise fetches the file itself. Listing fetches nothing."""
 
     def __init__(self, fs: FscasFileSystem) -> None:
@@ -39,6 +42,8 @@ class ReadAhead:
         self.held_bytes = 0
         self.mutex = threading.Lock()
         self.slots: asyncio.Semaphore | None = None
+        self.at_once = fs.store.aio.concurrency
+        self.ahead = _AHEAD_PER_SLOT * self.at_once
         self.tasks: set[asyncio.Task[None]] = set()
 
     def reading(self, rel: str, digest: str) -> None:
@@ -52,9 +57,9 @@ class ReadAhead:
         if i is None:
             return
         with self.mutex:
-            if self.reached - i > _AHEAD // 2:
+            if self.reached - i > self.ahead // 2:
                 return  # still far enough ahead: moved on in halves, one wake-up of the IO loop each
-            start, end = max(i + 1, self.reached), min(len(self.order), i + 1 + _AHEAD)
+            start, end = max(i + 1, self.reached), min(len(self.order), i + 1 + self.ahead)
             batch = []
             for p in self.order[start:end]:
                 if p.size <= _AHEAD_SIZE and p.hash not in self.pending:
@@ -73,13 +78,18 @@ class ReadAhead:
 
     async def _one(self, digest: str, size: int, done: concurrent.futures.Future[object]) -> None:
         if self.slots is None:
-            self.slots = asyncio.Semaphore(16)
+            self.slots = asyncio.Semaphore(self.at_once)
         async with self.slots:
             with self.mutex:
                 self.started.add(digest)
+            cache, backend = self.fs.cache, self.fs.store.aio.backend
             try:
-                done.set_result(await self.fs.cache.fetch(self.fs.store.aio.backend, digest, size,
-                                                          keep=lambda data: self._hold(digest, data)))
+                if size <= PACKED_MAX:  # packed: one append, not one new file, per small object
+                    self._hold(digest, await cache.fetch_bytes(backend, digest, size))
+                    done.set_result(None)
+                else:
+                    done.set_result(await cache.fetch(backend, digest, size,
+                                                      keep=lambda data: self._hold(digest, data)))
             except BaseException as e:  # a reader waiting on it fetches again itself and reports the error
                 done.set_exception(e)
                 if not isinstance(e, Exception):

@@ -21,6 +21,8 @@ import time
 from typing import TYPE_CHECKING, Any
 
 from fscas.errors import FscasError
+from fscas.packs import PACKED_MAX
+from fscas.runner import run_sync
 
 if TYPE_CHECKING:
     from fscas.fs import FscasFileSystem
@@ -179,8 +181,8 @@ def overlay_operations(fs: FscasFileSystem, upper: str | os.PathLike[str] | None
             if fh:
                 return os.pread(fh, size, offset)
             # No open came (see `open`): a read from the start does what an open would (wait for the
-            # read-ahead, move it on); a small file read ahead is answered from memory, anything else
-            # from the cached copy, fetched again if it was evicted meanwhile.
+            # read-ahead, move it on); a small file read ahead is answered from memory, another small
+            # one from its pack, anything else from the cached copy, fetched again if it was evicted.
             rel = path.strip("/")
             low = self._lower_file(rel)
             if ahead is not None:
@@ -188,6 +190,13 @@ def overlay_operations(fs: FscasFileSystem, upper: str | os.PathLike[str] | None
                     ahead.reading(rel, low.hash)
                 if (data := ahead.take(low.hash, offset, size)) is not None:
                     return data
+            if low.size <= PACKED_MAX:
+                if (data := fs.cache.get_bytes(low.hash, low.size)) is None:
+                    try:
+                        data = run_sync(fs.cache.fetch_bytes(fs.store.aio.backend, low.hash, low.size))
+                    except FscasError as e:
+                        raise FuseOSError(errno.EIO) from e
+                return data[offset:offset + size]
             fd = -1
             if offset:
                 with contextlib.suppress(FileNotFoundError):

@@ -217,7 +217,7 @@ def _mount(args: argparse.Namespace) -> int:
         args.store, args.manifest, args.mountpoint = args.manifest, args.mountpoint, args.legacy
     fs = FscasFileSystem(store_url_of(args), args.manifest,
                          cache=ContentCache(args.cache_dir, max_bytes=args.cache_size), skip_instance_cache=True,
-                         **flag_options(args))
+                         concurrency=args.concurrency, **flag_options(args))
     files = len(fs.manifest.paths)  # a bad store or manifest is reported before anything is mounted
     print(f"fscas: {files} files of {fs.store.url} at {args.mountpoint}; unmount with "
           f"`fusermount -u {args.mountpoint}` or Ctrl-C", file=sys.stderr, flush=True)

@@ -13,8 +13,10 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+import xxhash
 
 import fscas
+from fscas.content import ContentCache
 from fscas.manifests import snapshot
 
 REPO = Path(__file__).resolve().parents[2]
@@ -121,5 +123,10 @@ def test_cp_r_from_a_mount_gives_every_byte_and_a_corrupt_object_is_an_io_error(
         with pytest.raises(OSError) as refused:
             (mnt / "zz" / "bad.bin").read_bytes()
         assert refused.value.errno == 5  # EIO: nothing unverified is ever served
-    cached = [p for p in (tmp_path / "cache" / "fscas" / "objects").rglob("*") if p.is_file()]
-    assert len(cached) == len(files) - 1  # each good object fetched into the cache once; the bad one never
+    cache = ContentCache(tmp_path / "cache" / "fscas" / "objects")
+    good = {xxhash.xxh3_128_hexdigest(data) for rel, data in files.items() if rel != "zz/bad.bin"}
+    assert cache.digests() == good  # each good object entered the cache; the bad one never
+    # the small ones are packed: the cache holds one file, the large object, and the packs
+    assert [p.name for p in cache.path.glob("??/*")] == [xxhash.xxh3_128_hexdigest(files["d0/large.bin"])]
+    assert len(list(cache.packs.folder.glob("*.pack"))) == 1
+    assert sum(p.stat().st_size for p in cache.packs.folder.glob("*.idx")) == 32 * (len(files) - 2)  # once each
