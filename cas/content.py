@@ -14,7 +14,7 @@ import contextlib
 import os
 from collections.abc import Callable
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from fscas.fetching import fetch_to_file, get_verified
 from fscas.manifests.cachedir import default_cache_dir
@@ -46,6 +46,13 @@ class ContentCache:
 
     def __repr__(self) -> str:
         return f"ContentCache({str(self.path)!r}, max_bytes={self.max_bytes})"
+
+    def __getstate__(self) -> dict[str, Any]:
+        """Pickled as its folder and budget: another process opens the same cache, with packs of its own."""
+        return {"path": self.path, "max_bytes": self.max_bytes}
+
+    def __setstate__(self, state: dict[str, Any]) -> None:
+        ContentCache.__init__(self, state["path"], max_bytes=state["max_bytes"])
 
     def path_of(self, digest: str) -> Path:
         """Where the object with this digest lives in the cache (whether or not it is there)."""

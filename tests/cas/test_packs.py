@@ -100,3 +100,15 @@ def test_a_corrupt_or_missing_object_never_enters_a_pack(tmp_path: Path) -> None
         with pytest.raises(fscas.ObjectNotFound):
             run_sync(cache.fetch_bytes(store.aio.backend, _obj(8)[0], 1000))
         assert cache.digests() == set()
+
+
+def test_a_pickled_cache_opens_the_same_folder_with_packs_of_its_own(tmp_path: Path) -> None:
+    import pickle
+
+    cache = ContentCache(tmp_path / "cache", max_bytes=123_456)
+    digest, data = _obj(3)
+    cache.packs.put(digest, data)
+    other = pickle.loads(pickle.dumps(cache))  # a Dask worker's copy
+    assert other.max_bytes == 123_456 and other.get_bytes(digest, len(data)) == data
+    other.packs.put(*_obj(4))
+    assert len(list((tmp_path / "cache" / "packs").glob("*.pack"))) == 2  # one writer per pack
