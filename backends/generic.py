@@ -23,31 +23,32 @@ Quirks handled here and nowhere else:
 from __future__ import annotations
 
 import asyncio
-import base64
 import concurrent.futures
 import contextlib
-import errno
 import io
 import json
 import urllib.parse
 import uuid
-from collections.abc import AsyncIterator, Callable, Iterator, Mapping
-from datetime import UTC, datetime
+from collections.abc import AsyncIterator, Callable, Mapping
 from typing import Any
 
-from fscas.backends.base import Body, Capabilities, ObjectInfo, at, check_key, check_metadata, check_send_by
-from fscas.backends.url import Location
-from fscas.errors import (
-    AccessDenied,
-    ConfigError,
-    CredentialsRefused,
-    NotSupported,
-    ObjectExists,
-    ObjectNotFound,
-    StoreError,
-    Unreachable,
-    redact,
+from fscas.backends.base import Body, Capabilities, ObjectInfo, check_key, check_metadata, check_send_by
+from fscas.backends.generic_errors import ftp_normalized, translated
+from fscas.backends.generic_info import (
+    INTEGRITY,
+    WEBDAV,
+    close_fs,
+    identity_of,
+    info_checksums,
+    info_etag,
+    info_mtime,
+    protocol_of,
+    typed_options,
+    url_identity,
+    webdav_options,
 )
+from fscas.backends.url import Location
+from fscas.errors import ConfigError, NotSupported, ObjectExists, ObjectNotFound, StoreError
 
 __all__ = ["FsspecBackend"]
 
@@ -60,7 +61,6 @@ _THREADS = 16  # calls of a sync filesystem in flight (they wait on the network,
 _WEBDAV_UNSAFE = set("#?*;[%")  # webdav4 puts names into URLs unquoted and lists them through fsspec globs
 _EXTRAS = {"sftp": "sftp", "ssh": "sftp", "webdav": "webdav"}
 """The fscas extra that brings a protocol's filesystem."""
-_WEBDAV = {"webdav+https": "https", "webdav+http": "http", "davs": "https", "dav": "http", "webdav": "https"}
 
 
 class FsspecBackend:
@@ -70,12 +70,12 @@ class FsspecBackend:
                  make: Callable[[], Any] | None = None, pool: int = 1, protocol: str | None = None) -> None:
         self._fs, self._make, self._pool_size = fs, make, pool
         self.root = root.rstrip("/")
-        self.protocol = protocol or _protocol(fs)
-        self.url = url or _identity(fs, self.root)
+        self.protocol = protocol or protocol_of(fs)
+        self.url = url or identity_of(fs, self.root)
         self._idle: asyncio.Queue[Any] | None = None  # connections of a non-thread-safe filesystem
         self._threads: concurrent.futures.ThreadPoolExecutor | None = None  # for sync filesystems
         self._folders: dict[str, asyncio.Future[None]] = {}  # made (or being made): one mkdir per folder
-        self.capabilities = Capabilities(create_only=False, integrity=_INTEGRITY.get(self.protocol, frozenset()),
+        self.capabilities = Capabilities(create_only=False, integrity=INTEGRITY.get(self.protocol, frozenset()),
                                          root="bucket" if self.protocol in _OBJECT_STORES else "folder")
 
     @classmethod
@@ -85,9 +85,9 @@ class FsspecBackend:
         from fsspec.core import split_protocol
 
         address, protocol = location.address, location.scheme
-        storage = dict(_typed(location.options)) | dict(options)
-        if protocol in _WEBDAV:  # webdav4 wants the server as base_url, and the user as auth
-            address, storage = _webdav(location, storage)
+        storage = dict(typed_options(location.options)) | dict(options)
+        if protocol in WEBDAV:  # webdav4 wants the server as base_url, and the user as auth
+            address, storage = webdav_options(location, storage)
             protocol = "webdav"
         try:
             cls_ = fsspec.get_filesystem_class(protocol)
@@ -111,7 +111,7 @@ class FsspecBackend:
             return cls_(skip_instance_cache=True, **storage)
 
         pool = _POOL if protocol in _NOT_THREAD_SAFE else 1
-        return cls(None, root, url=_url_of(location), make=make, pool=pool, protocol=protocol)
+        return cls(None, root, url=url_identity(location), make=make, pool=pool, protocol=protocol)
 
     def __repr__(self) -> str:
         return f"FsspecBackend({self.url!r})"
@@ -148,7 +148,7 @@ class FsspecBackend:
     async def _filesystem(self) -> Any:
         if self._fs is None:
             assert self._make is not None
-            with _translated(self.url, ""):
+            with translated(self.url, ""):
                 self._fs = await asyncio.to_thread(self._make)  # an async one connects on fsspec's loop
 
         return self._fs
@@ -172,7 +172,7 @@ class FsspecBackend:
             self._threads = concurrent.futures.ThreadPoolExecutor(_THREADS, thread_name_prefix="fscas-fsspec")
         loop = asyncio.get_running_loop()
         async with self._connection() as conn:
-            with _normalized():
+            with ftp_normalized():
                 return await loop.run_in_executor(self._threads, _fresh_call, conn, name, args, kwargs)
 
     @contextlib.asynccontextmanager
@@ -215,18 +215,18 @@ class FsspecBackend:
 
     async def head(self, key: str) -> ObjectInfo:
         path = self._path(key)
-        with _translated(self.url, key):
+        with translated(self.url, key):
             info = await self._call("info", path)
         if info.get("type") != "file":
             raise ObjectNotFound(f"{self.url}: {key}: not found (a folder)")
         return ObjectInfo(key=key, size=int(info.get("size") or 0), metadata=await self._metadata(key),
-                          etag=_etag(info), checksums=_checksums(info), last_modified=_mtime(info))
+                          etag=info_etag(info), checksums=info_checksums(info), last_modified=info_mtime(info))
 
     async def get(self, key: str, *, start: int = 0, end: int | None = None) -> bytes:
         path = self._path(key)
         if end is not None and end <= start:
             return b""
-        with _translated(self.url, key):
+        with translated(self.url, key):
             data = await self._call("cat_file", path, start=start or None, end=end)
         return bytes(data)
 
@@ -247,7 +247,7 @@ class FsspecBackend:
                 yield chunk
 
         body: Body = data if isinstance(data, bytes) else counted(aiter(data))
-        with _translated(self.url, key):
+        with translated(self.url, key):
             await self._filesystem()  # the protocol decides how to write
             await self._makedirs(path.rsplit("/", 1)[0])
             if self._native_metadata():
@@ -313,7 +313,7 @@ class FsspecBackend:
 
     async def _metadata(self, key: str) -> dict[str, str]:
         if self._native_metadata():
-            with _translated(self.url, key):
+            with translated(self.url, key):
                 return {k.lower(): v for k, v in (await self._call("metadata", self._path(key))).items()}
         try:
             return dict(json.loads(await self._call("cat_file", self.path_of(key, sidecar=True))))
@@ -335,7 +335,7 @@ class FsspecBackend:
     async def list(self, prefix: str) -> AsyncIterator[ObjectInfo]:
         folder = prefix.rsplit("/", 1)[0] if "/" in prefix else ""
         base = f"{self.root}/{folder}".rstrip("/")
-        with _translated(self.url, prefix):
+        with translated(self.url, prefix):
             try:
                 found = await self._call("find", base, detail=True)
             except FileNotFoundError:
@@ -345,14 +345,14 @@ class FsspecBackend:
             key = path.strip("/")[len(root):].lstrip("/") if root else path.strip("/")
             if (info.get("type") == "file" and key.startswith(prefix) and key.split("/", 1)[0] != _META
                     and not key.rsplit("/", 1)[-1].startswith(_TMP)):
-                yield ObjectInfo(key=key, size=int(info.get("size") or 0), etag=_etag(info),
-                                 last_modified=_mtime(info))
+                yield ObjectInfo(key=key, size=int(info.get("size") or 0), etag=info_etag(info),
+                                 last_modified=info_mtime(info))
 
     async def delete(self, key: str) -> None:
         path = self._path(key)
         check_send_by(self.url, key)
         for target in (path, self.path_of(key, sidecar=True)):
-            with _translated(self.url, key), contextlib.suppress(FileNotFoundError):
+            with translated(self.url, key), contextlib.suppress(FileNotFoundError):
                 await self._call("rm_file", target)
 
     async def aclose(self) -> None:
@@ -363,7 +363,7 @@ class FsspecBackend:
             for fs in conns:
                 if fs is not None:
                     with contextlib.suppress(Exception):
-                        await _close(fs)
+                        await close_fs(fs)
         if threads is not None:
             threads.shutdown(wait=False)
 
@@ -396,194 +396,3 @@ class _Reader(io.RawIOBase):
         b[:n] = self._buffer[:n]
         self._buffer = self._buffer[n:]
         return n
-
-
-async def _close(fs: Any) -> None:
-    """Close a filesystem fscas made: SSH connections, HTTP clients, FTP sessions."""
-    if hasattr(fs, "_pool") and hasattr(fs, "_stack"):  # sshfs
-        async def finish() -> None:
-            await fs._pool.close()
-            await fs._stack.aclose()
-        await asyncio.wrap_future(asyncio.run_coroutine_threadsafe(finish(), fs.loop))
-    elif hasattr(fs, "client") and hasattr(fs.client, "close"):  # webdav4's httpx client
-        await asyncio.to_thread(fs.client.close)
-    elif hasattr(fs, "ftp"):
-        await asyncio.to_thread(fs.ftp.close)
-
-
-def _protocol(fs: Any) -> str:
-    protocol = fs.protocol
-    return str(protocol[0] if isinstance(protocol, (tuple, list)) else protocol)
-
-
-def _identity(fs: Any, root: str) -> str:
-    """A credential-free URL naming the filesystem's server and the root: the store identity."""
-    options = getattr(fs, "storage_options", {}) or {}
-    host = options.get("host") or ""
-    if "base_url" in options:
-        host = str(options["base_url"]).split("://", 1)[-1].rstrip("/")
-    if endpoint := options.get("endpoint_url") or (options.get("client_kwargs") or {}).get("endpoint_url"):
-        host = str(endpoint).split("://", 1)[-1].rstrip("/")
-    port = options.get("port")
-    user = options.get("username") or options.get("user")
-    where = f"{user + '@' if user else ''}{host}{':' + str(port) if port else ''}"
-    return redact(f"{_protocol(fs)}://{where}/{root.lstrip('/')}").rstrip("/")
-
-
-def _url_of(location: Location) -> str:
-    """The identity of a URL-opened store: scheme, user, host, port and path; no password, no options."""
-
-    parts = urllib.parse.urlsplit(location.address)
-    netloc = (f"{parts.username + '@' if parts.username else ''}{parts.hostname or ''}"
-              f"{':' + str(parts.port) if parts.port else ''}")
-    return redact(f"{parts.scheme}://{netloc}{parts.path}").rstrip("/")
-
-
-def _typed(options: Mapping[str, str]) -> Iterator[tuple[str, Any]]:
-    """URL query values for an unknown filesystem's constructor: whole numbers and true/false typed."""
-    for name, value in options.items():
-        if value.lower() in ("true", "false"):
-            yield name, value.lower() == "true"
-        elif value.isdigit():
-            yield name, int(value)
-        else:
-            yield name, value
-
-
-def _webdav(location: Location, storage: dict[str, Any]) -> tuple[str, dict[str, Any]]:
-
-    parts = urllib.parse.urlsplit(location.address)
-    base = f"{_WEBDAV[location.scheme]}://{parts.hostname}{':' + str(parts.port) if parts.port else ''}"
-    user = storage.pop("username", None) or storage.pop("user", None) or (
-        urllib.parse.unquote(parts.username) if parts.username else None)
-    password = storage.pop("password", None) or (urllib.parse.unquote(parts.password) if parts.password else None)
-    if user is not None and "auth" not in storage:
-        storage["auth"] = (user, password or "")
-    storage.setdefault("base_url", base)
-    return f"webdav://{urllib.parse.unquote(parts.path)}", storage
-
-
-_INTEGRITY = {"s3": frozenset({"md5"}), "s3a": frozenset({"md5"}), "gs": frozenset({"md5", "crc32c"}),
-              "gcs": frozenset({"md5", "crc32c"})}
-"""Checksums `info` reports: s3fs a single-part ETag (the MD5), gcsfs md5Hash and crc32c."""
-
-
-def _etag(info: Mapping[str, Any]) -> str | None:
-    value = info.get("ETag") or info.get("etag")
-    return str(value) if value else None
-
-
-def _checksums(info: Mapping[str, Any]) -> dict[str, str]:
-    out: dict[str, str] = {}
-    etag = (_etag(info) or "").strip('"')
-    if len(etag) == 32 and "-" not in etag and "ETag" in info:  # s3fs: a single-part ETag is the MD5
-        out["md5"] = etag.lower()
-    for name, field in (("md5", "md5Hash"), ("crc32c", "crc32c")):  # gcsfs: base64
-        if info.get(field):
-            out[name] = base64.b64decode(info[field]).hex()
-    return out
-
-
-def _mtime(info: Mapping[str, Any]) -> float | None:
-    """Seconds since the epoch, from whichever field an implementation reports it in."""
-    for field in ("mtime", "LastModified", "modified", "last_modified", "updated", "modify", "created"):
-        value = info.get(field)
-        if isinstance(value, datetime):
-            return value.timestamp()
-        if isinstance(value, (int, float)):
-            return float(value)
-        if isinstance(value, str) and value[:14].isdigit() and len(value) >= 14:  # FTP MLSD: YYYYMMDDHHMMSS, UTC
-            return datetime.strptime(value[:14], "%Y%m%d%H%M%S").replace(tzinfo=UTC).timestamp()
-        if isinstance(value, str):
-            with contextlib.suppress(ValueError):
-                return datetime.fromisoformat(value.replace("Z", "+00:00")).timestamp()
-    return None
-
-
-@contextlib.contextmanager
-def _normalized() -> Iterator[None]:
-    """ftplib answers "no such file" and "file exists" alike, with its 550 error: tell them apart,
-    as the builtins every other implementation raises."""
-    try:
-        yield
-    except Exception as e:
-        if type(e).__module__ == "ftplib" and str(e).startswith("550"):
-            text = str(e).lower()
-            if "exists" in text:
-                raise FileExistsError(errno.EEXIST, str(e)) from e
-            if "no such" in text or "not found" in text:
-                raise FileNotFoundError(errno.ENOENT, str(e)) from e
-        raise
-
-
-_S3_CREDENTIAL_CODES = {"InvalidAccessKeyId", "SignatureDoesNotMatch", "ExpiredToken", "InvalidToken"}
-_SSH_CONNECTION_ERRORS = {"PermissionDenied", "HostKeyNotVerifiable", "ConnectionLost", "DisconnectError"}
-_UNREACHABLE_ERRNOS = {errno.ECONNREFUSED, errno.EHOSTUNREACH, errno.ENETUNREACH, errno.ETIMEDOUT,
-                       errno.ECONNRESET, errno.EPIPE}
-
-
-@contextlib.contextmanager
-def _translated(url: str, key: str) -> Iterator[None]:
-    """Map what fsspec implementations raise (builtins, asyncssh, httpx, ftplib) to fscas errors."""
-    try:
-        yield
-    except StoreError:
-        raise
-    except Exception as e:
-        raise _ours(url, key, e) from e
-
-
-def _ours(url: str, key: str, e: Exception) -> StoreError | ConfigError:
-    cause: BaseException | None = e
-    while cause is not None:  # sshfs and s3fs re-raise the SDK's error as a builtin: look at the cause
-        if type(cause).__name__ in _SSH_CONNECTION_ERRORS and isinstance(cause, Exception):
-            return _sdk_error(url, key, cause)
-        response = getattr(cause, "response", None)  # botocore's ClientError
-        code = response.get("Error", {}).get("Code") if isinstance(response, dict) else None
-        if code in _S3_CREDENTIAL_CODES:
-            return CredentialsRefused(f"{url}: credentials refused ({code})")
-        cause = cause.__cause__
-    if isinstance(e, FileNotFoundError):
-        return ObjectNotFound(f"{at(url, key)}: not found")
-    if isinstance(e, FileExistsError):
-        return ObjectExists(f"{at(url, key)}: already exists")
-    if isinstance(e, PermissionError):
-        return AccessDenied(f"{at(url, key)}: permission denied")
-    if isinstance(e, (ConnectionError, TimeoutError)):
-        return Unreachable(f"{at(url, key)}: endpoint unreachable ({type(e).__name__})")
-    return _sdk_error(url, key, e)
-
-
-def _sdk_error(url: str, key: str, e: Exception) -> StoreError | ConfigError:
-    name, module = type(e).__name__, type(e).__module__.split(".")[0]
-    text = redact(str(e)).splitlines()[0] if str(e) else name
-    if module == "asyncssh":
-        if name in ("PermissionDenied", "HostKeyNotVerifiable"):
-            cls = CredentialsRefused if name == "PermissionDenied" else AccessDenied
-            return cls(f"{url}: {'credentials refused' if name == 'PermissionDenied' else 'host key not trusted'}"
-                       f" ({text})")
-        if name in ("ConnectionLost", "DisconnectError"):
-            return Unreachable(f"{at(url, key)}: connection lost ({text})")
-    if module == "httpx" and name in ("ConnectError", "ConnectTimeout", "ReadTimeout", "RemoteProtocolError"):
-        return Unreachable(f"{at(url, key)}: endpoint unreachable ({name})")
-    if module == "botocore" and name in ("EndpointConnectionError", "ConnectTimeoutError", "ConnectionClosedError",
-                                          "ReadTimeoutError"):
-        return Unreachable(f"{at(url, key)}: endpoint unreachable ({name})")
-    status = getattr(getattr(e, "response", None), "status_code", None)
-    if status == 401:
-        return CredentialsRefused(f"{url}: credentials refused (401)")
-    if status == 403:
-        return AccessDenied(f"{at(url, key)}: access denied (403)")
-    if module == "ftplib" or name.startswith("error_"):
-        code = text[:3]
-        if code == "530":
-            return CredentialsRefused(f"{url}: credentials refused ({text})")
-        if code == "550":
-            return ObjectNotFound(f"{at(url, key)}: not found ({text})")
-    if isinstance(e, OSError) and e.errno in _UNREACHABLE_ERRNOS:
-        return Unreachable(f"{at(url, key)}: endpoint unreachable ({e.strerror or name})")
-    if isinstance(e, (ValueError, TypeError)) and key == "":
-        return ConfigError(f"{url}: cannot open this filesystem: {text}")
-    if isinstance(e, NotImplementedError):
-        return StoreError(f"{at(url, key)}: the filesystem does not support this ({text})")
-    return StoreError(f"{at(url, key)}: {name}: {text}")

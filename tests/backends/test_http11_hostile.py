@@ -10,11 +10,12 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from fscas.backends.http11 import LIMITS, AnswerRefused, HttpClient, _Connection
+from fscas.backends.http11 import LIMITS, AnswerRefused, HttpClient
+from fscas.backends.http11_conn import Connection
 
 
 class _Transport(asyncio.Transport):
-    """What `_Connection` needs of an asyncio transport; records what was written and whether it was aborted."""
+    """What `Connection` needs of an asyncio transport; records what was written and whether it was aborted."""
 
     def __init__(self) -> None:
         super().__init__()
@@ -58,7 +59,7 @@ def _frame(status: int, headers: list[tuple[str, str]], body: bytes, framing: st
 
 async def _feed(data: bytes, cuts: list[int], *, limit: int) -> tuple[Any, bytes | BaseException]:
     """`data` fed to a connection in pieces cut at `cuts`, then the server closes: (answer, body or error)."""
-    conn = _Connection(asyncio.get_running_loop(), LIMITS)
+    conn = Connection(asyncio.get_running_loop(), LIMITS)
     transport = _Transport()
     conn.connection_made(transport)
     conn.send(b"GET / HTTP/1.1\r\n\r\n", b"", head_only=False, streaming=False, read_timeout=5, limit=limit)
