@@ -5,7 +5,9 @@ run, the two tools go in alternating order; each writes to its own bucket/contai
 `fscas push` with empty caches; fscas download = `fscas pull` into an empty folder (verifies every file,
 restores mtimes). rclone = `rclone copy --transfers 16` both ways; fscas `--concurrency 16`. Every timed
 step starts after `sync`, the page cache emptied (as root) and `--pause` seconds idle. Ratio = rclone
-seconds / fscas seconds (above 1: fscas is faster). RSS is each process's own peak (`peak.py`).
+seconds / fscas seconds (above 1: fscas is faster). RSS is each process's own peak (`peak.py`);
+server CPU is the emulator's (its process and children, from /proc) during the step: what the
+server spent answering each tool, which bounds both on two cores.
 
 Run: `python tests/bench/bench_clouds.py [--clouds gcs,azure] [--trees sm] [--runs 2] [--pause 15]`.
 """
@@ -45,7 +47,28 @@ def rclone_env(kind: str, em: Any) -> dict[str, str]:
             "RCLONE_CONFIG_R_ENDPOINT": f"{em.endpoint}/storage/v1/"}
 
 
-def one_run(kind: str, em: Any, root: Path, work: Path, tag: str, order: list[str]) -> dict[str, tuple[float, float]]:
+def server_cpu(em: Any) -> float:
+    """CPU seconds the emulator's process and its descendants have used so far."""
+    parents: dict[int, int] = {}
+    times: dict[int, float] = {}
+    for entry in os.listdir("/proc"):
+        if entry.isdigit():
+            try:
+                fields = Path(f"/proc/{entry}/stat").read_text().rsplit(")", 1)[1].split()
+            except OSError:
+                continue
+            parents[int(entry)] = int(fields[1])
+            times[int(entry)] = (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+    ours, grew = {em.process.pid}, True
+    while grew:
+        found = {pid for pid, parent in parents.items() if parent in ours} - ours
+        grew = bool(found)
+        ours |= found
+    return sum(times.get(pid, 0.0) for pid in ours)
+
+
+def one_run(kind: str, em: Any, root: Path, work: Path, tag: str, order: list[str]
+            ) -> dict[str, tuple[float, float, float]]:
     home = work / "home"
     home.mkdir(exist_ok=True)
     env = {**os.environ, **em.env(), **rclone_env(kind, em), "HOME": str(home),
@@ -55,20 +78,22 @@ def one_run(kind: str, em: Any, root: Path, work: Path, tag: str, order: list[st
         em.create_bucket(bucket)
     py = [sys.executable, "-m", "fscas"]
     store = em.cli_url(buckets["fscas"], "root")
-    out: dict[str, tuple[float, float]] = {}
+    out: dict[str, tuple[float, float, float]] = {}
     key = ""
     for tool in order:
         bench_rclone.DROPPED.append(bench_rclone.settle())
+        cpu = server_cpu(em)
         if tool == "fscas":
             s, rss, j = timed([*py, "push", str(root), "--store", store, "--json", "--concurrency", "16"], env)
             key = str(j["key"])
         else:
             s, rss, _ = timed(["rclone", "copy", str(root), f"r:{buckets['rclone']}/root", "--transfers", "16"], env)
-        out[f"upload {tool}"] = (s, rss)
+        out[f"upload {tool}"] = (s, rss, server_cpu(em) - cpu)
     for tool in order:
         dest = work / f"dest-{tool}"
         shutil.rmtree(dest, ignore_errors=True)
         bench_rclone.DROPPED.append(bench_rclone.settle())
+        cpu = server_cpu(em)
         if tool == "fscas":
             s, rss, _ = timed([*py, "pull", key, str(dest), "--store", store, "--json", "--concurrency", "16"], env)
         else:
@@ -77,7 +102,7 @@ def one_run(kind: str, em: Any, root: Path, work: Path, tag: str, order: list[st
         shutil.rmtree(dest, ignore_errors=True)
         if files < int(TREES[tag[0]][1]["small"]):
             raise SystemExit(f"{tool} download of {tag}: only {files} files arrived")
-        out[f"download {tool}"] = (s, rss)
+        out[f"download {tool}"] = (s, rss, server_cpu(em) - cpu)
     return out
 
 
@@ -112,7 +137,8 @@ def main() -> None:
                             f, c = r[f"{step} fscas"], r[f"{step} rclone"]
                             ratios[step].append(c[0] / f[0])
                             rows.append(f"| {label_cloud} | ({name}) | {run} | {step} | {' then '.join(order)} "
-                                        f"| {f[0]:.2f} | {f[1]:.0f} | {c[0]:.2f} | {c[1]:.0f} | {c[0] / f[0]:.2f} |")
+                                        f"| {f[0]:.2f} | {f[1]:.0f} | {f[2]:.2f} | {c[0]:.2f} | {c[1]:.0f} | {c[2]:.2f} "
+                                        f"| {c[0] / f[0]:.2f} |")
                             print(rows[-1], flush=True)
                     for step, values in ratios.items():
                         need = TARGET[name]
@@ -126,8 +152,9 @@ def main() -> None:
         f"`fscas --concurrency 16` · {bench_rclone.settled_note(all(bench_rclone.DROPPED))} · RSS of each "
         "process alone (`peak.py`) · every run reported. Ratio = rclone seconds / fscas seconds.",
         "",
-        "| cloud | tree | run | step | order | fscas s | fscas RSS MiB | rclone s | rclone RSS MiB | ratio |",
-        "|---|---|---:|---|---|---:|---:|---:|---:|---:|",
+        "| cloud | tree | run | step | order | fscas s | fscas RSS MiB | server CPU s | rclone s | rclone RSS MiB "
+        "| server CPU s | ratio |",
+        "|---|---|---:|---|---|---:|---:|---:|---:|---:|---:|---:|",
         *rows,
         "",
         "| cloud | tree | step | target | ratios, every run | met |",
