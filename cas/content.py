@@ -90,8 +90,8 @@ class ContentCache:
             if len(data := f.read(size + 1)) == size:
                 return data
         data = await get_verified(backend, digest, size)
-        self.packs.put(digest, data)
-        self._count(digest, size)
+        if self.packs.put(digest, data):  # not kept (a full disk): served all the same
+            self._count(digest, size)
         return data
 
     def _count(self, digest: str, size: int) -> None:

@@ -24,6 +24,7 @@ from pathlib import Path
 
 import xxhash
 
+from fscas.errors import logger
 from fscas.files import temp_prefix
 
 __all__ = ["PACKED_MAX", "Packs"]
@@ -31,6 +32,7 @@ __all__ = ["PACKED_MAX", "Packs"]
 PACKED_MAX = 128 * 2**10  # packed objects are at most one FUSE read (128 KiB)
 _PACK_SIZE = 64 * 2**20  # a pack is closed at this size: eviction's unit
 _ENTRY = struct.Struct("<16sQQ")
+log = logger(__name__)
 _TOUCH = 60.0  # seconds between marking a pack used again
 _RESCAN = 1.0  # seconds between looks at other processes' indexes on a miss
 
@@ -82,24 +84,35 @@ class Packs:
                 os.utime(self.folder / f"{name}.pack")
         return data
 
-    def put(self, digest: str, data: bytes) -> None:
-        """Append verified `data` of `digest` to this process's pack (nothing if already packed)."""
+    def put(self, digest: str, data: bytes) -> bool:
+        """Append verified `data` of `digest` to this process's pack; whether it is packed now.
+
+        A failed append (a full disk, a cache folder that cannot be written) keeps nothing and closes
+        the pack, whose offsets could no longer be trusted: the caller still has the bytes, and the
+        next object starts a new pack.
+        """
         key = bytes.fromhex(digest)
         with self._lock:
             if key in self._index:
-                return
-            if self._writing is None or self._written >= _PACK_SIZE:
-                self._open_pack()
-            assert self._writing is not None
-            name, pack_fd, index_fd = self._writing
-            offset = self._written
-            view = memoryview(data)
-            while view:
-                view = view[os.write(pack_fd, view):]
-            self._written += len(data)
-            os.write(index_fd, _ENTRY.pack(key, offset, len(data)))  # after the bytes: an entry never leads them
+                return True
+            try:
+                if self._writing is None or self._written >= _PACK_SIZE:
+                    self._open_pack()
+                assert self._writing is not None
+                name, pack_fd, index_fd = self._writing
+                offset = self._written
+                view = memoryview(data)
+                while view:
+                    view = view[os.write(pack_fd, view):]
+                self._written += len(data)
+                os.write(index_fd, _ENTRY.pack(key, offset, len(data)))  # after the bytes: never ahead of them
+            except OSError as e:
+                log.debug("%s: not packed (%s); this pack takes no more", self.folder, e)
+                self._close_writing()
+                return False
             self._index[key] = (name, offset, len(data))
             self._read_to[name] = self._read_to.get(name, 0) + _ENTRY.size
+            return True
 
     def _open_pack(self) -> None:
         self._close_writing()
@@ -107,15 +120,23 @@ class Packs:
         name = f"{temp_prefix().strip('.-')}-{os.urandom(6).hex()}"
         flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_APPEND | os.O_CLOEXEC
         pack_fd = os.open(self.folder / f"{name}.pack", flags, 0o444)
-        index_fd = os.open(self.folder / f"{name}.idx", flags, 0o444)
-        self._writing, self._written = (name, pack_fd, index_fd), 0
+        try:
+            index_fd = os.open(self.folder / f"{name}.idx", flags, 0o444)
+        except OSError:
+            os.close(pack_fd)
+            with contextlib.suppress(OSError):
+                os.unlink(self.folder / f"{name}.pack")
+            raise
+        self._writing = (name, pack_fd, index_fd)
         self._read_to[name] = 0
 
     def _close_writing(self) -> None:
+        """No more appends to this process's pack: it becomes one like the others (evictable)."""
         if self._writing is not None:
             for fd in self._writing[1:]:
                 os.close(fd)
             self._writing = None
+        self._written = 0
 
     def _scan(self) -> None:
         """Take in the index entries appended since the last scan, by every process."""
@@ -179,6 +200,5 @@ class Packs:
         """Delete every pack, this process's too (the next put starts a new one)."""
         with self._lock:
             self._close_writing()
-            self._written = 0
         for _, _, name in self.units():
             self.remove(name)

@@ -112,3 +112,30 @@ def test_a_pickled_cache_opens_the_same_folder_with_packs_of_its_own(tmp_path: P
     assert other.max_bytes == 123_456 and other.get_bytes(digest, len(data)) == data
     other.packs.put(*_obj(4))
     assert len(list((tmp_path / "cache" / "packs").glob("*.pack"))) == 2  # one writer per pack
+
+
+def test_a_failed_append_keeps_nothing_and_the_bytes_are_still_served(tmp_path: Path,
+                                                                      monkeypatch: pytest.MonkeyPatch) -> None:
+    with fscas.open_store(str(tmp_path / "store")) as store:
+        objects = [_obj(i, 5000) for i in range(3)]
+        for _, data in objects:
+            store.put_bytes(data)
+        cache = ContentCache(tmp_path / "cache")
+        backend = store.aio.backend
+        assert run_sync(cache.fetch_bytes(backend, objects[0][0], 5000)) == objects[0][1]
+        real_write = os.write
+
+        def disk_full(fd: int, data: bytes) -> int:  # half the bytes go down, then the disk is full
+            if len(data) > 100:
+                real_write(fd, bytes(data)[:len(data) // 2])
+                raise OSError(28, "No space left on device")
+            return real_write(fd, data)
+
+        monkeypatch.setattr(fscas.packs.os, "write", disk_full)
+        assert run_sync(cache.fetch_bytes(backend, objects[1][0], 5000)) == objects[1][1]  # served all the same
+        monkeypatch.setattr(fscas.packs.os, "write", real_write)
+        assert cache.get_bytes(objects[1][0], 5000) is None  # not kept
+        assert run_sync(cache.fetch_bytes(backend, objects[2][0], 5000)) == objects[2][1]
+        fresh = ContentCache(tmp_path / "cache")  # another process: the torn pack's bytes are never served
+        assert {d for d, _ in objects if fresh.get_bytes(d, 5000) is not None} == {objects[0][0], objects[2][0]}
+        assert len(list(cache.packs.folder.glob("*.pack"))) == 2  # the torn pack took no more appends
