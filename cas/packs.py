@@ -35,6 +35,7 @@ _ENTRY = struct.Struct("<16sQQ")
 log = logger(__name__)
 _TOUCH = 60.0  # seconds between marking a pack used again
 _RESCAN = 1.0  # seconds between looks at other processes' indexes on a miss
+_KEPT_OPEN = 128  # packs kept open for reading; past that (many sessions' packs), opened per read
 
 
 class Packs:
@@ -62,18 +63,29 @@ class Packs:
             if found is None or found[2] != size:
                 return None
             name, offset, _ = found
-            try:
-                fd = self._fds.get(name)
-                if fd is None:
-                    fd = self._fds[name] = os.open(self.folder / f"{name}.pack", os.O_RDONLY | os.O_CLOEXEC)
-            except FileNotFoundError:  # evicted by another process
-                self._forget(name)
-                return None
+            fd, kept = self._fds.get(name), True
+            if fd is None:
+                try:
+                    fd = os.open(self.folder / f"{name}.pack", os.O_RDONLY | os.O_CLOEXEC)
+                except FileNotFoundError:  # evicted by another process
+                    self._forget(name)
+                    return None
+                except OSError:  # out of descriptors, say: a miss, not an error
+                    return None
+                kept = len(self._fds) < _KEPT_OPEN
+                if kept:
+                    self._fds[name] = fd
             now = time.monotonic()
             touch = now - self._touched.get(name, -_TOUCH) >= _TOUCH
             if touch:
                 self._touched[name] = now
-        data = os.pread(fd, size, offset)
+        try:
+            data = os.pread(fd, size, offset)
+        except OSError:  # closed under us by an eviction: a miss
+            return None
+        finally:
+            if not kept:
+                os.close(fd)
         if len(data) != size or xxhash.xxh3_128_digest(data) != key:
             with self._lock:  # torn or overwritten: a miss from now on
                 if self._index.get(key) == found:

@@ -139,3 +139,17 @@ def test_a_failed_append_keeps_nothing_and_the_bytes_are_still_served(tmp_path: 
         fresh = ContentCache(tmp_path / "cache")  # another process: the torn pack's bytes are never served
         assert {d for d, _ in objects if fresh.get_bytes(d, 5000) is not None} == {objects[0][0], objects[2][0]}
         assert len(list(cache.packs.folder.glob("*.pack"))) == 2  # the torn pack took no more appends
+
+
+def test_a_reader_of_many_packs_keeps_few_open(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(fscas.packs, "_KEPT_OPEN", 2)
+    objects = [_obj(i) for i in range(6)]
+    for digest, data in objects:  # six sessions, a pack each
+        writer = Packs(tmp_path / "packs")
+        writer.put(digest, data)
+        writer._close_writing()
+    reader = Packs(tmp_path / "packs")
+    before = len(os.listdir("/proc/self/fd"))
+    for _ in range(3):
+        assert [reader.get(d, len(data)) for d, data in objects] == [data for _, data in objects]
+    assert len(reader._fds) == 2 and len(os.listdir("/proc/self/fd")) - before == 2  # the rest opened per read
