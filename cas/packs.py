@@ -155,7 +155,7 @@ class Packs:
         self._scanned = time.monotonic()
         try:
             names = [e.name[:-4] for e in os.scandir(self.folder) if e.name.endswith(".idx")]
-        except FileNotFoundError:
+        except OSError:  # no packs yet, or a folder this process may not read: nothing packed to see
             return
         for name in names:
             start = self._read_to.get(name, 0)
@@ -163,7 +163,7 @@ class Packs:
                 with open(self.folder / f"{name}.idx", "rb") as f:
                     f.seek(start)
                     raw = f.read()
-            except FileNotFoundError:
+            except OSError:  # evicted meanwhile, or not ours to read
                 continue
             raw = raw[:len(raw) - len(raw) % _ENTRY.size]  # an entry being appended: taken next time
             for key, offset, size in _ENTRY.iter_unpack(raw):
@@ -187,10 +187,10 @@ class Packs:
         """(mtime, bytes, name) of every pack but the one this process writes: eviction's candidates."""
         writing = self._writing[0] if self._writing else None
         found = []
-        with contextlib.suppress(FileNotFoundError):
+        with contextlib.suppress(OSError):  # no packs folder (yet), or not one this process may read
             for e in os.scandir(self.folder):
                 if e.name.endswith(".pack") and e.name[:-5] != writing:
-                    with contextlib.suppress(FileNotFoundError):
+                    with contextlib.suppress(OSError):
                         st = e.stat()
                         found.append((st.st_mtime, st.st_size, e.name[:-5]))
         return found

@@ -153,3 +153,11 @@ def test_a_reader_of_many_packs_keeps_few_open(tmp_path: Path, monkeypatch: pyte
     for _ in range(3):
         assert [reader.get(d, len(data)) for d, data in objects] == [data for _, data in objects]
     assert len(reader._fds) == 2 and len(os.listdir("/proc/self/fd")) - before == 2  # the rest opened per read
+
+
+def test_a_packs_folder_that_cannot_be_used_is_a_miss_not_an_error(tmp_path: Path) -> None:
+    (tmp_path / "packs").write_bytes(b"a file where the folder should be")
+    packs = Packs(tmp_path / "packs")
+    digest, data = _obj(1)
+    assert packs.get(digest, len(data)) is None and packs.put(digest, data) is False
+    assert packs.digests() == set() and packs.units() == []
