@@ -86,9 +86,9 @@ class ContentCache:
             raise ValueError(f"{digest}: {size} bytes is over the {PACKED_MAX} a pack holds; fetch it as a file")
         if (hit := self.packs.get(digest, size)) is not None:
             return hit
-        with contextlib.suppress(FileNotFoundError), open(self.path_of(digest), "rb") as f:  # a file of `fetch`
-            if len(data := f.read(size + 1)) == size:
-                return data
+        if (cached := self.get(digest, size)) is not None:  # a file an earlier `fetch` made
+            with contextlib.suppress(FileNotFoundError):  # unless evicted since
+                return cached.read_bytes()
         data = await get_verified(backend, digest, size)
         if self.packs.put(digest, data):  # not kept (a full disk): served all the same
             self._count(digest, size)

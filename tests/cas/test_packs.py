@@ -161,3 +161,16 @@ def test_a_packs_folder_that_cannot_be_used_is_a_miss_not_an_error(tmp_path: Pat
     digest, data = _obj(1)
     assert packs.get(digest, len(data)) is None and packs.put(digest, data) is False
     assert packs.digests() == set() and packs.units() == []
+
+
+def test_a_small_object_cached_as_a_file_is_read_from_it_not_fetched_again(tmp_path: Path) -> None:
+    with fscas.open_store(str(tmp_path / "store")) as store:
+        digest, data = _obj(5)
+        store.put_bytes(data)
+        cache = ContentCache(tmp_path / "cache")
+        run_sync(cache.fetch(store.aio.backend, digest, len(data)))  # as a file, by fscas:// or a large-file path
+        for obj in (tmp_path / "store" / "Data").rglob("*"):
+            if obj.is_file():
+                obj.unlink()  # the store no longer has it: only the cache can answer
+        assert run_sync(cache.fetch_bytes(store.aio.backend, digest, len(data))) == data
+        assert cache.packs.digests() == set()  # answered from the file, not packed again
