@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import asyncio
 import os
+import subprocess
+import sys
 from pathlib import Path
 from typing import Any
 
@@ -131,3 +133,30 @@ def test_reading_a_missing_folder_store_creates_nothing(tmp_path: Path) -> None:
     with fscas.open_store(str(tmp_path / "nope")) as store:
         store.put_bytes(b"x")
         assert store.aio.backend.created  # type: ignore[attr-defined]
+
+
+def test_built_in_schemes_open_without_reading_every_distributions_metadata(tmp_path: Path) -> None:
+    from importlib.metadata import distribution
+
+    from fscas import backends
+
+    registered = {ep.name: ep.value for ep in distribution("fscas").entry_points if ep.group == backends.GROUP}
+    assert registered == backends._BUILTIN  # the shortcut's table is pyproject.toml's, entry for entry
+    urls = ["memory://x", str(tmp_path / "store"), "s3://b/p?endpoint_url=http://127.0.0.1:9",
+            "gs://b/p?endpoint_url=http://127.0.0.1:9&token=anon", "az://c/p?account_name=a&anon=true"]
+    code = ("import sys, fscas.backends as b\nopened = [type(b.open_backend(u)).__name__ for u in sys.argv[1:]]\n"
+            "print(*opened, 'importlib.metadata' in sys.modules)")
+    r = subprocess.run([sys.executable, "-c", code, *urls], capture_output=True, text=True, timeout=60)
+    assert r.stdout.split() == ["MemoryBackend", "FileBackend", "S3Backend", "GCSBackend", "AzureBackend",
+                                "False"], r.stderr
+
+
+def test_a_scheme_given_to_another_distribution_goes_through_the_entry_points(monkeypatch: pytest.MonkeyPatch) -> None:
+    from fscas import backends
+    from fscas.backends.memory import MemoryBackend
+
+    assert backends._builtin("memory") == MemoryBackend.from_location
+    monkeypatch.setenv("FSCAS_BACKEND_MEMORY", "fscas-shadow")
+    assert backends._builtin("memory") is None
+    assert isinstance(open_backend("memory://x"), MemoryBackend)  # fscas-shadow is not installed here
+    assert backends._builtin("sftp") is None  # not fscas's: the generic backend's, by the entry points
