@@ -60,14 +60,16 @@ class ContentCache:
 
     def get(self, digest: str, size: int) -> Path | None:
         """The cached file of `digest`, or None; a use marks it recently used."""
-        path = self.path_of(digest)
+        # A plain string until it is a hit: a mount asks this of every small file it reads ahead,
+        # mostly to miss, and pathlib costs 10 us a miss where os.stat alone costs 3.
+        path = f"{self.path}/{digest[:2]}/{digest}"
         try:
-            if path.stat().st_size != size:
+            if os.stat(path).st_size != size:
                 return None
             os.utime(path)  # the mtime is the last use: eviction goes by it
         except FileNotFoundError:
             return None
-        return path
+        return Path(path)
 
     def get_bytes(self, digest: str, size: int) -> bytes | None:
         """The packed bytes of `digest` (verified as they are read), or None."""
