@@ -45,6 +45,7 @@ class Packs:
         self.folder = folder
         self._lock = threading.Lock()
         self._index: dict[bytes, tuple[str, int, int]] = {}  # digest -> (pack, offset, size)
+        self._keys: dict[str, list[bytes]] = {}  # per pack, the digests `_index` points into it for
         self._read_to: dict[str, int] = {}  # index bytes taken in, per pack
         self._fds: dict[str, int] = {}  # open for reading, per pack
         self._touched: dict[str, float] = {}
@@ -123,6 +124,7 @@ class Packs:
                 self._close_writing()
                 return False
             self._index[key] = (name, offset, len(data))
+            self._keys.setdefault(name, []).append(key)
             self._read_to[name] = self._read_to.get(name, 0) + _ENTRY.size
             return True
 
@@ -166,12 +168,18 @@ class Packs:
             except OSError:  # evicted meanwhile, or not ours to read
                 continue
             raw = raw[:len(raw) - len(raw) % _ENTRY.size]  # an entry being appended: taken next time
+            keys = self._keys.setdefault(name, [])
             for key, offset, size in _ENTRY.iter_unpack(raw):
-                self._index.setdefault(key, (name, offset, size))
+                if key not in self._index:
+                    self._index[key] = (name, offset, size)
+                    keys.append(key)
             self._read_to[name] = start + len(raw)
 
     def _forget(self, name: str) -> None:
-        self._index = {k: v for k, v in self._index.items() if v[0] != name}
+        # By the pack's own digests: an eviction of a full cache costs one pack, not all of them.
+        for key in self._keys.pop(name, ()):
+            if (found := self._index.get(key)) is not None and found[0] == name:
+                del self._index[key]
         self._read_to.pop(name, None)
         self._touched.pop(name, None)
         if (fd := self._fds.pop(name, None)) is not None:
