@@ -148,7 +148,8 @@ def main() -> None:
     section = "\n".join([
         "## fscas vs rclone on GCS and Azure emulators (issue: Every cloud first-class)",
         "",
-        f"{machine()} · fake-gcs-server and Azurite on loopback · rclone 1.75 `copy --transfers 16`, "
+        f"{machine()} · fake-gcs-server (files on tmpfs) and Azurite (in memory) on loopback · rclone 1.75 "
+        "`copy --transfers 16`, "
         f"`fscas --concurrency 16` · {bench_rclone.settled_note(all(bench_rclone.DROPPED))} · RSS of each "
         "process alone (`peak.py`) · every run reported. Ratio = rclone seconds / fscas seconds.",
         "",
