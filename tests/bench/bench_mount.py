@@ -8,7 +8,9 @@ timed from its launch to the end of `cp` (its start-up counted, as the pull's is
 it. Every timed step starts after `sync`, the page cache emptied (as root) and `--pause` seconds
 idle. Target: mount within 1.5× of pull.
 
-Run: `python tests/bench/bench_mount.py [--runs 2] [--pause 15]`.
+Run: `python tests/bench/bench_mount.py [--runs 2] [--pause 15] [--dest FOLDER]`. `--dest` puts both
+destinations elsewhere (a tmpfs: what both write is then not charged for the disk's file creation,
+which `cp -r` pays one file at a time and a pull in parallel).
 """
 
 from __future__ import annotations
@@ -59,6 +61,8 @@ def main() -> None:
     ap.add_argument("--runs", type=int, default=2)
     ap.add_argument("--pause", type=float, default=15.0, help="seconds of idle before every timed step")
     ap.add_argument("--data", type=Path, default=Path(tempfile.gettempdir()) / "fscas-bench")
+    ap.add_argument("--dest", type=Path, default=None,
+                    help="folder for the pull's and cp's destinations (default: the work folder, under TMPDIR)")
     ap.add_argument("--results", type=Path, default=Path(__file__).with_name("RESULTS.md"))
     args = ap.parse_args()
     bench_rclone.PAUSE = args.pause
@@ -70,6 +74,7 @@ def main() -> None:
     ratios: list[float] = []
     with tempfile.TemporaryDirectory(prefix="fscas-bench-mount-") as tmp, SeaweedFSEmulator().start() as sw:
         work = Path(tmp)
+        dests = args.dest or work
         sw.create_bucket("mount-bench")
         store = sw.cli_url("mount-bench", "root")
         env = {**os.environ, **sw.env(), "XDG_CACHE_HOME": str(work / "cache-push")}
@@ -81,7 +86,7 @@ def main() -> None:
             got: dict[str, tuple[float, float]] = {}
             for step in order:
                 run_env = {**env, "XDG_CACHE_HOME": str(work / f"cache-{run}-{step}")}
-                dest = work / f"dest-{run}-{step}"
+                dest = dests / f"dest-{run}-{step}"
                 bench_rclone.DROPPED.append(bench_rclone.settle())
                 if step == "pull":
                     s, rss, _ = timed([sys.executable, "-m", "fscas", "pull", key, str(dest), "--store", store,
@@ -104,7 +109,8 @@ def main() -> None:
         f"{machine()} · SeaweedFS (S3, auth on) on loopback · tree (m) {label} · `fscas pull` vs `fscas mount` "
         f"+ `cp -r`, both at the default concurrency (32 in flight), each with an empty content cache · "
         f"{bench_rclone.settled_note(all(bench_rclone.DROPPED))} · every run reported. Ratio = mount seconds / "
-        "pull seconds (target ≤ 1.5).",
+        f"pull seconds (target ≤ 1.5). Work folders (content caches, SeaweedFS's data) in `{tempfile.gettempdir()}`,"
+        f" destinations in `{args.dest or tempfile.gettempdir()}`.",
         "",
         "| run | order | pull s | pull RSS MiB | mount + cp -r s | cp -r alone s | ratio |",
         "|---:|---|---:|---:|---:|---:|---:|",
