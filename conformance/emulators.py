@@ -299,9 +299,12 @@ class SeaweedFSEmulator(_S3Emulator):
         assert weed is not None  # checked by missing() before starting
         ports = self.ports
         # Each bucket is a collection that grows 7 volumes: raise volume.max and keep volumes small.
+        # One master, so no election to wait for: a restart on kept state otherwise waits out raft's
+        # 10 s election timeout (as a follower, "not current leader") before anything answers.
         return [weed, "server", f"-dir={self.workdir}", "-ip=127.0.0.1", "-ip.bind=127.0.0.1", "-s3",
                 f"-s3.port={self.port}", f"-s3.config={self._identities()}", "-volume.max=1000",
-                "-master.volumeSizeLimitMB=128", "-iam=false", "-master.telemetry=false",
+                "-master.volumeSizeLimitMB=128", "-master.electionTimeout=1s", "-iam=false",
+                "-master.telemetry=false",
                 *(f"-{flag}={port}" for flag, port in ports.items() if flag in _weed_flags(weed))]
 
     def _ready(self) -> bool:
