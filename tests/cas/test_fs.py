@@ -162,11 +162,15 @@ class TestFsspecGetAbstract(AbstractFixtures, AbstractGetTests):
                  "prefix": "_dir_and_file_with_same_name_prefix", "hashed": "_10_files_with_hashed_names"}
 
     @pytest.fixture(scope="class")
-    def fs(self, tmp_path_factory: pytest.TempPathFactory) -> Iterator[FscasFileSystem]:
+    @classmethod
+    def fs(cls, tmp_path_factory: pytest.TempPathFactory) -> Iterator[FscasFileSystem]:
+        # A class-scoped fixture on the class (pytest 9 deprecates one on an instance); fsspec's
+        # scenario builders are instance methods, so one instance makes them.
         src = tmp_path_factory.mktemp("scenarios")
         local = fsspec.filesystem("file", auto_mkdir=True)
-        for name, make in self.SCENARIOS.items():
-            getattr(self, make)(local, os.path.join, str(src / name))
+        builder = cls()
+        for name, make in cls.SCENARIOS.items():
+            getattr(builder, make)(local, os.path.join, str(src / name))
         store = tmp_path_factory.mktemp("store")
         with fscas.open_store(str(store)) as s:
             key = _push(s, src)
