@@ -95,6 +95,8 @@ def _tree(folder: Path) -> dict[str, bytes]:
 
 
 @pytest.mark.deadline
+# The reference we match is Deadline's own worker code, which it has marked deprecated.
+@pytest.mark.filterwarnings(r"ignore:sync_(inputs|outputs) is deprecated:DeprecationWarning")
 def test_download_matches_deadline_output_downloader(moto_server: Any, tmp_path: Path,
                                                      monkeypatch: pytest.MonkeyPatch) -> None:
     import boto3

@@ -75,6 +75,8 @@ def _deadline_attachments(roots: list[dict[str, Any]]) -> Any:
 
 
 @pytest.mark.deadline
+# The reference we match is Deadline's own worker code, which it has marked deprecated.
+@pytest.mark.filterwarnings(r"ignore:sync_(inputs|outputs) is deprecated:DeprecationWarning")
 def test_start_and_finish_match_deadlines_worker(moto_server: Any, tmp_path: Path,
                                                   monkeypatch: pytest.MonkeyPatch) -> None:
     import boto3
