@@ -56,13 +56,16 @@ class ContentCache:
 
     def path_of(self, digest: str) -> Path:
         """Where the object with this digest lives in the cache (whether or not it is there)."""
-        return self.path / digest[:2] / digest
+        return Path(self._where(digest))
+
+    def _where(self, digest: str) -> str:
+        # A plain string: a mount asks `get` of every small file it reads ahead, mostly to miss, and
+        # pathlib costs 10 us a miss where os.stat alone costs 3.
+        return f"{self.path}/{digest[:2]}/{digest}"
 
     def get(self, digest: str, size: int) -> Path | None:
         """The cached file of `digest`, or None; a use marks it recently used."""
-        # A plain string until it is a hit: a mount asks this of every small file it reads ahead,
-        # mostly to miss, and pathlib costs 10 us a miss where os.stat alone costs 3.
-        path = f"{self.path}/{digest[:2]}/{digest}"
+        path = self._where(digest)
         try:
             if os.stat(path).st_size != size:
                 return None
