@@ -111,37 +111,49 @@ def _denied(url: str, key: str, code: object) -> AccessDenied:
 @contextlib.contextmanager
 def translated(url: str, key: str, missing: type[ObjectNotFound] = ObjectNotFound) -> Iterator[None]:
     """Map azure-core errors to fscas errors naming the URL and key, never a credential."""
-    from azure.core import exceptions as ax
-
     try:
         yield
     except StoreError:
         raise
-    except ax.ResourceNotFoundError as e:
-        if getattr(e, "error_code", None) == "ContainerNotFound" or missing is BucketNotFound:
-            raise BucketNotFound(f"{url}: container does not exist") from e
-        raise ObjectNotFound(f"{at(url, key)}: not found") from e
-    except (ax.ResourceExistsError, ax.ResourceModifiedError) as e:
-        raise ObjectExists(f"{at(url, key)}: already exists") from e
-    except ax.ClientAuthenticationError as e:
-        raise _denied(url, key, getattr(e, "error_code", None) or e.status_code) from e
     except AnswerRefused as e:  # the fast path's limits: a clean error, not a reason to try again
         raise StoreError(f"{at(url, key)}: {e}") from e
-    except (ax.ServiceRequestError, ax.ServiceResponseError, ConnectionError, TimeoutError) as e:
+    except (ConnectionError, TimeoutError) as e:
         raise unreachable(url, key, e) from e
-    except ax.HttpResponseError as e:
+    except Exception as e:
+        mapped = _sdk_error(url, key, e, missing)
+        if mapped is None:
+            raise
+        raise mapped from e
+
+
+def _sdk_error(url: str, key: str, e: Exception, missing: type[ObjectNotFound]) -> Exception | None:
+    """The fscas error for an SDK's (or a malformed configuration's) exception; None: not one.
+    azure-core is imported only here: the fast path may never load it."""
+    if isinstance(e, ValueError):  # azure-core: a malformed connection string or account URL
+        return ConfigError(f"{url}: invalid Azure configuration: {redact(str(e)).splitlines()[0]}")
+    from azure.core import exceptions as ax
+
+    if isinstance(e, ax.ResourceNotFoundError):
+        if getattr(e, "error_code", None) == "ContainerNotFound" or missing is BucketNotFound:
+            return BucketNotFound(f"{url}: container does not exist")
+        return ObjectNotFound(f"{at(url, key)}: not found")
+    if isinstance(e, (ax.ResourceExistsError, ax.ResourceModifiedError)):
+        return ObjectExists(f"{at(url, key)}: already exists")
+    if isinstance(e, ax.ClientAuthenticationError):
+        return _denied(url, key, getattr(e, "error_code", None) or e.status_code)
+    if isinstance(e, (ax.ServiceRequestError, ax.ServiceResponseError)):
+        return unreachable(url, key, e)
+    if isinstance(e, ax.HttpResponseError):
+        code = getattr(e, "error_code", None) or e.status_code
         if e.status_code in (401, 403):
-            code = getattr(e, "error_code", None) or e.status_code
             # Azurite answers a wrong key with AuthorizationFailure and Azure's AuthenticationFailed text.
             if code == "AuthorizationFailure" and str(e.message).startswith("Server failed to authenticate"):
                 code = "AuthenticationFailed"
-            raise _denied(url, key, code) from e
-        code = getattr(e, "error_code", None) or ""
-        raise StoreError(f"{at(url, key)}: HTTP {e.status_code} {code}".rstrip()) from e
-    except ValueError as e:  # azure-core: a malformed connection string or account URL
-        raise ConfigError(f"{url}: invalid Azure configuration: {redact(str(e)).splitlines()[0]}") from e
-    except ax.AzureError as e:  # the rest of azure-core's errors
-        raise StoreError(f"{at(url, key)}: {type(e).__name__}") from e
+            return _denied(url, key, code)
+        return StoreError(f"{at(url, key)}: HTTP {e.status_code} {getattr(e, 'error_code', None) or ''}".rstrip())
+    if isinstance(e, ax.AzureError):  # the rest of azure-core's errors
+        return StoreError(f"{at(url, key)}: {type(e).__name__}")
+    return None
 
 
 def transport_trusting(ca_bundle: str, connect_timeout: float, read_timeout: float) -> Any:
