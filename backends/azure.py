@@ -1,5 +1,6 @@
 """Azure Blob Storage (and Azurite): azure-storage-blob's async client, single-blob requests on the
-fast path (`azure_http`); names, answers and errors on the wire in `azure_wire`.
+fast path (`azure_http`, which a key, a SAS token or anonymous access reach without loading the SDK:
+`azure_auth`); names, answers and errors on the wire in `azure_wire`.
 
 Quirks handled here and nowhere else:
 - adlfs `put_file` drops user metadata (fsspec/adlfs#143), and adlfs builds its client with the
@@ -16,6 +17,7 @@ from __future__ import annotations
 import asyncio
 import base64
 import contextlib
+import importlib.util
 import os
 import urllib.parse
 import uuid
@@ -25,7 +27,15 @@ from typing import Any
 import attrs
 
 from fscas.backends import resend
-from fscas.backends.azure_http import AzureHttp, fast_path_of
+from fscas.backends.azure_auth import (
+    BlobSas,
+    SharedKey,
+    account_key,
+    connection_fields,
+    credential_kind,
+    service_url,
+)
+from fscas.backends.azure_http import AzureHttp, fast_path_of, shared_key_policy
 from fscas.backends.azure_wire import (
     chunks as checked_chunks,
 )
@@ -51,7 +61,7 @@ from fscas.backends.base import (
 )
 from fscas.backends.http11 import Streamed
 from fscas.backends.url import Location, build_options
-from fscas.errors import AccessDenied, BucketNotFound, ConfigError, ObjectExists, ObjectNotFound, redact
+from fscas.errors import AccessDenied, BucketNotFound, ObjectExists, ObjectNotFound, redact
 
 __all__ = ["AzureBackend", "AzureOptions", "name_from_wire", "name_to_wire"]
 
@@ -80,8 +90,9 @@ class AzureOptions:
     part_concurrency: int = 4
     """Blocks of one object in flight at once."""
     fast_path: bool = True
-    """Send single-blob GET/HEAD/PUT/DELETE over `http11` (`azure_http`), signed by the SDK client's
-    own shared-key policy: azure-core's per-request CPU cost bounds small-object transfers. A token
+    """Send single-blob GET/HEAD/PUT/DELETE over `http11` (`azure_http`), authorized by obstore's
+    per-blob SAS or the SDK's own shared-key policy (`azure_auth`): azure-core's per-request CPU
+    cost bounds small-object transfers. A token
     credential, a proxy for the endpoint (`HTTPS_PROXY`/`HTTP_PROXY` less `NO_PROXY`) or a missing
     httptools keep every request on the SDK."""
     connect_timeout: float = 20
@@ -99,18 +110,18 @@ class AzureBackend:
     def __init__(self, container: str, prefix: str = "", options: AzureOptions | None = None) -> None:
         self.container, self.prefix = container, prefix
         self.options = options or AzureOptions()
-        fields = _connection_fields(self.options.connection_string)
-        self.account = self.options.account_name or fields.get("AccountName") or os.environ.get(
+        fields = connection_fields(self.options.connection_string)
+        self.account = self.options.account_name or fields.get("ACCOUNTNAME") or os.environ.get(
             "AZURE_STORAGE_ACCOUNT_NAME")
         # The store identity: an endpoint of its own (Azurite, a connection string's) is part of it.
-        self.endpoint = redact(self.options.endpoint_url or fields.get("BlobEndpoint") or "") or None
+        self.endpoint = redact(self.options.endpoint_url or fields.get("BLOBENDPOINT") or "") or None
         query = urllib.parse.urlencode({k: v for k, v in (("account_name", self.account),
                                                           ("endpoint_url", self.endpoint)) if v}, safe=":/")
         self.url = f"az://{container}/{prefix}".rstrip("/") + (f"?{query}" if query else "")
         self._client: Any = None
         self._chain: Any = None  # DefaultAzureCredential, when no explicit credential is configured
         self._http: AzureHttp | None = None
-        self._http_decided = False
+        self._http_decided = self._checked = False
 
     @classmethod
     def from_location(cls, location: Location, options: Mapping[str, object]) -> AzureBackend:
@@ -126,7 +137,7 @@ class AzureBackend:
         if self._client is None:
             from azure.storage.blob.aio import BlobServiceClient, ExponentialRetry
 
-            o, kind = self.options, self._credentials()
+            o, kind = self.options, credential_kind(self.url, self.options, self.account)
             # Transient answers are retried a few times within seconds; a dead endpoint fails in ~2 s.
             retry = ExponentialRetry(initial_backoff=1, increment_base=2, retry_total=resend.ATTEMPTS - 1,
                                      retry_connect=1)
@@ -140,7 +151,7 @@ class AzureBackend:
                     cs = o.connection_string or os.environ["AZURE_STORAGE_CONNECTION_STRING"]
                     self._client = BlobServiceClient.from_connection_string(cs, **common)
                 elif kind == "account_key":
-                    credential = {"account_name": self.account or "", "account_key": self._account_key() or ""}
+                    credential = {"account_name": self.account or "", "account_key": account_key(o.account_key) or ""}
                     self._client = BlobServiceClient(url, credential=credential, **common)
                 elif kind == "sas_token":
                     sas = (o.sas_token or os.environ["AZURE_STORAGE_SAS_TOKEN"]).lstrip("?")
@@ -155,17 +166,39 @@ class AzureBackend:
         return self._client
 
     def _fast_client(self) -> AzureHttp | None:
-        """The fast path's client, made on first use from the SDK client's own resolved URL, API
-        version and signing policy; None where the SDK must carry every request."""
+        """The fast path's client, made on first use; None where the SDK must carry every request.
+        A key, a SAS token or anonymous access needs no SDK client (`azure_auth`); the SDK's
+        credential chain does, and its token credential keeps the SDK path."""
         if not self._http_decided:
-            o, service = self.options, self._service()
-            found = fast_path_of(service) if o.fast_path else None
-            if found is not None and not resend.proxy_applies(found[0]):
-                self._http = AzureHttp(found[0], self.container, found[1], service.api_version,
+            o = self.options
+            route = self._route() if o.fast_path and importlib.util.find_spec("httptools") is not None else None
+            if route is not None and not resend.proxy_applies(route[0]):
+                self._http = AzureHttp(route[0], self.container, route[1], sas=route[2],
                                        connect_timeout=o.connect_timeout, read_timeout=o.read_timeout,
                                        ca_bundle=resend.ca_bundle())
             self._http_decided = True
         return self._http
+
+    def _route(self) -> tuple[str, SharedKey | None, BlobSas | None] | None:
+        """(service URL, the SDK's shared-key policy, obstore's signer) of the fast path, or None."""
+        o, env = self.options, os.environ
+        kind = credential_kind(self.url, o, self.account)
+        base = o.endpoint_url or f"https://{self.account}.blob.core.windows.net"
+        if kind == "connection_string":
+            cs = o.connection_string or env["AZURE_STORAGE_CONNECTION_STRING"]
+            url, key = service_url(cs), connection_fields(cs).get("ACCOUNTKEY")
+        elif kind == "account_key":
+            url, key = base, account_key(o.account_key)
+        elif kind in ("sas_token", "anon"):
+            sas = (o.sas_token or env.get("AZURE_STORAGE_SAS_TOKEN") or "").lstrip("?") if kind == "sas_token" else ""
+            return (f"{base}?{sas}" if sas else base), None, None
+        else:
+            url = key = None
+        if url is None or key is None or self.account is None:  # the SDK's chain, or a form only it reads
+            found = fast_path_of(self._service())
+            return None if found is None else (found[0], None if found[1] is None else SharedKey.held(found[1]), None)
+        account = self.account
+        return url, SharedKey(lambda: shared_key_policy(account, key)), BlobSas.make(account, key, url, self.container)
 
     async def _fast(self, method: str, key: str, *, body: bytes | Streamed = b"",
                     headers: Mapping[str, str] | None = None, limit: int | None = None,
@@ -181,47 +214,13 @@ class AzureBackend:
             raise status_error(self.url, key, answer.status, answer.headers, data, missing)
         return answer.headers, data
 
-    def _credentials(self) -> str:
-        """Which credential the client will use; a configuration that cannot work is refused here.
-
-        Raises:
-            ConfigError: no account at all, or an account key that is not base64.
-        """
-        o, env = self.options, os.environ
-        connection_string = o.connection_string or env.get("AZURE_STORAGE_CONNECTION_STRING")
-        key = self._account_key()
-        if connection_string:
-            key = _connection_fields(connection_string).get("AccountKey")
-        if key is not None:
-            try:
-                base64.b64decode(key, validate=True)
-            except ValueError:
-                raise ConfigError(f"{self.url}: the account key is not base64 (an Azure storage key is "
-                                  "88 base64 characters)") from None
-        if connection_string:
-            return "connection_string"
-        if not self.account:
-            raise ConfigError(f"{self.url}: no Azure storage account: give account_name (env "
-                              "AZURE_STORAGE_ACCOUNT_NAME) with account_key, sas_token or anon=true, or a "
-                              "connection_string (env AZURE_STORAGE_CONNECTION_STRING)")
-        if key:
-            return "account_key"
-        if o.sas_token or env.get("AZURE_STORAGE_SAS_TOKEN"):
-            return "sas_token"
-        if o.anon or env.get("AZURE_STORAGE_ANON", "").lower() in ("1", "true"):
-            return "anon"
-        return "chain"
-
-    def _account_key(self) -> str | None:
-        env = os.environ
-        return self.options.account_key or env.get("AZURE_STORAGE_ACCOUNT_KEY") or env.get("AZURE_STORAGE_KEY")
-
     async def _ready(self) -> None:
-        """Connect once; with the SDK's credential chain, fail at once when it finds no credential
-        (the blob client would retry that for over a minute)."""
-        if self._client is not None:
+        """Check the configuration once; with the SDK's credential chain, fail at once when it finds
+        no credential (the blob client would retry that for over a minute)."""
+        if self._checked:
             return
-        self._service()
+        if self._fast_client() is None:
+            self._service()
         if self._chain is not None:
             from azure.core.exceptions import ClientAuthenticationError
 
@@ -231,6 +230,7 @@ class AzureBackend:
                 raise AccessDenied(f"{self.url}: no usable Azure credentials: account_name is set, but the SDK's "
                                    "chain (environment, managed identity, Azure CLI) found none; give "
                                    "account_key, sas_token, a connection_string or anon=true") from e
+        self._checked = True
 
     def _blob(self, key: str) -> Any:
         return self._service().get_blob_client(self.container, self._key(key))
@@ -383,7 +383,7 @@ class AzureBackend:
                 await self._blob(key).delete_blob()
 
     async def aclose(self) -> None:
-        http, self._http, self._http_decided = self._http, None, False
+        http, self._http, self._http_decided, self._checked = self._http, None, False, False
         if http is not None:
             await http.close()
         client, self._client = self._client, None
@@ -393,8 +393,3 @@ class AzureBackend:
         if chain is not None:
             await chain.close()
 
-
-def _connection_fields(connection_string: str | None) -> dict[str, str]:
-    """The fields of a connection string (the option's, else AZURE_STORAGE_CONNECTION_STRING's)."""
-    cs = connection_string or os.environ.get("AZURE_STORAGE_CONNECTION_STRING", "")
-    return dict(p.split("=", 1) for p in cs.split(";") if "=" in p)

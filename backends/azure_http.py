@@ -3,10 +3,11 @@
 Why: azure-core's async pipeline spends about 1 ms of CPU on every request (policies, header
 objects, aiohttp's session), which with thousands of small objects, not the network, bounds a
 transfer: 3,000 GETs of 1-16 KiB from Azurite took 4.3 s through the SDK and 1.3 s here, what
-obstore's Rust client takes (tests/bench/RESULTS.md). Nothing is signed by code of ours: the
-SDK's client is built as before and its own shared-key policy signs each request
-(`SharedKeyCredentialPolicy`, about 0.02 ms); a SAS token rides in the query as the SDK sends it.
-A client with any other credential (a token credential, `AzureSasCredential`) keeps the SDK path.
+obstore's Rust client takes (tests/bench/RESULTS.md). Nothing is signed by code of ours: a request
+carries obstore's per-blob SAS (`azure_auth.BlobSas`) or is signed by the SDK's own shared-key
+policy (`SharedKeyCredentialPolicy`, about 0.02 ms); a SAS token rides in the query as the SDK
+sends it. A client with any other credential (a token credential, `AzureSasCredential`) keeps the
+SDK path.
 """
 
 from __future__ import annotations
@@ -19,9 +20,11 @@ from email.utils import formatdate
 from typing import Any
 
 from fscas.backends import resend
+from fscas.backends.azure_auth import API_VERSION, BlobSas, SharedKey
 from fscas.backends.http11 import Answer, HttpClient, Streamed
+from fscas.errors import ConfigError
 
-__all__ = ["AzureHttp", "fast_path_of"]
+__all__ = ["AzureHttp", "fast_path_of", "shared_key_policy"]
 
 
 class _Request:
@@ -51,13 +54,15 @@ class AzureHttp:
     `ConnectionError` or `TimeoutError`, or `http11.AnswerRefused`.
 
     Args:
-        service_url: the SDK client's `url` (`https://<account>.blob.core.windows.net/`, or Azurite's
-            `http://127.0.0.1:10000/devstoreaccount1/`), a SAS token in its query if it has one.
-        policy: the SDK's `SharedKeyCredentialPolicy` (None: the query carries the token, or anonymous).
-        api_version: the `x-ms-version` the SDK client sends.
+        service_url: `https://<account>.blob.core.windows.net/` or Azurite's
+            `http://127.0.0.1:10000/devstoreaccount1/`, a SAS token in its query if it has one.
+        key: the SDK's `SharedKeyCredentialPolicy`, loaded when needed; None: the query carries the
+            token, or anonymous.
+        sas: obstore's per-blob SAS, for an account with a key until `key` is loaded.
     """
 
-    def __init__(self, service_url: str, container: str, policy: Any, api_version: str, *, connections: int = 64,
+    def __init__(self, service_url: str, container: str, key: SharedKey | None, *,
+                 sas: BlobSas | None = None, api_version: str = API_VERSION, connections: int = 64,
                  connect_timeout: float = 20, read_timeout: float = 60, ca_bundle: str | None = None,
                  attempts: int = resend.ATTEMPTS) -> None:
         parts = urllib.parse.urlsplit(service_url)
@@ -65,26 +70,44 @@ class AzureHttp:
         self.host = parts.netloc
         self._base = parts.path.rstrip("/") + "/" + urllib.parse.quote(container, safe="") + "/"
         self._query = f"?{parts.query}" if parts.query else ""
-        self._policy, self._version = policy, api_version
+        self._key, self._sas, self._version = key, sas, api_version
         self._attempts = max(1, attempts)
         self._client = HttpClient.for_url(service_url, ca_bundle=ca_bundle, connections=connections,
                                           connect_timeout=connect_timeout, read_timeout=read_timeout)
 
     async def close(self) -> None:
         await self._client.close()
+        if self._key is not None:
+            self._key.close()
 
     def _path(self, blob: str) -> str:
         return self._base + urllib.parse.quote(blob, safe="/~")  # the SDK's quoting of a blob name
 
+    def _authorized(self, method: str, path: str, blob: str) -> tuple[str, bool]:
+        """(the target's query, whether the shared key signs each try): a SAS for this blob where
+        obstore's signer gives one and the shared key is not loaded yet, else the store's own query
+        (a SAS token, or none)."""
+        if (self._sas is not None and (self._key is None or self._key.ready() is None)
+                and (sas := self._sas.query(method, path, blob)) is not None):
+            return f"?{sas}", False
+        return self._query, self._key is not None
+
     def _signed(self, method: str, path: str, headers: Mapping[str, str], length: int,
-                query: Mapping[str, str] | None = None) -> list[tuple[str, str]]:
+                query: Mapping[str, str] | None = None, *, keyed: bool = True) -> list[tuple[str, str]]:
         fields = {"x-ms-date": formatdate(usegmt=True), "x-ms-version": self._version, **headers}
-        if self._policy is not None:
+        if keyed and self._key is not None:
             if length:  # signed as sent; http11 writes the Content-Length line itself
                 fields["Content-Length"] = str(length)
-            self._policy.on_request(_PipelineRequest(_Request(method, self.origin + path, fields, query or {})))
+            self._key.now().on_request(_PipelineRequest(_Request(method, self.origin + path, fields, query or {})))
             fields.pop("Content-Length", None)
         return [("Host", self.host), *fields.items()]
+
+    def _refused(self, answer: Answer, keyed: bool) -> bool:
+        """A 403 to a SAS: the shared key signs every request from now on (and this one again)."""
+        if answer.status != 403 or keyed or self._key is None:  # unkeyed with a key: it carried a SAS
+            return False
+        self._sas = None
+        return True
 
     async def request(self, method: str, blob: str, *, body: bytes | Streamed = b"",
                       headers: Mapping[str, str] | None = None, limit: int | None = None,
@@ -97,17 +120,20 @@ class AzureHttp:
         (HEAD), and if it is these very bytes the write is reported as done.
         """
         path = self._path(blob)
-        target = path + self._query
+        own, keyed = self._authorized(method, path, blob)
+        target = path + own
         if query:
-            target += ("&" if self._query else "?") + urllib.parse.urlencode(query)
+            target += ("&" if own else "?") + urllib.parse.urlencode(query)
 
         length = body.length if isinstance(body, Streamed) else len(body)
 
         async def sign() -> list[tuple[str, str]]:
-            return self._signed(method, path, headers or {}, length, query)
+            return self._signed(method, path, headers or {}, length, query, keyed=keyed)
 
         answer, data, replayed = await resend.send(self._client, method, target, sign, body,
                                                    attempts=self._attempts, limit=limit)
+        if self._refused(answer, keyed):
+            return await self.request(method, blob, body=body, headers=headers, limit=limit, query=query)
         if answer.status in (409, 412) and replayed and method == "PUT" and (headers or {}).get("If-None-Match"):
             held, _ = await self.request("HEAD", blob, limit=0)
             md5 = base64.b64encode(await resend.md5(body)).decode()  # as Content-MD5 carries it
@@ -120,12 +146,17 @@ class AzureHttp:
         """One GET of `blob` from byte `start`, its body read as it arrives (`resend.stream`)."""
         path = self._path(blob)
         headers = {"x-ms-range": f"bytes={start}-"} if start else {}
+        own, keyed = self._authorized("GET", path, blob)
 
         async def sign() -> list[tuple[str, str]]:
-            return self._signed("GET", path, headers, 0)
+            return self._signed("GET", path, headers, 0, keyed=keyed)
 
-        async with resend.stream(self._client, path + self._query, sign, attempts=self._attempts) as answer:
-            yield answer
+        async with resend.stream(self._client, path + own, sign, attempts=self._attempts) as (answer, chunks):
+            if not self._refused(answer, keyed):
+                yield answer, chunks
+                return
+        async with self.streamed(blob, start=start) as again:
+            yield again
 
 
 def fast_path_of(client: Any) -> tuple[str, Any] | None:
@@ -146,3 +177,14 @@ def fast_path_of(client: Any) -> tuple[str, Any] | None:
     if not isinstance(client.url, str) or urllib.parse.urlsplit(client.url).scheme not in ("http", "https"):
         return None
     return client.url, credential
+
+
+def shared_key_policy(account: str, key: str) -> Any:
+    """azure-storage-blob's own shared-key policy for `account` (a private module: the version range
+    in pyproject bounds it)."""
+    try:
+        from azure.storage.blob._shared.authentication import SharedKeyCredentialPolicy
+    except ImportError as e:
+        raise ConfigError(f"az://: signing with an account key needs azure-storage-blob ({e}): "
+                          "pip install 'fscas[azure]'") from e
+    return SharedKeyCredentialPolicy(account, key)  # type: ignore[no-untyped-call]
