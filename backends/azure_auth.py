@@ -21,9 +21,12 @@ import datetime
 import os
 import threading
 from collections.abc import Callable
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, Literal
 
 from fscas.errors import ConfigError
+
+if TYPE_CHECKING:
+    from fscas.backends.azure import AzureOptions
 
 __all__ = ["API_VERSION", "BlobSas", "SharedKey", "account_key", "connection_fields", "credential_kind", "service_url"]
 
@@ -40,11 +43,12 @@ def connection_fields(connection_string: str | None) -> dict[str, str]:
 
 
 def account_key(option: str | None) -> str | None:
+    """The account key: the option's, else AZURE_STORAGE_ACCOUNT_KEY's or AZURE_STORAGE_KEY's."""
     env = os.environ
     return option or env.get("AZURE_STORAGE_ACCOUNT_KEY") or env.get("AZURE_STORAGE_KEY")
 
 
-def credential_kind(url: str, options: Any, account: str | None) -> str:
+def credential_kind(url: str, options: AzureOptions, account: str | None) -> str:
     """Which credential the store uses: `connection_string`, `account_key`, `sas_token`, `anon` or
     `chain` (the SDK's DefaultAzureCredential). A configuration that cannot work is refused here.
 

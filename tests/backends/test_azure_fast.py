@@ -231,6 +231,22 @@ def test_obstore_signs_only_names_it_encodes_as_the_service_reads_them(azurite: 
     assert sas.query("GET", prefix + "a//b", "a//b") is None  # a name object_store's paths refuse
 
 
+def test_without_obstore_the_shared_key_signs_every_request(azurite: Any, monkeypatch: Any) -> None:
+    container = _container(azurite)
+    monkeypatch.setitem(sys.modules, "obstore.store", None)  # `from obstore.store import ...` fails
+
+    async def run() -> None:
+        b = AzureBackend(container, "", AzureOptions(connection_string=azurite.connection_string))
+        try:
+            await b.put("o", b"payload", if_absent=True)
+            assert await b.get("o") == b"payload"
+            assert b._http is not None and b._http._sas is None and b._http._key is not None
+        finally:
+            await b.aclose()
+
+    run_sync(run())
+
+
 def test_a_refused_sas_falls_back_to_the_shared_key_for_good(azurite: Any, monkeypatch: Any) -> None:
     """A SAS's start time gets no leeway for a client clock ahead of the service's: a 403 to a SAS
     is sent again with the shared key, which signs every request after it."""
