@@ -184,21 +184,22 @@ class AzureBackend:
         o, env = self.options, os.environ
         kind = credential_kind(self.url, o, self.account)
         base = o.endpoint_url or f"https://{self.account}.blob.core.windows.net"
-        if kind == "connection_string":
+        url = key = account = None
+        if kind == "connection_string":  # its own account name signs, as the SDK's client does
             cs = o.connection_string or env["AZURE_STORAGE_CONNECTION_STRING"]
-            url, key = service_url(cs), connection_fields(cs).get("ACCOUNTKEY")
+            fields = connection_fields(cs)
+            url, key, account = service_url(cs), fields.get("ACCOUNTKEY"), fields.get("ACCOUNTNAME")
         elif kind == "account_key":
-            url, key = base, account_key(o.account_key)
-        elif kind in ("sas_token", "anon"):
-            sas = (o.sas_token or env.get("AZURE_STORAGE_SAS_TOKEN") or "").lstrip("?") if kind == "sas_token" else ""
-            return (f"{base}?{sas}" if sas else base), None, None
-        else:
-            url = key = None
-        if url is None or key is None or self.account is None:  # the SDK's chain, or a form only it reads
+            url, key, account = base, account_key(o.account_key), self.account
+        elif kind == "sas_token":
+            return f"{base}?{(o.sas_token or env['AZURE_STORAGE_SAS_TOKEN']).lstrip('?')}", None, None
+        elif kind == "anon":
+            return base, None, None
+        if url is None or key is None or account is None:  # the SDK's chain, or a form only it reads
             found = fast_path_of(self._service())
             return None if found is None else (found[0], None if found[1] is None else SharedKey.held(found[1]), None)
-        account = self.account
-        return url, SharedKey(lambda: shared_key_policy(account, key)), BlobSas.make(account, key, url, self.container)
+        named, secret = account, key
+        return url, SharedKey(lambda: shared_key_policy(named, secret)), BlobSas.make(account, key, url, self.container)
 
     async def _fast(self, method: str, key: str, *, body: bytes | Streamed = b"",
                     headers: Mapping[str, str] | None = None, limit: int | None = None,
