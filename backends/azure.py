@@ -27,14 +27,7 @@ from typing import Any
 import attrs
 
 from fscas.backends import resend
-from fscas.backends.azure_auth import (
-    BlobSas,
-    SharedKey,
-    account_key,
-    connection_fields,
-    credential_kind,
-    service_url,
-)
+from fscas.backends.azure_auth import BlobSas, SharedKey, connection_fields, resolve, service_url
 from fscas.backends.azure_http import AzureHttp, fast_path_of, shared_key_policy
 from fscas.backends.azure_wire import (
     chunks as checked_chunks,
@@ -137,7 +130,7 @@ class AzureBackend:
         if self._client is None:
             from azure.storage.blob.aio import BlobServiceClient, ExponentialRetry
 
-            o, kind = self.options, credential_kind(self.url, self.options, self.account)
+            o, c = self.options, resolve(self.url, self.options, self.account)
             # Transient answers are retried a few times within seconds; a dead endpoint fails in ~2 s.
             retry = ExponentialRetry(initial_backoff=1, increment_base=2, retry_total=resend.ATTEMPTS - 1,
                                      retry_connect=1)
@@ -145,24 +138,21 @@ class AzureBackend:
                                       "read_timeout": o.read_timeout}
             if ca := resend.ca_bundle():  # azure-core's aiohttp transport reads no CA variable itself
                 common["transport"] = transport_trusting(ca, o.connect_timeout, o.read_timeout)
-            url = o.endpoint_url or f"https://{self.account}.blob.core.windows.net"
             with translated(self.url, ""):
-                if kind == "connection_string":
-                    cs = o.connection_string or os.environ["AZURE_STORAGE_CONNECTION_STRING"]
-                    self._client = BlobServiceClient.from_connection_string(cs, **common)
-                elif kind == "account_key":
-                    credential = {"account_name": self.account or "", "account_key": account_key(o.account_key) or ""}
-                    self._client = BlobServiceClient(url, credential=credential, **common)
-                elif kind == "sas_token":
-                    sas = (o.sas_token or os.environ["AZURE_STORAGE_SAS_TOKEN"]).lstrip("?")
-                    self._client = BlobServiceClient(f"{url}?{sas}", **common)
-                elif kind == "anon":
-                    self._client = BlobServiceClient(url, **common)
+                if c.kind == "connection_string":
+                    self._client = BlobServiceClient.from_connection_string(c.connection_string, **common)
+                elif c.kind == "account_key":
+                    credential = {"account_name": c.account or "", "account_key": c.key or ""}
+                    self._client = BlobServiceClient(c.url, credential=credential, **common)
+                elif c.kind == "sas_token":
+                    self._client = BlobServiceClient(f"{c.url}?{c.sas}", **common)
+                elif c.kind == "anon":
+                    self._client = BlobServiceClient(c.url, **common)
                 else:
                     from azure.identity.aio import DefaultAzureCredential
 
                     self._chain = DefaultAzureCredential()
-                    self._client = BlobServiceClient(url, credential=self._chain, **common)
+                    self._client = BlobServiceClient(c.url, credential=self._chain, **common)
         return self._client
 
     def _fast_client(self) -> AzureHttp | None:
@@ -181,25 +171,17 @@ class AzureBackend:
 
     def _route(self) -> tuple[str, SharedKey | None, BlobSas | None] | None:
         """(service URL, the SDK's shared-key policy, obstore's signer) of the fast path, or None."""
-        o, env = self.options, os.environ
-        kind = credential_kind(self.url, o, self.account)
-        base = o.endpoint_url or f"https://{self.account}.blob.core.windows.net"
-        url = key = account = None
-        if kind == "connection_string":  # its own account name signs, as the SDK's client does
-            cs = o.connection_string or env["AZURE_STORAGE_CONNECTION_STRING"]
-            fields = connection_fields(cs)
-            url, key, account = service_url(cs), fields.get("ACCOUNTKEY"), fields.get("ACCOUNTNAME")
-        elif kind == "account_key":
-            url, key, account = base, account_key(o.account_key), self.account
-        elif kind == "sas_token":
-            return f"{base}?{(o.sas_token or env['AZURE_STORAGE_SAS_TOKEN']).lstrip('?')}", None, None
-        elif kind == "anon":
-            return base, None, None
-        if url is None or key is None or account is None:  # the SDK's chain, or a form only it reads
+        c = resolve(self.url, self.options, self.account)
+        if c.kind == "sas_token":
+            return f"{c.url}?{c.sas}", None, None
+        if c.kind == "anon":
+            return c.url, None, None
+        url = service_url(c.connection_string) if c.kind == "connection_string" else c.url
+        account, key = c.account, c.key
+        if url is None or account is None or key is None:  # the SDK's chain, or a form only the SDK reads
             found = fast_path_of(self._service())
             return None if found is None else (found[0], None if found[1] is None else SharedKey.held(found[1]), None)
-        named, secret = account, key
-        return url, SharedKey(lambda: shared_key_policy(named, secret)), BlobSas.make(account, key, url, self.container)
+        return url, SharedKey(lambda: shared_key_policy(account, key)), BlobSas.make(account, key, url, self.container)
 
     async def _fast(self, method: str, key: str, *, body: bytes | Streamed = b"",
                     headers: Mapping[str, str] | None = None, limit: int | None = None,

@@ -23,12 +23,23 @@ import threading
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any, Literal
 
+import attrs
+
 from fscas.errors import ConfigError
 
 if TYPE_CHECKING:
     from fscas.backends.azure import AzureOptions
 
-__all__ = ["API_VERSION", "BlobSas", "SharedKey", "account_key", "connection_fields", "credential_kind", "service_url"]
+__all__ = [
+    "API_VERSION",
+    "BlobSas",
+    "Credential",
+    "SharedKey",
+    "account_key",
+    "connection_fields",
+    "resolve",
+    "service_url",
+]
 
 API_VERSION = "2026-02-06"
 """The `x-ms-version` of the fast path's requests: one azure-storage-blob 12.31 supports and Azurite
@@ -48,36 +59,53 @@ def account_key(option: str | None) -> str | None:
     return option or env.get("AZURE_STORAGE_ACCOUNT_KEY") or env.get("AZURE_STORAGE_KEY")
 
 
-def credential_kind(url: str, options: AzureOptions, account: str | None) -> str:
-    """Which credential the store uses: `connection_string`, `account_key`, `sas_token`, `anon` or
-    `chain` (the SDK's DefaultAzureCredential). A configuration that cannot work is refused here.
+@attrs.frozen
+class Credential:
+    """Which credential a store uses, resolved once from its options and the environment; the SDK's
+    client and the fast path both read it, so the two cannot disagree."""
+
+    kind: Literal["connection_string", "account_key", "sas_token", "anon", "chain"]
+    url: str
+    """The blob service URL from `endpoint_url` or the account (a connection string carries its own)."""
+    account: str | None = None
+    key: str | None = attrs.field(default=None, repr=False)
+    """The account key (a connection string's own, for that kind)."""
+    sas: str = attrs.field(default="", repr=False)
+    """The SAS token's query, without its `?`."""
+    connection_string: str = attrs.field(default="", repr=False)
+
+
+def resolve(url: str, options: AzureOptions, account: str | None) -> Credential:
+    """The store's `Credential`; a configuration that cannot work is refused here.
 
     Raises:
         ConfigError: no account at all, or an account key that is not base64.
     """
     env = os.environ
+    base = options.endpoint_url or f"https://{account}.blob.core.windows.net"
     connection_string = options.connection_string or env.get("AZURE_STORAGE_CONNECTION_STRING")
-    key = connection_fields(connection_string).get("ACCOUNTKEY") if connection_string else \
-        account_key(options.account_key)
+    fields = connection_fields(connection_string) if connection_string else {}
+    key = fields.get("ACCOUNTKEY") if connection_string else account_key(options.account_key)
     if key is not None:
         try:
             base64.b64decode(key, validate=True)
         except ValueError:
             raise ConfigError(f"{url}: the account key is not base64 (an Azure storage key is "
                               "88 base64 characters)") from None
-    if connection_string:
-        return "connection_string"
+    if connection_string:  # its own account name signs, as the SDK's client does
+        return Credential("connection_string", base, fields.get("ACCOUNTNAME"), key,
+                          connection_string=connection_string)
     if not account:
         raise ConfigError(f"{url}: no Azure storage account: give account_name (env "
                           "AZURE_STORAGE_ACCOUNT_NAME) with account_key, sas_token or anon=true, or a "
                           "connection_string (env AZURE_STORAGE_CONNECTION_STRING)")
     if key:
-        return "account_key"
-    if options.sas_token or env.get("AZURE_STORAGE_SAS_TOKEN"):
-        return "sas_token"
+        return Credential("account_key", base, account, key)
+    if sas := options.sas_token or env.get("AZURE_STORAGE_SAS_TOKEN"):
+        return Credential("sas_token", base, account, sas=sas.lstrip("?"))
     if options.anon or env.get("AZURE_STORAGE_ANON", "").lower() in ("1", "true"):
-        return "anon"
-    return "chain"
+        return Credential("anon", base, account)
+    return Credential("chain", base, account)
 
 
 def service_url(connection_string: str) -> str | None:
