@@ -144,13 +144,13 @@ def _sdk_error(url: str, key: str, e: Exception, missing: type[ObjectNotFound]) 
     if isinstance(e, (ax.ServiceRequestError, ax.ServiceResponseError)):
         return unreachable(url, key, e)
     if isinstance(e, ax.HttpResponseError):
-        code = getattr(e, "error_code", None) or e.status_code
+        error = getattr(e, "error_code", None)
         if e.status_code in (401, 403):
             # Azurite answers a wrong key with AuthorizationFailure and Azure's AuthenticationFailed text.
-            if code == "AuthorizationFailure" and str(e.message).startswith("Server failed to authenticate"):
-                code = "AuthenticationFailed"
-            return _denied(url, key, code)
-        return StoreError(f"{at(url, key)}: HTTP {e.status_code} {getattr(e, 'error_code', None) or ''}".rstrip())
+            if error == "AuthorizationFailure" and str(e.message).startswith("Server failed to authenticate"):
+                error = "AuthenticationFailed"
+            return _denied(url, key, error or e.status_code)
+        return StoreError(f"{at(url, key)}: HTTP {e.status_code} {error or ''}".rstrip())
     if isinstance(e, ax.AzureError):  # the rest of azure-core's errors
         return StoreError(f"{at(url, key)}: {type(e).__name__}")
     return None
