@@ -10,7 +10,9 @@ from __future__ import annotations
 import asyncio
 import base64
 import contextlib
+import functools
 import urllib.parse
+import weakref
 from collections.abc import Iterator, Mapping
 from datetime import UTC, datetime
 from typing import Any
@@ -18,14 +20,15 @@ from typing import Any
 from fscas.backends.url import Location
 from fscas.errors import redact
 
-__all__ = ["INTEGRITY", "WEBDAV", "close_fs", "identity_of", "info_checksums", "info_etag", "info_mtime",
-           "protocol_of", "typed_options", "url_identity", "webdav_options"]
+__all__ = ["INTEGRITY", "WEBDAV", "close_fs", "finalize_on_own_loop", "identity_of", "info_checksums", "info_etag",
+           "info_mtime", "protocol_of", "typed_options", "url_identity", "webdav_options"]
 
 WEBDAV = {"webdav+https": "https", "webdav+http": "http", "davs": "https", "dav": "http", "webdav": "https"}
 
 
 async def close_fs(fs: Any) -> None:
     """Close a filesystem fscas made: SSH connections, HTTP clients, FTP sessions."""
+    finalize_on_own_loop(fs)  # s3fs registers its finalizer at first use, not when made
     if hasattr(fs, "_pool") and hasattr(fs, "_stack"):  # sshfs
         async def finish() -> None:
             await fs._pool.close()
@@ -35,6 +38,38 @@ async def close_fs(fs: Any) -> None:
         await asyncio.to_thread(fs.client.close)
     elif hasattr(fs, "ftp"):
         await asyncio.to_thread(fs.ftp.close)
+
+
+def finalize_on_own_loop(fs: Any) -> Any:
+    """Make the finalizers an async filesystem registered on itself run on the filesystem's loop; returns `fs`.
+
+    sshfs and s3fs close a collected instance from a `weakref.finalize` that, on a thread with an event
+    loop running, schedules the close on *that* loop (`asyncio.get_running_loop()`), not on fsspec's
+    loop that owns the connection. The collector runs finalizers on whichever thread allocates, so a
+    filesystem collected while a caller's loop runs leaves that loop a task awaiting another loop's
+    futures: at `asyncio.run`'s shutdown it can wait forever (seen: a conformance check hung 600 s).
+    """
+    loop = getattr(fs, "_loop", None)  # fsspec's AsyncFileSystem keeps its loop there
+    if not isinstance(loop, asyncio.AbstractEventLoop):
+        return fs
+    registry: dict[Any, Any] = getattr(weakref.finalize, "_registry", {})  # the stdlib keeps no other index
+    for finalizer in [f for f in list(registry) if (held := f.peek()) is not None and held[0] is fs]:
+        detached = finalizer.detach()
+        if detached is not None:
+            _, func, args, kwargs = detached
+            weakref.finalize(fs, _on_loop, loop, functools.partial(func, *args, **kwargs))
+    return fs
+
+
+def _on_loop(loop: asyncio.AbstractEventLoop, finish: functools.partial[Any]) -> None:
+    try:
+        running: asyncio.AbstractEventLoop | None = asyncio.get_running_loop()
+    except RuntimeError:
+        running = None
+    if running is None or running is loop or not loop.is_running():
+        finish()  # where the filesystem's own code finds its loop (or, at exit, closes the sockets)
+    else:
+        loop.call_soon_threadsafe(finish)
 
 
 def protocol_of(fs: Any) -> str:

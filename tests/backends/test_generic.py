@@ -3,12 +3,14 @@ s3fs, memory and local filesystem instances, and `backend="fsspec"` on a native 
 
 from __future__ import annotations
 
+import asyncio
 from pathlib import Path
 from typing import Any
 
 import fsspec
 import pytest
 
+from fscas.backends.generic_info import close_fs
 from fscas.conformance.plugin import unique_bucket
 from fscas.conformance.suite import Target
 from fscas.conformance.testing import BackendSuite
@@ -104,11 +106,14 @@ def test_open_store_on_a_filesystem_the_user_made(kind: str, request: pytest.Fix
     (src / "a.txt").write_bytes(b"a" * 1000)
     (src / "sub" / "b.bin").write_bytes(bytes(range(256)) * 100)
     m = snapshot(src, hash_cache=False)
-    with fscas.open_store(fs, root=f"/{bucket}/store", existence_cache=False) as store:
-        assert "password" not in repr(store) and server.password not in store.url
-        key, _, summary = store.push(m, src, farm_id="f", queue_id="q")
-        assert summary.files == 2
-        store.download(store.get_manifest(key), tmp_path / "dst")
-    assert (tmp_path / "dst" / "sub" / "b.bin").read_bytes() == bytes(range(256)) * 100
-    assert fs.cat_file(f"/{bucket}/store/Data/{m.by_path()['a.txt'].hash}.xxh128") == b"a" * 1000
-    assert (server.root / bucket / "store" / key).is_file()  # on the server's disk, where it should be
+    try:
+        with fscas.open_store(fs, root=f"/{bucket}/store", existence_cache=False) as store:
+            assert "password" not in repr(store) and server.password not in store.url
+            key, _, summary = store.push(m, src, farm_id="f", queue_id="q")
+            assert summary.files == 2
+            store.download(store.get_manifest(key), tmp_path / "dst")
+        assert (tmp_path / "dst" / "sub" / "b.bin").read_bytes() == bytes(range(256)) * 100
+        assert fs.cat_file(f"/{bucket}/store/Data/{m.by_path()['a.txt'].hash}.xxh128") == b"a" * 1000
+        assert (server.root / bucket / "store" / key).is_file()  # on the server's disk, where it should be
+    finally:  # the user's filesystem is the user's to close (sshfs's own finalizer picks any running loop)
+        asyncio.run(close_fs(fs))
