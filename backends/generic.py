@@ -38,11 +38,11 @@ from fscas.backends.generic_info import (
     INTEGRITY,
     WEBDAV,
     close_fs,
-    finalize_on_own_loop,
     identity_of,
     info_checksums,
     info_etag,
     info_mtime,
+    made,
     protocol_of,
     typed_options,
     url_identity,
@@ -109,10 +109,7 @@ class FsspecBackend:
             storage["username"] = storage.pop("user")
 
         def make() -> Any:
-            fs = cls_(skip_instance_cache=True, **storage)
-            if type(fs).__module__.split(".")[0] == "s3fs":
-                fs.connect()  # s3fs opens its client, and registers the finalizer that closes it, on first use
-            return finalize_on_own_loop(fs)
+            return made(cls_(skip_instance_cache=True, **storage))
 
         pool = _POOL if protocol in _NOT_THREAD_SAFE else 1
         return cls(None, root, url=url_identity(location), make=make, pool=pool, protocol=protocol)

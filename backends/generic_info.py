@@ -21,7 +21,7 @@ from fscas.backends.url import Location
 from fscas.errors import redact
 
 __all__ = ["INTEGRITY", "WEBDAV", "close_fs", "finalize_on_own_loop", "identity_of", "info_checksums", "info_etag",
-           "info_mtime", "protocol_of", "typed_options", "url_identity", "webdav_options"]
+           "info_mtime", "made", "protocol_of", "typed_options", "url_identity", "webdav_options"]
 
 WEBDAV = {"webdav+https": "https", "webdav+http": "http", "davs": "https", "dav": "http", "webdav": "https"}
 
@@ -59,6 +59,13 @@ def finalize_on_own_loop(fs: Any) -> Any:
             _, func, args, kwargs = detached
             weakref.finalize(fs, _on_loop, loop, functools.partial(func, *args, **kwargs))
     return fs
+
+
+def made(fs: Any) -> Any:
+    """A filesystem fscas made, safe to let go of on any thread: its finalizers run on its own loop."""
+    if type(fs).__module__.split(".")[0] == "s3fs":
+        fs.connect()  # s3fs opens its client, and registers the finalizer that closes it, on first use
+    return finalize_on_own_loop(fs)
 
 
 def _on_loop(loop: asyncio.AbstractEventLoop, finish: functools.partial[Any]) -> None:

@@ -9,12 +9,10 @@ that need ground truth "not supported", with the reason.
 
 from __future__ import annotations
 
-import asyncio
 import os
 from typing import Any
 
 from fscas.backends import Backend, Raw, RawAccess
-from fscas.backends.generic_info import close_fs
 from fscas.errors import NotSupported
 
 __all__ = ["RawBucket"]
@@ -81,10 +79,8 @@ class RawBucket:
 
     def close(self) -> None:
         """Let go of the SDK clients (in a thread with no event loop running: gcsfs closes its session
-        from a finalizer); close the generic backend's plain filesystem if it was made for us."""
-        fs, self._fs = self._fs, None
-        if self.generic and fs is not None and fs is not getattr(self.backend, "_fs", None):
-            asyncio.run(close_fs(fs))
+        from a finalizer)."""
+        self._fs = None
         if self.kind == "s3":
             self._s3.close()
 
