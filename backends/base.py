@@ -16,7 +16,7 @@ from fscas.errors import ConfigError, DeadlinePassed, StoreError, UnsafePathErro
 
 __all__ = ["SEND_BY", "Backend", "Body", "Capabilities", "FileBody", "ObjectInfo", "Pages", "Raw", "RawAccess",
            "StreamingGet", "Swappable", "at", "check_key", "check_metadata", "check_send_by", "chunks_of", "read_part",
-           "retry_pause", "swap_is_honoured"]
+           "retry_pause", "swap_is_honoured", "together"]
 
 SEND_BY: contextvars.ContextVar[float | None] = contextvars.ContextVar("fscas_send_by", default=None)
 """A time on the running loop's clock (`loop.time()`) after which a request must not go out at all.
@@ -319,6 +319,20 @@ async def chunks_of(data: Body) -> AsyncIterator[bytes]:
 def at(url: str, key: str) -> str:
     """`url: key` for an error message, or the URL alone when the error is not about one key."""
     return f"{url}: {key}" if key else url
+
+
+async def together(*steps: Awaitable[object]) -> None:
+    """Run `steps` at once. On the first failure (or a cancel) the others are cancelled and waited
+    for, so that their own clean-up runs, before the error is raised: none finishes after its caller
+    has given up (an object whose sidecar failed must not land a moment after `put` raised)."""
+    tasks = [asyncio.ensure_future(step) for step in steps]
+    try:
+        await asyncio.gather(*tasks)
+    except BaseException:
+        for task in tasks:
+            task.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)
+        raise
 
 
 async def retry_pause(attempt: int) -> None:

@@ -32,7 +32,7 @@ import uuid
 from collections.abc import AsyncIterator, Callable, Mapping
 from typing import Any
 
-from fscas.backends.base import Body, Capabilities, ObjectInfo, check_key, check_metadata, check_send_by
+from fscas.backends.base import Body, Capabilities, ObjectInfo, check_key, check_metadata, check_send_by, together
 from fscas.backends.generic_errors import ftp_normalized, translated
 from fscas.backends.generic_info import (
     INTEGRITY,
@@ -254,9 +254,9 @@ class FsspecBackend:
             if self._native_metadata():
                 await self._write(path, body, {"Metadata": meta} if meta else {})
             elif self.protocol in _OBJECT_STORES:
-                await asyncio.gather(self._write(path, body, {}), self._put_sidecar(key, meta))
+                await together(self._write(path, body, {}), self._put_sidecar(key, meta))
             else:  # the object and its sidecar at once: one round trip more than the object alone
-                await asyncio.gather(self._write_then_rename(path, body), self._put_sidecar(key, meta))
+                await together(self._write_then_rename(path, body), self._put_sidecar(key, meta))
         return ObjectInfo(key=key, size=len(data) if isinstance(data, bytes) else size, metadata=meta)
 
     async def _write(self, path: str, data: Body, extra: dict[str, Any]) -> None:

@@ -117,3 +117,36 @@ def test_open_store_on_a_filesystem_the_user_made(kind: str, request: pytest.Fix
         assert (server.root / bucket / "store" / key).is_file()  # on the server's disk, where it should be
     finally:  # the user's filesystem is the user's to close (sshfs's own finalizer picks any running loop)
         asyncio.run(close_fs(fs))
+
+
+@pytest.mark.parametrize("kind", ["local", "sftp"])
+def test_a_put_whose_sidecar_fails_lands_nothing(kind: str, request: pytest.FixtureRequest, tmp_path: Path) -> None:
+    """The object and its metadata sidecar are written at once; when the sidecar fails, `put` raises
+    and the object's write is stopped, not left to land a moment later without its metadata while
+    the caller's loop goes on."""
+    from fscas.backends import open_backend
+    from fscas.errors import StoreError
+
+    if kind == "local":
+        folder = tmp_path / "store"
+        backend: Any = open_backend(fsspec.filesystem("file"), root=str(folder))
+    else:
+        server = request.getfixturevalue("sftp_server")
+        bucket = unique_bucket()
+        server.create_bucket(bucket)
+        folder = server.root / bucket / "store"
+        backend = open_backend(server.store_url(bucket, "store"), **server.options())
+    folder.mkdir(parents=True)
+    (folder / ".fscas-meta").write_text("a file where the sidecars' folder should be")
+
+    async def put_then_go_on() -> None:
+        try:
+            with pytest.raises(StoreError, match="Manifests/m"):
+                await backend.put("Manifests/m", b"x" * 20_000_000, metadata={"k": "v"})
+            for _ in range(30):  # the old code's orphaned write landed within 0.5 s
+                assert not (folder / "Manifests" / "m").exists(), "the object landed after put raised"
+                await asyncio.sleep(0.05)
+        finally:
+            await backend.aclose()
+
+    asyncio.run(put_then_go_on())
