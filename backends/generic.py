@@ -23,7 +23,6 @@ Quirks handled here and nowhere else:
 from __future__ import annotations
 
 import asyncio
-import concurrent.futures
 import contextlib
 import io
 import json
@@ -48,6 +47,7 @@ from fscas.backends.generic_info import (
     url_identity,
     webdav_options,
 )
+from fscas.backends.generic_pool import Pool
 from fscas.backends.url import Location
 from fscas.errors import ConfigError, NotSupported, ObjectExists, ObjectNotFound, StoreError
 
@@ -58,7 +58,6 @@ _TMP = ".fscas-tmp-"
 _OBJECT_STORES = {"s3", "s3a", "gs", "gcs", "abfs", "abfss", "az", "adl", "oci", "oss", "r2"}
 _NOT_THREAD_SAFE = {"ftp"}
 _POOL = 4  # connections of a non-thread-safe filesystem opened from a URL
-_THREADS = 16  # calls of a sync filesystem in flight (they wait on the network, not the CPU)
 _WEBDAV_UNSAFE = set("#?*;[%")  # webdav4 puts names into URLs unquoted and lists them through fsspec globs
 _EXTRAS = {"sftp": "sftp", "ssh": "sftp", "webdav": "webdav"}
 """The fscas extra that brings a protocol's filesystem."""
@@ -73,8 +72,7 @@ class FsspecBackend:
         self.root = root.rstrip("/")
         self.protocol = protocol or protocol_of(fs)
         self.url = url or identity_of(fs, self.root)
-        self._idle: asyncio.Queue[Any] | None = None  # connections of a non-thread-safe filesystem
-        self._threads: concurrent.futures.ThreadPoolExecutor | None = None  # for sync filesystems
+        self._sync: Pool | None = None  # threads (and connections) for calls of the sync API
         self._folders: dict[str, asyncio.Future[None]] = {}  # made (or being made): one mkdir per folder
         self.capabilities = Capabilities(create_only=False, integrity=INTEGRITY.get(self.protocol, frozenset()),
                                          root="bucket" if self.protocol in _OBJECT_STORES else "folder")
@@ -169,31 +167,16 @@ class FsspecBackend:
             if getattr(fs, "asynchronous", False):
                 return await fresh()
             return await asyncio.wrap_future(asyncio.run_coroutine_threadsafe(fresh(), fs.loop))
-        if self._threads is None:
-            self._threads = concurrent.futures.ThreadPoolExecutor(_THREADS, thread_name_prefix="fscas-fsspec")
-        loop = asyncio.get_running_loop()
-        async with self._connection() as conn:
+        async with (await self._pool()).lease() as lease:
             with ftp_normalized():
-                return await loop.run_in_executor(self._threads, _fresh_call, conn, name, args, kwargs)
+                return await lease.run(_fresh_call, lease.conn, name, args, kwargs)
 
-    @contextlib.asynccontextmanager
-    async def _connection(self) -> AsyncIterator[Any]:
-        """A connection of a non-thread-safe filesystem, held by one caller at a time (the pool); else the one."""
-        fs = await self._filesystem()
-        if self.protocol not in _NOT_THREAD_SAFE:
-            yield fs
-            return
-        if self._idle is None:
-            self._idle = asyncio.Queue()
-            self._idle.put_nowait(fs)
-            if self._make is not None:  # a filesystem passed in stays one connection
-                for _ in range(self._pool_size - 1):
-                    self._idle.put_nowait(await asyncio.to_thread(self._make))
-        conn = await self._idle.get()
-        try:
-            yield conn
-        finally:
-            self._idle.put_nowait(conn)
+    async def _pool(self) -> Pool:
+        """The threads for sync calls, and a non-thread-safe filesystem's connections (one caller each)."""
+        if self._sync is None:
+            fs = await self._filesystem()
+            self._sync = Pool(fs, self._make, size=self._pool_size, exclusive=self.protocol in _NOT_THREAD_SAFE)
+        return self._sync
 
     async def _makedirs(self, folder: str) -> None:
         """Make `folder` once; concurrent writers into it wait for the same request (on WebDAV a
@@ -286,13 +269,13 @@ class FsspecBackend:
             elif isinstance(data, bytes):
                 await self._call("pipe_file", tmp, data)
             else:
-                async with self._connection() as conn:  # the whole stream on one connection
-                    f = await asyncio.to_thread(conn.open, tmp, "wb")
+                async with (await self._pool()).lease() as lease:  # the whole stream on one connection
+                    f = await lease.run(lease.conn.open, tmp, "wb")
                     try:
                         async for chunk in data:
-                            await asyncio.to_thread(f.write, chunk)
+                            await lease.run(f.write, chunk)
                     finally:
-                        await asyncio.to_thread(f.close)
+                        await lease.run(f.close)
             await self._rename(tmp, path)
         except BaseException:
             with contextlib.suppress(Exception):
@@ -357,16 +340,14 @@ class FsspecBackend:
                 await self._call("rm_file", target)
 
     async def aclose(self) -> None:
-        conns = [self._fs] if self._idle is None else [self._idle.get_nowait() for _ in range(self._idle.qsize())]
-        threads, self._threads, self._idle = self._threads, None, None
+        pool, self._sync = self._sync, None
+        conns = [self._fs] if pool is None else pool.close()
         if self._make is not None:  # a filesystem passed in is the caller's to close
             self._fs = None
             for fs in conns:
                 if fs is not None:
                     with contextlib.suppress(Exception):
                         await close_fs(fs)
-        if threads is not None:
-            threads.shutdown(wait=False)
 
 
 def _fresh_call(fs: Any, name: str, args: tuple[Any, ...], kwargs: dict[str, Any]) -> Any:

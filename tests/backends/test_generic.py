@@ -150,3 +150,35 @@ def test_a_put_whose_sidecar_fails_lands_nothing(kind: str, request: pytest.Fixt
             await backend.aclose()
 
     asyncio.run(put_then_go_on())
+
+
+def test_a_cancelled_ftp_write_leaves_the_pool_sound(ftp_server: Any) -> None:
+    """A thread cannot be stopped: the FTP connection a cancelled put was writing on goes back to the
+    pool only once that thread is done, never to a second caller while the write still runs on it
+    (two threads on one control connection read each other's replies and break it for good)."""
+    import os
+
+    from fscas.backends import open_backend
+
+    bucket = unique_bucket()
+    ftp_server.create_bucket(bucket)
+    backend = open_backend(ftp_server.store_url(bucket, "store"), **ftp_server.options())
+    small = {f"k/{i}": os.urandom(1000 + i) for i in range(24)}
+
+    async def cancel_puts_then_read() -> list[str]:
+        wrong = []
+        try:
+            for k, v in small.items():
+                await backend.put(k, v)
+            for n in range(6):
+                big = asyncio.ensure_future(backend.put(f"big/{n}", os.urandom(20_000_000)))
+                await asyncio.sleep(0.02 + 0.01 * n)  # cancelled mid-write
+                big.cancel()
+                read = await asyncio.gather(*(backend.get(k) for k in small), return_exceptions=True)
+                wrong += [f"{k}: {r!r}"[:160] for (k, v), r in zip(small.items(), read, strict=True) if r != v]
+        finally:
+            await backend.aclose()
+        return wrong
+
+    wrong = asyncio.run(cancel_puts_then_read())
+    assert not wrong, f"{len(wrong)} reads failed after cancelled writes: {wrong[:3]}"
