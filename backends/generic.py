@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import io
 import json
 import urllib.parse
@@ -247,15 +248,15 @@ class FsspecBackend:
         if isinstance(data, bytes):
             await self._call("pipe_file", path, data, **extra)
             return
-        fs = await self._filesystem()
-        f = await asyncio.to_thread(fs.open, path, "wb", **extra)
-        try:
-            async for chunk in data:
-                await asyncio.to_thread(f.write, chunk)
-        except BaseException:
-            await asyncio.to_thread(f.discard)  # abort the multipart upload: nothing becomes visible
-            raise
-        await asyncio.to_thread(f.close)
+        async with (await self._pool()).lease() as lease:  # the file's calls one at a time, even after a cancel
+            f = await lease.run(functools.partial(lease.conn.open, path, "wb", **extra))
+            try:
+                async for chunk in data:
+                    await lease.run(f.write, chunk)
+            except BaseException:
+                await lease.run(_discard, f)  # abort the multipart upload: nothing becomes visible
+                raise
+            await lease.run(f.close)
 
     async def _write_then_rename(self, path: str, data: Body) -> None:
         """Write under a temp name beside `path`, rename into place once whole; remove it on any error."""
@@ -348,6 +349,11 @@ class FsspecBackend:
                 if fs is not None:
                     with contextlib.suppress(Exception):
                         await close_fs(fs)
+
+
+def _discard(f: Any) -> None:
+    f.discard()
+    f.closed = True  # else fsspec's __del__ closes the discarded file, and fails on its dropped buffer
 
 
 def _fresh_call(fs: Any, name: str, args: tuple[Any, ...], kwargs: dict[str, Any]) -> Any:

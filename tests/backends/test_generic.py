@@ -4,6 +4,7 @@ s3fs, memory and local filesystem instances, and `backend="fsspec"` on a native 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 from pathlib import Path
 from typing import Any
 
@@ -182,3 +183,42 @@ def test_a_cancelled_ftp_write_leaves_the_pool_sound(ftp_server: Any) -> None:
 
     wrong = asyncio.run(cancel_puts_then_read())
     assert not wrong, f"{len(wrong)} reads failed after cancelled writes: {wrong[:3]}"
+
+
+def test_a_cancelled_streamed_put_on_an_object_store_leaves_no_upload(seaweedfs: Any,
+                                                                      monkeypatch: pytest.MonkeyPatch) -> None:
+    """s3fs through the generic backend: a streamed put cancelled mid-write aborts its multipart upload
+    once the part in flight is done (not beside it), and the discarded file is not closed again later."""
+    import gc
+    import os
+    import sys
+
+    from fscas.backends import open_backend
+
+    bucket = unique_bucket()
+    seaweedfs.create_bucket(bucket)
+    backend = open_backend(seaweedfs.store_url(bucket, "p"), backend="fsspec", **seaweedfs.options())
+    unraisable: list[Any] = []
+    monkeypatch.setattr(sys, "unraisablehook", unraisable.append)
+
+    async def body() -> Any:
+        for _ in range(40):
+            yield os.urandom(2 << 20)
+            await asyncio.sleep(0)
+
+    async def cancel_puts() -> None:
+        try:
+            for n in range(8):
+                put = asyncio.ensure_future(backend.put(f"big/{n}", body()))
+                await asyncio.sleep(0.05 + 0.02 * n)  # mid-write: the body is 80 MiB
+                put.cancel()
+                with contextlib.suppress(BaseException):
+                    await put
+        finally:
+            await backend.aclose()
+
+    asyncio.run(cancel_puts())
+    gc.collect()
+    client = seaweedfs._client()
+    assert client.list_multipart_uploads(Bucket=bucket).get("Uploads", []) == []
+    assert not unraisable, [f"{u.exc_type.__name__}: {u.exc_value} in {u.object}" for u in unraisable[:3]]
