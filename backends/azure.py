@@ -51,6 +51,7 @@ from fscas.backends.base import (
     check_send_by,
     chunks_of,
     read_part,
+    stop_all,
 )
 from fscas.backends.http11 import Streamed
 from fscas.backends.url import Location, build_options
@@ -292,9 +293,7 @@ class AzureBackend:
                 part = await read_part(chunks, self.options.part_size)
             await asyncio.gather(*tasks)
         except BaseException:
-            for t in tasks:
-                t.cancel()
-            await asyncio.gather(*tasks, return_exceptions=True)
+            await stop_all(tasks)
             raise  # staged blocks are never committed; the server drops them
         if ours:  # Put Block List: the blocks in order, the metadata and condition on the commit
             listed = "".join(f"<Latest>{b}</Latest>" for b in blocks)

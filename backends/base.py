@@ -6,9 +6,9 @@ import asyncio
 import contextvars
 import random
 import re
-from collections.abc import AsyncIterable, AsyncIterator, Awaitable, Callable, Mapping
+from collections.abc import AsyncIterable, AsyncIterator, Awaitable, Callable, Iterable, Mapping
 from contextlib import AbstractAsyncContextManager
-from typing import Literal, Protocol, runtime_checkable
+from typing import Any, Literal, Protocol, runtime_checkable
 
 import attrs
 
@@ -16,7 +16,7 @@ from fscas.errors import ConfigError, DeadlinePassed, StoreError, UnsafePathErro
 
 __all__ = ["SEND_BY", "Backend", "Body", "Capabilities", "FileBody", "ObjectInfo", "Pages", "Raw", "RawAccess",
            "StreamingGet", "Swappable", "at", "check_key", "check_metadata", "check_send_by", "chunks_of", "read_part",
-           "retry_pause", "swap_is_honoured", "together"]
+           "retry_pause", "stop_all", "swap_is_honoured", "together"]
 
 SEND_BY: contextvars.ContextVar[float | None] = contextvars.ContextVar("fscas_send_by", default=None)
 """A time on the running loop's clock (`loop.time()`) after which a request must not go out at all.
@@ -329,10 +329,16 @@ async def together(*steps: Awaitable[object]) -> None:
     try:
         await asyncio.gather(*tasks)
     except BaseException:
-        for task in tasks:
-            task.cancel()
-        await asyncio.gather(*tasks, return_exceptions=True)
+        await stop_all(tasks)
         raise
+
+
+async def stop_all(tasks: Iterable[asyncio.Future[Any]]) -> None:
+    """Cancel `tasks` and wait until each has ended, its own clean-up run (their errors are dropped)."""
+    tasks = list(tasks)
+    for task in tasks:
+        task.cancel()
+    await asyncio.gather(*tasks, return_exceptions=True)
 
 
 async def retry_pause(attempt: int) -> None:

@@ -29,6 +29,7 @@ from fscas.backends.base import (
     check_send_by,
     chunks_of,
     read_part,
+    stop_all,
     swap_is_honoured,
 )
 from fscas.backends.http11 import Streamed
@@ -305,9 +306,7 @@ class S3Backend:
             r = await self._call("complete_multipart_upload", key, MultipartUpload={"Parts": parts},
                                  **upload, **cond)
         except BaseException:
-            for t in tasks:
-                t.cancel()
-            await asyncio.gather(*tasks, return_exceptions=True)
+            await stop_all(tasks)
             with contextlib.suppress(StoreError):
                 await self._call("abort_multipart_upload", key, **upload)
             raise

@@ -51,7 +51,7 @@ import attrs
 
 from fscas import keys
 from fscas.backends import Backend
-from fscas.backends.base import SEND_BY, Swappable
+from fscas.backends.base import SEND_BY, Swappable, stop_all
 from fscas.errors import (
     BucketNotFound,
     ConfigError,
@@ -380,9 +380,7 @@ class GcLease:
             raise self._lost(f"deleting {len(data_keys)} objects took longer than {window(self.lease):g} s, all "
                              "its hold on the store epoch covers (a slow or stalled request)") from None
         finally:
-            for task in tasks:  # after any failure, nothing more goes out
-                task.cancel()
-            await asyncio.gather(*tasks, return_exceptions=True)
+            await stop_all(tasks)  # after any failure, nothing more goes out
 
     async def __aexit__(self, t: type[BaseException] | None, e: BaseException | None,
                         tb: TracebackType | None) -> None:
